@@ -1,0 +1,1 @@
+"""The `swiftbolt` command line, thin over defs/, storage/ and ingest/."""

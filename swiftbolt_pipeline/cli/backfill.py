@@ -1,0 +1,140 @@
+"""`swiftbolt backfill`: materialize partitions through Dagster, in process, with progress."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import date
+
+import click
+import dagster as dg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from swiftbolt_pipeline.cli.runtime import (
+    Runtime,
+    ensure_polygon,
+    open_runtime,
+    prepare_dagster_home,
+)
+from swiftbolt_pipeline.config import parse_day
+from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import (
+    InvalidInput,
+    Timeframe,
+    normalize_tickers,
+    parse_timeframes,
+)
+from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.storage import bars as bar_store
+from swiftbolt_pipeline.storage import ledger, watchlist
+
+ASSET_FOR = {
+    Timeframe.M15: "m15_bars",
+    Timeframe.H1: "h1_bars",
+    Timeframe.H4: "h4_bars",
+    Timeframe.D1: "d1_bars",
+}
+
+
+@click.command()
+@click.option("--symbols", required=True, help="Comma-separated tickers, e.g. AAPL,MSFT.")
+@click.option("--start", "start_raw", required=True, help="First session, YYYY-MM-DD.")
+@click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
+@click.option("--timeframes", default="m15", show_default=True, help="m15,h1,h4,d1")
+@click.option("--provider", default=None, help="Force one history provider (polygon).")
+def backfill(
+    symbols: str, start_raw: str, end_raw: str, timeframes: str, provider: str | None
+) -> None:
+    """Backfill SYMBOLS from START to END through Dagster, one run per symbol."""
+    tickers = normalize_tickers(symbols)
+    start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
+    wanted = parse_timeframes(timeframes)
+    if provider not in (None, "polygon"):
+        raise InvalidInput("INVALID_PROVIDER", f"unknown history provider {provider!r}")
+    runtime = open_runtime()
+    runtime.settings.check_range(start, end)
+    days = calendar.sessions_between(start, end)
+    if not days:
+        raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
+    source = ensure_polygon(runtime)
+    prepare_dagster_home(runtime)
+    defs = build_definitions(runtime.settings)
+    selection = [ASSET_FOR[tf] for tf in wanted]
+    console = Console(stderr=True)
+    console.print(
+        f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
+        f"{', '.join(tf.value for tf in wanted)} from {source}"
+    )
+    with dg.DagsterInstance.get() as instance:
+        register_symbols(instance, tickers)
+        started = time.monotonic()
+        outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console)
+        elapsed = time.monotonic() - started
+    _print_summary(runtime, outcomes, elapsed, console)
+    if not all(o.success for o in outcomes):
+        raise SystemExit(1)
+
+
+def _run_all(
+    runtime: Runtime,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    tickers: list[str],
+    days: list[date],
+    selection: list[str],
+    console: Console,
+) -> list[RunOutcome]:
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    resources = dict(defs.resources or {})
+    outcomes: list[RunOutcome] = []
+    with runtime.connect() as conn:
+        ids = watchlist.ensure(conn, tickers)
+        conn.commit()
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("sessions"),
+            TimeElapsedColumn(),
+        )
+        with (
+            Progress(*columns, console=console) as progress,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            for ticker in tickers:
+                task = progress.add_task(ticker, total=len(days))
+                future = pool.submit(
+                    materialize_range,
+                    instance, assets, resources, symbol=ticker, days=days, selection=selection,
+                )  # fmt: skip
+                while not wait([future], timeout=0.5).done:
+                    done = bar_store.sessions_with_bars(
+                        conn, ids[ticker], Timeframe.M15, days[0], days[-1]
+                    )
+                    conn.commit()
+                    progress.update(task, completed=len(done))
+                outcome = future.result()
+                if outcome.success:
+                    progress.update(task, completed=len(days))
+                outcomes.append(outcome)
+    return outcomes
+
+
+def _print_summary(
+    runtime: Runtime, outcomes: list[RunOutcome], elapsed: float, console: Console
+) -> None:
+    with runtime.connect() as conn:
+        cost = ledger.run_cost(conn, [o.run_id for o in outcomes])
+    failed = [o for o in outcomes if not o.success]
+    partitions = sum(o.partitions for o in outcomes)
+    console.print(
+        f"Done in {elapsed:.1f}s: {len(outcomes)} run(s), {partitions} partition(s), "
+        f"{cost.rows_written} m15 bars written, {cost.actual_cost} request(s) "
+        f"({cost.expected_cost} planned)."
+    )
+    for outcome in failed:
+        console.print(f"[red]FAILED[/red] {outcome.symbol} (run {outcome.run_id}): {outcome.error}")
+    if failed:
+        click.echo(f"{len(failed)} of {len(outcomes)} run(s) failed", err=True)

@@ -1,0 +1,180 @@
+"""Entry point: `swiftbolt <command>`. Known failures print one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import psycopg
+
+from swiftbolt_pipeline.cli.backfill import backfill
+from swiftbolt_pipeline.cli.runtime import fail, open_runtime
+from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
+from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.storage import ratelimit, watchlist
+from swiftbolt_pipeline.storage.database import DatabaseUnavailable
+from swiftbolt_pipeline.storage.migrate import migrate
+
+
+class SwiftboltGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except InvalidInput as exc:
+            fail(exc.code, exc.message)
+        except DatabaseUnavailable as exc:
+            fail("DATABASE_UNAVAILABLE", str(exc))
+        except ProviderError as exc:
+            fail(exc.code, exc.message)
+        except psycopg.OperationalError as exc:
+            fail("DATABASE_UNAVAILABLE", f"lost the database connection: {exc}".strip())
+        return None
+
+
+@click.group(cls=SwiftboltGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log what is being fetched.")
+def cli(verbose: bool) -> None:
+    """SwiftBolt: a gap-free archive of US-equity intraday bars, orchestrated by Dagster."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade the schema (idempotent)."""
+    runtime = open_runtime(migrate_schema=False)
+    with runtime.connect() as conn:
+        applied = migrate(conn)
+    click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@cli.group()
+def watch() -> None:
+    """Manage the watchlist."""
+
+
+@watch.command("add")
+@click.argument("tickers", nargs=-1, required=True)
+@click.option("--window-days", default=730, show_default=True, type=click.IntRange(min=1))
+@click.option("--priority", default=0, show_default=True, type=int)
+def watch_add(tickers: tuple[str, ...], window_days: int, priority: int) -> None:
+    """Add TICKERS (or re-activate them)."""
+    symbols = normalize_tickers(list(tickers))
+    with open_runtime().connect() as conn:
+        added = watchlist.add(conn, symbols, window_days=window_days, priority=priority)
+    for row in added:
+        click.echo(
+            f"watching {row.ticker} (window {row.window_days} days, priority {row.priority})"
+        )
+
+
+@watch.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include removed symbols.")
+def watch_list(show_all: bool) -> None:
+    """List watched symbols."""
+    with open_runtime().connect() as conn:
+        rows = watchlist.list_symbols(conn, active_only=not show_all)
+    if not rows:
+        click.echo("the watchlist is empty; add symbols with `swiftbolt watch add AAPL`")
+        return
+    click.echo(f"{'ticker':<8} {'active':<6} {'window':>6} {'priority':>8}  added")
+    for row in rows:
+        click.echo(
+            f"{row.ticker:<8} {'yes' if row.is_active else 'no':<6} {row.window_days:>6} "
+            f"{row.priority:>8}  {row.added_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@watch.command("remove")
+@click.argument("tickers", nargs=-1, required=True)
+def watch_remove(tickers: tuple[str, ...]) -> None:
+    """Stop watching TICKERS (their bars stay in the archive)."""
+    symbols = normalize_tickers(list(tickers))
+    with open_runtime().connect() as conn:
+        removed = watchlist.remove(conn, symbols)
+    for ticker in symbols:
+        click.echo(f"removed {ticker}" if ticker in removed else f"{ticker} was not being watched")
+
+
+class _StatusByDefaultGroup(click.Group):
+    """`tokens [provider]` shows status; `tokens set ...` is a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["status", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_StatusByDefaultGroup)
+def tokens() -> None:
+    """Token-bucket status (`tokens [PROVIDER]`) and limits (`tokens set`)."""
+
+
+@tokens.command("status", hidden=True)
+@click.argument("provider", required=False)
+def tokens_status(provider: str | None) -> None:
+    with open_runtime().connect() as conn:
+        try:
+            rows = ratelimit.token_status(conn, provider)
+        except LookupError as exc:
+            raise InvalidInput("UNKNOWN_PROVIDER", str(exc)) from None
+    click.echo(
+        f"{'provider':<10} {'available':>9} {'capacity':>8} {'refill/min':>10} {'full in':>8}"
+    )
+    for s in rows:
+        click.echo(
+            f"{s.provider:<10} {s.available_tokens:>9.2f} {s.capacity:>8} "
+            f"{s.refill_rate:>10g} {s.seconds_until_full:>7.1f}s"
+        )
+
+
+@tokens.command("set")
+@click.argument("provider")
+@click.option("--capacity", required=True, type=click.IntRange(min=1))
+@click.option("--refill-per-min", required=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--window-s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Rolling window the capacity applies to (default 61 s).")  # fmt: skip
+def tokens_set(provider: str, capacity: int, refill_per_min: float, window_s: float | None) -> None:
+    """Set PROVIDER's bucket capacity and refill rate."""
+    with open_runtime().connect() as conn:
+        try:
+            ratelimit.set_limits(
+                conn, provider, capacity=capacity, refill_per_min=refill_per_min, window_s=window_s
+            )
+        except LookupError as exc:
+            raise InvalidInput("UNKNOWN_PROVIDER", str(exc)) from None
+    click.echo(f"{provider}: capacity {capacity}, refill {refill_per_min:g}/min")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8089, show_default=True, type=int)
+@click.option("--rate-limit", type=int, default=None, help="Requests allowed per window.")
+@click.option("--rate-window", type=float, default=60.0, show_default=True)
+@click.option("--api-key", default=None, help="Only accept this key (default: any).")
+def emulator(
+    host: str, port: int, rate_limit: int | None, rate_window: float, api_key: str | None
+) -> None:
+    """Local Polygon- and Tradier-compatible server (recorded and generated bars)."""
+    from swiftbolt_pipeline.emulator.app import EmulatorSettings
+    from swiftbolt_pipeline.emulator.server import run
+
+    settings = EmulatorSettings.from_env()
+    settings.rate_limit = rate_limit if rate_limit is not None else settings.rate_limit
+    settings.rate_window_s = rate_window
+    settings.api_key = api_key or settings.api_key
+    click.echo(f"emulator listening on http://{host}:{port}", err=True)
+    run(host=host, port=port, settings=settings)
+
+
+cli.add_command(backfill)

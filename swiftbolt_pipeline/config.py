@@ -1,0 +1,101 @@
+"""Configuration from the environment (design §7). Read once per call, never cached globally,
+so tests and long-running processes see what the environment says now."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import InvalidInput
+
+DEFAULT_POLYGON_BASE_URL = "https://api.polygon.io"
+DEFAULT_TRADIER_BASE_URL = "https://api.tradier.com"
+# Sent to the built-in emulator when no real key is configured.
+EMULATOR_API_KEY = "emulator"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def parse_now(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput("INVALID_CONFIG", f"SWIFTBOLT_NOW={raw!r} is not ISO-8601") from None
+    if value.tzinfo is None:
+        raise InvalidInput("INVALID_CONFIG", "SWIFTBOLT_NOW needs a UTC offset, e.g. +00:00")
+    return value.astimezone(UTC)
+
+
+def parse_day(raw: str, what: str) -> date:
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidInput("INVALID_RANGE", f"{what} {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    fixed_now: datetime | None
+    history_start_override: date | None
+    polygon_api_key: str | None
+    polygon_base_url: str
+    tradier_token: str | None
+    tradier_base_url: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        now_raw = _env("SWIFTBOLT_NOW")
+        start_raw = _env("SWIFTBOLT_HISTORY_START")
+        return cls(
+            home=Path(_env("SWIFTBOLT_HOME") or ".swiftbolt").resolve(),
+            database_url=_env("DATABASE_URL"),
+            fixed_now=parse_now(now_raw) if now_raw else None,
+            history_start_override=(
+                parse_day(start_raw, "SWIFTBOLT_HISTORY_START") if start_raw else None
+            ),
+            polygon_api_key=_env("POLYGON_API_KEY"),
+            polygon_base_url=(_env("POLYGON_BASE_URL") or DEFAULT_POLYGON_BASE_URL).rstrip("/"),
+            tradier_token=_env("TRADIER_TOKEN"),
+            tradier_base_url=(_env("TRADIER_BASE_URL") or DEFAULT_TRADIER_BASE_URL).rstrip("/"),
+        )
+
+    def now(self) -> datetime:
+        return self.fixed_now or datetime.now(UTC)
+
+    @property
+    def today(self) -> date:
+        """Today on the exchange's wall clock."""
+        return calendar.exchange_date(self.now())
+
+    @property
+    def history_start(self) -> date:
+        if self.history_start_override:
+            return self.history_start_override
+        today = self.today
+        try:
+            return today.replace(year=today.year - 2)
+        except ValueError:  # 29 February
+            return today.replace(year=today.year - 2, day=28)
+
+    def check_range(self, start: date, end: date) -> None:
+        """Refuse ranges that are reversed, before the history window or after today."""
+        if end < start:
+            raise InvalidInput("INVALID_RANGE", f"end {end} is before start {start}")
+        if start < self.history_start:
+            raise InvalidInput(
+                "INVALID_RANGE",
+                f"start {start} is before the history window, which begins {self.history_start}"
+                " (SWIFTBOLT_HISTORY_START)",
+            )
+        if end > self.today:
+            raise InvalidInput(
+                "INVALID_RANGE", f"end {end} is in the future (today is {self.today})"
+            )

@@ -1,0 +1,82 @@
+"""Shared vocabulary: timeframes, tickers and the columnar shape of a batch of bars."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+import polars as pl
+
+
+class Timeframe(StrEnum):
+    M15 = "m15"
+    H1 = "h1"
+    H4 = "h4"
+    D1 = "d1"
+
+
+DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4, Timeframe.D1)
+
+
+class Provider(StrEnum):
+    POLYGON = "polygon"
+    TRADIER = "tradier"
+    ALPACA = "alpaca"
+
+
+# Bars travel between modules as polars frames with exactly these columns and types.
+BAR_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Datetime("us", "UTC"),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "vwap": pl.Float64(),
+    "trade_count": pl.Int64(),
+}
+
+_TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.-][A-Z0-9]{1,2})?$")
+
+
+class InvalidInput(ValueError):
+    """User input that fails validation; `code` is one of the contract's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def normalize_ticker(raw: str) -> str:
+    """Upper-case and validate a ticker such as `aapl` or `BRK.B`."""
+    ticker = raw.strip().upper()
+    if not _TICKER.match(ticker):
+        raise InvalidInput("INVALID_SYMBOL", f"{raw!r} is not a valid ticker symbol")
+    return ticker
+
+
+def normalize_tickers(raw: str | list[str]) -> list[str]:
+    """Split on commas, normalize, drop duplicates while keeping order."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    tickers = [normalize_ticker(item) for item in items if item.strip()]
+    if not tickers:
+        raise InvalidInput("INVALID_SYMBOL", "no ticker symbols given")
+    return list(dict.fromkeys(tickers))
+
+
+def parse_timeframes(raw: str) -> list[Timeframe]:
+    result: list[Timeframe] = []
+    for item in raw.split(","):
+        try:
+            result.append(Timeframe(item.strip().lower()))
+        except ValueError:
+            valid = ", ".join(t.value for t in Timeframe)
+            raise InvalidInput(
+                "INVALID_TIMEFRAME", f"unknown timeframe {item.strip()!r} (valid: {valid})"
+            ) from None
+    return list(dict.fromkeys(result))
+
+
+def empty_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema=BAR_SCHEMA)

@@ -1,0 +1,107 @@
+"""Request planning: coalesce missing sessions into few provider requests (design §4).
+
+Polygon's `limit` counts base minute aggregates (at most 50,000) including extended hours, so
+one request can cover about 52 full sessions. Planning per contiguous run of sessions keeps the
+request count near ceil(minutes / 50,000) instead of one request per day.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from swiftbolt_pipeline.core.calendar import session, sessions_between
+
+POLYGON_BASE_MINUTE_LIMIT = 50_000
+
+
+def _sessions_sorted(days: Iterable[date]) -> list[date]:
+    """Distinct dates in order; refuses a date with no session (never a partition key)."""
+    ordered = sorted(set(days))
+    if ordered:
+        known = set(sessions_between(ordered[0], ordered[-1]))
+        strays = [d.isoformat() for d in ordered if d not in known]
+        if strays:
+            raise ValueError(f"not NYSE trading sessions: {', '.join(strays[:5])}")
+    return ordered
+
+
+def contiguous_runs(days: Iterable[date]) -> list[list[date]]:
+    """Group session dates into runs with no session missing between neighbours.
+
+    Weekends and holidays between two sessions do not break a run (there is nothing to fetch
+    there); a session left out does. Input order and duplicates do not matter.
+    """
+    ordered = _sessions_sorted(days)
+    if not ordered:
+        return []
+    position = {d: i for i, d in enumerate(sessions_between(ordered[0], ordered[-1]))}
+    runs: list[list[date]] = [[ordered[0]]]
+    for previous, day in itertools.pairwise(ordered):
+        if position[day] == position[previous] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+@dataclass(frozen=True)
+class RequestWindow:
+    """One provider request: sessions `first`..`last` of one contiguous run.
+
+    `max_base_minutes` is this window's worst case, the sum of its sessions' extended-hours
+    minutes (every minute traded), which the planner keeps within the provider's limit.
+    """
+
+    first: date
+    last: date
+    sessions: tuple[date, ...]
+    max_base_minutes: int
+
+
+def plan_requests(
+    days: Iterable[date], max_base_minutes: int = POLYGON_BASE_MINUTE_LIMIT
+) -> list[RequestWindow]:
+    """Pack each contiguous run greedily into windows of at most `max_base_minutes`.
+
+    Greedy in date order is optimal here: within a run, any packing needs at least as many
+    windows as filling each one as far as it goes. Raises ValueError when a single session
+    does not fit the budget.
+    """
+    windows: list[RequestWindow] = []
+    for run in contiguous_runs(days):
+        batch: list[date] = []
+        minutes = 0
+        for day in run:
+            cost = session(day).extended_minutes
+            if cost > max_base_minutes:
+                raise ValueError(
+                    f"{day.isoformat()} needs {cost} base minutes, over the budget of "
+                    f"{max_base_minutes}"
+                )
+            if batch and minutes + cost > max_base_minutes:
+                windows.append(RequestWindow(batch[0], batch[-1], tuple(batch), minutes))
+                batch, minutes = [], 0
+            batch.append(day)
+            minutes += cost
+        windows.append(RequestWindow(batch[0], batch[-1], tuple(batch), minutes))
+    return windows
+
+
+def expected_requests(
+    days: Iterable[date], max_base_minutes: int = POLYGON_BASE_MINUTE_LIMIT
+) -> int:
+    """The number of requests `plan_requests` makes, before pages a server may force."""
+    return len(plan_requests(days, max_base_minutes))
+
+
+def base_minute_floor(days: Iterable[date]) -> int:
+    """ceil(worst-case base minutes / 50,000): the least requests any plan could make.
+
+    Benchmarks compare the planned and the actual request count against this floor.
+    """
+    total = sum(session(day).extended_minutes for day in _sessions_sorted(days))
+    return math.ceil(total / POLYGON_BASE_MINUTE_LIMIT)

@@ -1,0 +1,33 @@
+"""Assemble Definitions from settings read at load time (history start, SWIFTBOLT_NOW)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
+from swiftbolt_pipeline.defs.partitions import bar_partitions
+from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+
+
+def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    partitions = bar_partitions(settings)
+    return [build_m15_asset(partitions)]
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Secrets stay EnvVar references, so Dagster never shows or stores their values."""
+    warehouse = WarehouseResource(database_url=dg.EnvVar("DATABASE_URL"))
+    return {
+        "warehouse": warehouse,
+        "polygon": PolygonResource(
+            api_key=dg.EnvVar("POLYGON_API_KEY"),
+            base_url=settings.polygon_base_url,
+            warehouse=warehouse,
+        ),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))

@@ -1,0 +1,62 @@
+"""Materialize bar partitions in process: one single-run backfill per symbol and range."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+
+from swiftbolt_pipeline.defs.partitions import SYMBOLS, partition_key
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    symbol: str
+    run_id: str
+    success: bool
+    partitions: int
+    error: str | None
+
+
+def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
+    """Make symbols dynamic partitions (idempotent)."""
+    assert SYMBOLS.name is not None
+    known = set(instance.get_dynamic_partitions(SYMBOLS.name))
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        instance.add_dynamic_partitions(SYMBOLS.name, missing)
+
+
+def materialize_range(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, object],
+    *,
+    symbol: str,
+    days: Sequence[date],
+    selection: Sequence[str],
+) -> RunOutcome:
+    """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
+    result = dg.materialize(
+        list(assets),
+        instance=instance,
+        resources=resources,
+        selection=list(selection),
+        raise_on_error=False,
+        tags={
+            "dagster/asset_partition_range_start": partition_key(symbol, days[0]),
+            "dagster/asset_partition_range_end": partition_key(symbol, days[-1]),
+            "swiftbolt/symbol": symbol,
+        },
+    )
+    error = None
+    if not result.success:
+        failures = [
+            event.step_failure_data.error.message.strip()
+            for event in result.all_events
+            if event.is_step_failure and event.step_failure_data.error
+        ]
+        error = failures[0] if failures else "run failed"
+    return RunOutcome(symbol, result.run_id, result.success, len(days), error)

@@ -1,0 +1,44 @@
+"""Resources: the warehouse (PostgreSQL) and the Polygon client that owns the rate limiter."""
+
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import psycopg
+
+from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline.providers.polygon import PolygonClient
+from swiftbolt_pipeline.storage import database
+from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The project's PostgreSQL: bars, watchlist, rate buckets, ledger."""
+
+    database_url: str
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with database.connect(self.database_url) as conn:
+            yield conn
+
+
+class PolygonResource(dg.ConfigurableResource):
+    """Polygon aggregates client; every request (page, retry) takes a token from the shared
+    PostgreSQL bucket, so all runs and processes share one 5 requests/minute budget."""
+
+    api_key: str
+    base_url: str = "https://api.polygon.io"
+    warehouse: WarehouseResource
+
+    @contextmanager
+    def client(self) -> Iterator[PolygonClient]:
+        clock = SystemClock()
+        limiter = PostgresTokenLimiter(self.warehouse.database_url, "polygon", clock)
+        client = PolygonClient(self.base_url, self.api_key, limiter, clock)
+        try:
+            yield client
+        finally:
+            client.close()
+            limiter.close()

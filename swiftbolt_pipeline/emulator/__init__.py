@@ -1,0 +1,6 @@
+"""Local server compatible with Polygon aggregates and Tradier time & sales (no Dagster)."""
+
+from .app import EmulatorSettings, create_app
+from .server import run, running_emulator
+
+__all__ = ["EmulatorSettings", "create_app", "run", "running_emulator"]

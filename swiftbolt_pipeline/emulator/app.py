@@ -1,0 +1,236 @@
+"""The emulator's Starlette application: provider routes, auth, rate limit, faults, admin API.
+
+Admin API (no auth), under ``/_emulator/``:
+
+* ``POST /_emulator/faults`` — queue a fault (object or list): ``{"route": "polygon"|"tradier"|"*",
+  "kind": "status"|"malformed"|"delay"|"disconnect", "count": 1, "status": 503, "seconds": 1}``.
+  ``status``: respond with that status; ``malformed``: 200 with the real body truncated to half
+  (invalid JSON); ``delay``: sleep ``seconds`` then answer normally; ``disconnect``: close the TCP
+  connection without sending any response (via uvicorn's transport; clients see "server
+  disconnected"). Faults apply after auth and rate limiting, and faulted requests count toward
+  the rate window. ``GET`` lists pending faults, ``DELETE`` clears them.
+* ``GET /_emulator/stats`` — ``{"requests", "rejected_429", "by_status", "faults_pending",
+  "config", "log"}`` (log: last 200 provider requests, ``apiKey`` redacted).
+* ``POST /_emulator/reset`` — clear counters, faults and rate windows.
+* ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
+  ``page_size``.
+* ``GET /_emulator/health`` — ``{"status": "ok"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import polygon, sessions, tradier
+from .data import BarStore
+from .state import EmulatorState, Fault, RuntimeConfig
+
+API_KEY_ENV = "SWIFTBOLT_EMULATOR_API_KEY"
+TRADIER_TOKEN_ENV = "SWIFTBOLT_EMULATOR_TRADIER_TOKEN"
+_RAW_RECEIVE = "swiftbolt.emulator.raw_receive"
+
+
+@dataclass
+class EmulatorSettings:
+    """Emulator configuration.
+
+    ``api_key``: expected Polygon key (None: any non-empty key is accepted).
+    ``tradier_token``: expected Tradier bearer token (None: falls back to ``api_key``).
+    ``rate_limit``/``rate_window_s``: N accepted requests per rolling W seconds, per provider
+    route over all clients (None: unlimited). ``retry_after``: send ``Retry-After`` on 429.
+    ``page_size``: server-forced maximum of aggregated bars per Polygon page.
+    ``shared_data``: folder holding the shared CSV (None: ``SWIFTBOLT_SHARED_DATA`` or default).
+    """
+
+    api_key: str | None = None
+    rate_limit: int | None = None
+    rate_window_s: float = 60
+    retry_after: bool = False
+    page_size: int | None = None
+    shared_data: Path | None = None
+    tradier_token: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> EmulatorSettings:
+        """Settings from ``SWIFTBOLT_EMULATOR_API_KEY`` / ``SWIFTBOLT_EMULATOR_TRADIER_TOKEN``,
+        then explicit overrides (None overrides are ignored)."""
+        base = cls(
+            api_key=os.environ.get(API_KEY_ENV) or None,
+            tradier_token=os.environ.get(TRADIER_TOKEN_ENV) or None,
+        )
+        values = asdict(base) | {k: v for k, v in overrides.items() if v is not None}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Provider:
+    name: str
+    expected_key: str | None
+    authenticate: Callable[[Request, str | None], Response | None]
+    rate_limited: Callable[[dict[str, str]], Response]
+    fault_response: Callable[[int], Response]
+    serve: Callable[[Request, BarStore, RuntimeConfig], Response]
+
+
+class _DisconnectResponse(Response):
+    """Closes the client connection without sending anything."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get(_RAW_RECEIVE, receive)
+        transport = getattr(getattr(raw, "__self__", None), "transport", None)
+        if transport is None:  # not uvicorn: send a truncated response instead
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"1000"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"sta', "more_body": True})
+            return
+        transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                while (await raw())["type"] != "http.disconnect":
+                    pass
+
+
+class _KeepRawReceive:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[_RAW_RECEIVE] = receive
+        await self.app(scope, receive, send)
+
+
+def _redacted_query(request: Request) -> str:
+    pairs = [
+        (k, "REDACTED" if k.lower() == "apikey" else v)
+        for k, v in parse_qsl(request.url.query, keep_blank_values=True)
+    ]
+    return urlencode(pairs)
+
+
+def _truncate(response: Response) -> Response:
+    body = bytes(response.body)
+    return Response(body[: max(1, len(body) // 2)], 200, media_type="application/json")
+
+
+def create_app(settings: EmulatorSettings | None = None) -> Starlette:
+    """Build the emulator app; ``app.state.emulator`` is the live :class:`EmulatorState`."""
+    settings = settings or EmulatorSettings()
+    sessions.calendar_bounds()  # load the XNYS calendar now, not inside the first request
+    store = BarStore(settings.shared_data)
+    state = EmulatorState(
+        RuntimeConfig(
+            settings.rate_limit,
+            float(settings.rate_window_s),
+            settings.retry_after,
+            settings.page_size,
+        )
+    )
+    providers = {
+        "polygon": _Provider("polygon", settings.api_key, polygon.authenticate,
+                             polygon.rate_limited, polygon.fault_response, polygon.serve),
+        "tradier": _Provider("tradier", settings.tradier_token or settings.api_key,
+                             tradier.authenticate, tradier.rate_limited,
+                             tradier.fault_response, tradier.serve),
+    }  # fmt: skip
+
+    async def guarded(request: Request, p: _Provider) -> Response:
+        state.requests[p.name] += 1
+        fault: Fault | None = None
+        response = p.authenticate(request, p.expected_key)
+        if response is None and (wait := state.rate_check(p.name)):
+            response = p.rate_limited(state.retry_after_header(wait))
+        if response is None:
+            fault = state.take_fault(p.name)
+            if fault is not None and fault.kind == "delay":
+                await asyncio.sleep(fault.seconds)
+            if fault is not None and fault.kind == "status":
+                response = p.fault_response(fault.status)
+            elif fault is not None and fault.kind == "disconnect":
+                response = _DisconnectResponse()
+            else:
+                response = p.serve(request, store, state.config)
+                if fault is not None and fault.kind == "malformed":
+                    response = _truncate(response)
+        kind = fault.kind if fault else None
+        state.record(p.name, request.url.path, _redacted_query(request), response.status_code, kind)
+        return response
+
+    async def polygon_aggs(request: Request) -> Response:
+        return await guarded(request, providers["polygon"])
+
+    async def tradier_timesales(request: Request) -> Response:
+        return await guarded(request, providers["tradier"])
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.faults.clear()
+        elif request.method == "POST":
+            try:
+                data = await request.json()
+                items = data if isinstance(data, list) else [data]
+                state.faults.extend(Fault.parse(item) for item in items)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(state.stats())
+
+    async def reset(_: Request) -> Response:
+        state.reset()
+        return JSONResponse({"status": "ok"})
+
+    async def config(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                data = await request.json()
+                if not isinstance(data, dict):
+                    raise ValueError("config is a JSON object")
+                state.config.update(data)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(asdict(state.config))
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    agg_path = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}"
+    routes = [
+        Route(agg_path, polygon_aggs, methods=["GET"]),
+        Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
+        Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_emulator/stats", stats, methods=["GET"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/config", config, methods=["GET", "PUT"]),
+        Route("/_emulator/health", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(_KeepRawReceive)
+    app.state.emulator = state
+    app.state.store = store
+    return app

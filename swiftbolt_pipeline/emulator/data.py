@@ -1,0 +1,286 @@
+"""Bar sources for the emulator: the real shared 5-minute data and generated 1-minute data.
+
+Rules (the contract tests rely on):
+
+* **Unlisted tickers.** A symbol starting with ``ZZ`` (e.g. ``ZZNOPE``) is unknown to the
+  emulator: it has no bars at all. Every other symbol is "listed".
+* **Shared data.** ``bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz`` in the shared
+  data folder (``<repo parent>/shared/data``, overridable with ``SWIFTBOLT_SHARED_DATA`` or the
+  ``shared_data`` setting) provides SPY, QQQ, AAPL, MSFT and NVDA. A session is served from the
+  file when the file has that session's complete regular session (a bar starting 5 minutes
+  before the close), so the partial last session (2026-03-12) and every session outside the file
+  range are generated instead, scaled to join the real prices. The file has no VWAP or trade
+  count; they are derived per 5-minute bar as
+  ``vw = (h + l + c) / 3`` (typical price) and ``n = max(1, round(v / 100))``.
+  Each 5-minute bar counts as **5 base minute aggregates** (its ``span``).
+* **Generated data** (every other listed ticker, any date): deterministic 1-minute bars
+  (``span`` 1), seeded from SHA-256 of ``ticker`` and ``ticker:date`` (stable across
+  processes). Only XNYS sessions have bars, from 04:00 to 20:00 America/New_York (17:00 on
+  early-close days). A daily anchor price (a smooth, ticker-seeded function of the date) is
+  joined to the next day's anchor by a Brownian bridge of minute log-returns; a minute without a
+  trade has no bar: ~99% of regular-session minutes have a bar, ~10-45% of extended minutes.
+  ``vw`` and ``n`` use the same rules as above.
+* Aggregates: ``vw`` = volume-weighted mean of the base ``vw``; ``n`` = sum of base ``n``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .sessions import MINUTE_MS, Session, sessions_between
+
+SHARED_FILE = "bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz"
+SHARED_ENV = "SWIFTBOLT_SHARED_DATA"
+UNLISTED_PREFIX = "ZZ"
+
+
+def is_listed(ticker: str) -> bool:
+    """Every non-empty symbol is listed except those starting with ``ZZ``."""
+    return bool(ticker) and not ticker.upper().startswith(UNLISTED_PREFIX)
+
+
+def default_shared_dir() -> Path:
+    env = os.environ.get(SHARED_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Columnar base bars sorted by ``t`` (bar start, epoch ms UTC)."""
+
+    t: np.ndarray  # int64
+    o: np.ndarray  # float64
+    h: np.ndarray
+    l: np.ndarray  # noqa: E741
+    c: np.ndarray
+    v: np.ndarray  # int64
+    vw: np.ndarray  # float64
+    n: np.ndarray  # int64
+    span: np.ndarray  # int64, base minutes represented by each bar (1 or 5)
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+    def take(self, idx: slice | np.ndarray) -> Bars:
+        return Bars(*(getattr(self, f)[idx] for f in _FIELDS))
+
+    @staticmethod
+    def empty() -> Bars:
+        f, i = np.empty(0, np.float64), np.empty(0, np.int64)
+        return Bars(i, f, f, f, f, i, f, i, i)
+
+    @staticmethod
+    def concat(parts: list[Bars]) -> Bars:
+        if not parts:
+            return Bars.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("t", "o", "h", "l", "c", "v", "vw", "n", "span")
+
+
+def derive_vw(h: np.ndarray, l: np.ndarray, c: np.ndarray) -> np.ndarray:  # noqa: E741
+    return np.clip(np.round((h + l + c) / 3.0, 4), l, h)
+
+
+def derive_n(v: np.ndarray) -> np.ndarray:
+    return np.maximum(1, np.round(v / 100.0)).astype(np.int64)
+
+
+# ---------------------------------------------------------------- generated bars
+
+
+def _seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+@lru_cache(maxsize=4096)
+def _ticker_params(ticker: str) -> tuple[float, float, tuple[float, ...]]:
+    """(base price, base volume per regular minute, phases) for a ticker."""
+    rng = np.random.default_rng(_seed(ticker))
+    price = float(math.exp(rng.uniform(math.log(15.0), math.log(600.0))))
+    volume = float(math.exp(rng.uniform(math.log(2_000.0), math.log(80_000.0))))
+    phases = tuple(float(x) for x in rng.uniform(0, 2 * math.pi, 4))
+    return price, volume, phases
+
+
+def anchor_price(ticker: str, day_ordinal: int) -> float:
+    """Smooth deterministic daily price level (04:00 price of that calendar day)."""
+    base, _, ph = _ticker_params(ticker)
+    d = float(day_ordinal)
+    x = (
+        0.15 * math.sin(2 * math.pi * d / 365.0 + ph[0])
+        + 0.06 * math.sin(2 * math.pi * d / 61.0 + ph[1])
+        + 0.025 * math.sin(2 * math.pi * d / 13.0 + ph[2])
+        + 0.01 * math.sin(2 * math.pi * d / 4.3 + ph[3])
+    )
+    return base * math.exp(x)
+
+
+@lru_cache(maxsize=65536)
+def generated_day(ticker: str, s: Session, scale: float = 1.0) -> Bars:
+    """Deterministic 1-minute bars of ``ticker`` on session ``s`` (cached per ticker/day)."""
+    rng = np.random.default_rng(_seed(f"{ticker}:{s.day.isoformat()}"))
+    _, base_vol, _ = _ticker_params(ticker)
+    m = (s.ext_end_ms - s.ext_start_ms) // MINUTE_MS
+    t = s.ext_start_ms + np.arange(m, dtype=np.int64) * MINUTE_MS
+    regular = (t >= s.open_ms) & (t < s.close_ms)
+    near = ((t >= s.open_ms - 90 * MINUTE_MS) & (t < s.open_ms)) | (
+        (t >= s.close_ms) & (t < s.close_ms + 60 * MINUTE_MS)
+    )
+    sigma = np.where(regular, 0.0007, np.where(near, 0.0004, 0.00025))
+    steps = rng.standard_normal(m) * sigma
+    walk = np.concatenate([[0.0], np.cumsum(steps)])
+    p0 = anchor_price(ticker, s.day.toordinal()) * scale
+    p1 = anchor_price(ticker, s.day.toordinal() + 1) * scale
+    frac = np.arange(m + 1) / m
+    bridge = walk - frac * walk[-1] + frac * math.log(p1 / p0)
+    price = p0 * np.exp(bridge)
+    o, c = np.round(price[:-1], 2), np.round(price[1:], 2)
+    wick = np.abs(rng.standard_normal((2, m))) * sigma * 0.6
+    h = np.maximum(np.round(np.maximum(o, c) * (1 + wick[0]), 2), np.maximum(o, c))
+    low = np.minimum(np.round(np.minimum(o, c) * (1 - wick[1]), 2), np.minimum(o, c))
+    low = np.maximum(low, 0.01)
+    k = np.arange(m) - (s.open_ms - s.ext_start_ms) // MINUTE_MS
+    reg_len = (s.close_ms - s.open_ms) // MINUTE_MS
+    u_shape = 1.0 + 2.0 * np.exp(-np.maximum(k, 0) / 20.0) + 1.5 * np.exp(-(reg_len - k) / 15.0)
+    level = np.where(regular, u_shape, np.where(near, 0.03, 0.008))
+    v = np.maximum(1, np.round(base_vol * level * rng.lognormal(0.0, 0.5, m))).astype(np.int64)
+    present = rng.random(m) < np.where(regular, 0.99, np.where(near, 0.45, 0.10))
+    vw = derive_vw(h, low, c)
+    bars = Bars(t, o, h, low, c, v, vw, derive_n(v), np.ones(m, dtype=np.int64))
+    return bars.take(present)
+
+
+# ---------------------------------------------------------------- shared real data
+
+
+@dataclass(frozen=True)
+class _TickerData:
+    days: dict[date, Bars]  # complete real sessions only
+    first_day: date
+    last_day: date
+    first_open: float
+    last_close: float
+
+
+_shared_lock = threading.Lock()
+_shared_cache: dict[Path, dict[str, _TickerData]] = {}
+
+
+def _load_shared(path: Path) -> dict[str, _TickerData]:
+    with _shared_lock:
+        if path in _shared_cache:
+            return _shared_cache[path]
+        out: dict[str, _TickerData] = {}
+        if path.is_file():
+            out = _read_shared(path)
+        _shared_cache[path] = out
+        return out
+
+
+def _read_shared(path: Path) -> dict[str, _TickerData]:
+    import polars as pl
+
+    from .sessions import session
+
+    df = pl.read_csv(
+        path,
+        columns=["ticker", "t", "o", "h", "l", "c", "v"],
+        schema_overrides={"t": pl.Int64, "v": pl.Int64},
+    ).sort("ticker", "t")
+    df = df.with_columns(
+        pl.from_epoch("t", time_unit="ms")
+        .dt.replace_time_zone("UTC")
+        .dt.convert_time_zone("America/New_York")
+        .dt.date()
+        .alias("day")
+    )
+    out: dict[str, _TickerData] = {}
+    for (ticker,), g in df.group_by("ticker", maintain_order=True):
+        days: dict[date, Bars] = {}
+        for (day,), dg in g.group_by("day", maintain_order=True):
+            s = session(day)
+            t = dg["t"].to_numpy()
+            if s is None or not np.any(t == s.close_ms - 5 * MINUTE_MS):
+                continue  # partial or non-session day: generated instead
+            h, low, c = (dg[x].to_numpy().astype(np.float64) for x in ("h", "l", "c"))
+            v = dg["v"].to_numpy().astype(np.int64)
+            days[day] = Bars(
+                t.astype(np.int64),
+                dg["o"].to_numpy().astype(np.float64),
+                h,
+                low,
+                c,
+                v,
+                derive_vw(h, low, c),
+                derive_n(v),
+                np.full(len(t), 5, dtype=np.int64),
+            )
+        if not days:
+            continue
+        first, last = min(days), max(days)
+        out[str(ticker)] = _TickerData(
+            days, first, last, float(days[first].o[0]), float(days[last].c[-1])
+        )
+    return out
+
+
+# ---------------------------------------------------------------- the store
+
+
+class BarStore:
+    """Serves base bars for any listed ticker; real data where available, else generated."""
+
+    def __init__(self, shared_data: Path | None = None) -> None:
+        self._dir = shared_data
+
+    @property
+    def shared_path(self) -> Path:
+        return (self._dir or default_shared_dir()) / SHARED_FILE
+
+    def shared_tickers(self) -> list[str]:
+        return sorted(_load_shared(self.shared_path))
+
+    def day_bars(self, ticker: str, s: Session) -> Bars:
+        ticker = ticker.upper()
+        if not is_listed(ticker):
+            return Bars.empty()
+        real = _load_shared(self.shared_path).get(ticker)
+        if real is None:
+            return generated_day(ticker, s)
+        if s.day in real.days:
+            return real.days[s.day]
+        if s.day < real.first_day:
+            scale = real.first_open / anchor_price(ticker, real.first_day.toordinal())
+        else:
+            scale = real.last_close / anchor_price(ticker, real.last_day.toordinal() + 1)
+        return generated_day(ticker, s, round(scale, 12))
+
+    def bars(self, ticker: str, start_ms: int, end_ms: int) -> Bars:
+        """Base bars with ``start_ms <= t < end_ms``, sorted by ``t``."""
+        if not is_listed(ticker):
+            return Bars.empty()
+        parts: list[Bars] = []
+        for s in sessions_between(start_ms, end_ms):
+            b = self.day_bars(ticker, s)
+            if len(b) and (b.t[0] < start_ms or b.t[-1] >= end_ms):
+                lo = int(np.searchsorted(b.t, start_ms, side="left"))
+                hi = int(np.searchsorted(b.t, end_ms, side="left"))
+                b = b.take(slice(lo, hi))
+            if len(b):
+                parts.append(b)
+        return Bars.concat(parts)

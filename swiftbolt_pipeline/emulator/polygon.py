@@ -1,0 +1,191 @@
+"""Polygon aggregates: ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``.
+
+* ``from``/``to``: ``YYYY-MM-DD`` (whole America/New_York days, inclusive) or epoch ms
+  (inclusive bar starts).
+* ``limit`` (default 5000, max 50000) counts **base minute aggregates**: a page holds as many
+  whole aggregated bars as fit in ``limit`` base minutes, where a generated 1-minute bar counts 1
+  and a shared-data 5-minute bar counts 5 (always at least one bar per page). The runtime
+  setting ``page_size`` additionally caps a page at that many aggregated bars.
+* When bars remain, ``next_url`` = ``{base}/v2/aggs/ticker/T/range/M/minute/{from}/{to}?cursor=..``
+  with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no
+  API key. The cursor is base64url of ``limit=..&sort=..&adjusted=..``.
+* Only ``minute`` timespan is supported (others: 400). Bars starting after "now" never appear.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .aggregate import aggregate, page_count, round_prices
+from .data import BarStore, is_listed
+from .sessions import MINUTE_MS, day_start_ms, now_ms
+from .state import RuntimeConfig
+
+DEFAULT_LIMIT = 5000
+MAX_LIMIT = 50000
+TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+RATE_LIMIT_MESSAGE = (
+    "You've exceeded the maximum requests per minute, please wait or upgrade your subscription"
+    " to continue. https://polygon.io/pricing"
+)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"status": "ERROR", "request_id": request_id(), "error": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def api_key(request: Request) -> str | None:
+    key = request.query_params.get("apiKey")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return None
+
+
+def authenticate(request: Request, expected: str | None) -> Response | None:
+    key = api_key(request)
+    if not key:
+        return error(401, "API Key was not provided")
+    if expected is not None and key != expected:
+        return error(401, "Unknown API Key")
+    return None
+
+
+def rate_limited(headers: dict[str, str]) -> Response:
+    return error(429, RATE_LIMIT_MESSAGE, headers)
+
+
+def fault_response(status: int) -> Response:
+    return error(status, f"Injected fault: HTTP {status}")
+
+
+def _bound(raw: str, is_from: bool) -> int:
+    if _DATE.match(raw):
+        try:
+            d = date.fromisoformat(raw)
+        except ValueError as exc:
+            raise BadRequest(f"Could not parse the date '{raw}'") from exc
+        return day_start_ms(d) if is_from else day_start_ms(d + timedelta(days=1)) - 1
+    if raw.isdigit():
+        return int(raw)
+    name = "from" if is_from else "to"
+    raise BadRequest(f"Could not parse the time parameter: '{name}'. Use YYYY-MM-DD or ms.")
+
+
+def _cursor_params(cursor: str | None) -> dict[str, str]:
+    if not cursor:
+        return {}
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("Invalid cursor") from exc
+    return {k: v[-1] for k, v in parse_qs(decoded).items()}
+
+
+def _params(request: Request) -> tuple[bool, str, int, str | None]:
+    q = request.query_params
+    cur = _cursor_params(q.get("cursor"))
+    adjusted_raw = q.get("adjusted", cur.get("adjusted", "true")).lower()
+    if adjusted_raw not in ("true", "false"):
+        raise BadRequest("adjusted must be true or false")
+    sort = q.get("sort", cur.get("sort", "asc")).lower()
+    if sort not in ("asc", "desc"):
+        raise BadRequest("sort must be asc or desc")
+    limit_raw = q.get("limit", cur.get("limit", str(DEFAULT_LIMIT)))
+    if not limit_raw.isdigit() or int(limit_raw) < 1:
+        raise BadRequest("limit must be a positive integer")
+    return adjusted_raw == "true", sort, min(int(limit_raw), MAX_LIMIT), q.get("cursor")
+
+
+def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+    p = request.path_params
+    ticker: str = p["ticker"].upper()
+    timespan: str = p["timespan"]
+    try:
+        mult_raw: str = p["multiplier"]
+        if not mult_raw.isdigit() or int(mult_raw) < 1:
+            raise BadRequest("multiplier must be a positive integer")
+        multiplier = int(mult_raw)
+        if timespan not in TIMESPANS:
+            raise BadRequest(f"Could not parse the time parameter: 'timespan' ({timespan!r})")
+        if timespan != "minute":
+            raise BadRequest(f"timespan '{timespan}' is not supported by the emulator (minute)")
+        start, end = _bound(p["from"], True), _bound(p["to"], False)
+        adjusted, sort, limit, _ = _params(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+
+    body: dict[str, Any] = {
+        "ticker": ticker,
+        "queryCount": 0,
+        "resultsCount": 0,
+        "adjusted": adjusted,
+        "status": "OK",
+        "request_id": request_id(),
+        "count": 0,
+    }
+    stop = min(end, now_ms()) + 1  # bar starts <= to and <= now
+    if not is_listed(ticker) or stop <= start:
+        return JSONResponse(body)
+    aggs = aggregate(store.bars(ticker, start, stop), multiplier)
+    if sort == "desc":
+        aggs = aggs.take(slice(None, None, -1))
+    count = page_count(aggs.base, limit, config.page_size)
+    page = aggs.take(slice(0, count))
+    if count:
+        body["results"] = [
+            {"v": v, "vw": vw, "o": o, "c": c, "h": h, "l": low, "t": t, "n": n}
+            for t, o, h, low, c, v, vw, n in zip(
+                page.t.tolist(),
+                round_prices(page.o),
+                round_prices(page.h),
+                round_prices(page.l),
+                round_prices(page.c),
+                page.v.tolist(),
+                round_prices(page.vw),
+                page.n.tolist(),
+                strict=True,
+            )
+        ]
+        body["queryCount"] = int(page.base.sum())
+        body["resultsCount"] = body["count"] = count
+    if count < len(aggs):
+        nxt = int(aggs.t[count])
+        new_from, new_to = (
+            (nxt, end) if sort == "asc" else (start, nxt + multiplier * MINUTE_MS - 1)
+        )
+        adj = "true" if adjusted else "false"
+        cursor = (
+            base64.urlsafe_b64encode(
+                urlencode({"limit": limit, "sort": sort, "adjusted": adj}).encode()
+            )
+            .decode()
+            .rstrip("=")
+        )
+        query = urlencode({"cursor": cursor, "adjusted": adj, "sort": sort, "limit": limit})
+        base = str(request.base_url).rstrip("/")
+        body["next_url"] = (
+            f"{base}/v2/aggs/ticker/{ticker}/range/{multiplier}/minute/{new_from}/{new_to}?{query}"
+        )
+    return JSONResponse(body)

@@ -1,0 +1,166 @@
+"""Mutable emulator state: runtime config, rolling-window rate limiter, faults and stats."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ROUTES = ("polygon", "tradier")
+FAULT_KINDS = ("status", "malformed", "delay", "disconnect")
+LOG_SIZE = 200
+
+
+@dataclass
+class RuntimeConfig:
+    rate_limit: int | None = None
+    rate_window_s: float = 60.0
+    retry_after: bool = False
+    page_size: int | None = None
+
+    def update(self, data: dict[str, Any]) -> None:
+        unknown = set(data) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        if "rate_limit" in data:
+            self.rate_limit = _opt_pos_int(data["rate_limit"], "rate_limit")
+        if "rate_window_s" in data:
+            w = data["rate_window_s"]
+            if isinstance(w, bool) or not isinstance(w, int | float) or w <= 0:
+                raise ValueError("rate_window_s must be a positive number")
+            self.rate_window_s = float(w)
+        if "retry_after" in data:
+            if not isinstance(data["retry_after"], bool):
+                raise ValueError("retry_after must be a boolean")
+            self.retry_after = data["retry_after"]
+        if "page_size" in data:
+            self.page_size = _opt_pos_int(data["page_size"], "page_size")
+
+
+def _opt_pos_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or null")
+    return value
+
+
+class RollingWindow:
+    """Allows at most N accepted requests in any rolling window of W seconds."""
+
+    def __init__(self) -> None:
+        self._accepted: deque[float] = deque()
+
+    def try_acquire(self, limit: int | None, window_s: float, now: float | None = None) -> float:
+        """Record and return 0.0 if allowed, else the seconds until a slot frees (not recorded)."""
+        if limit is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        while self._accepted and self._accepted[0] <= now - window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < limit:
+            self._accepted.append(now)
+            return 0.0
+        return max(1e-3, self._accepted[len(self._accepted) - limit] + window_s - now)
+
+    def clear(self) -> None:
+        self._accepted.clear()
+
+
+@dataclass
+class Fault:
+    route: str
+    kind: str
+    count: int = 1
+    status: int = 503
+    seconds: float = 1.0
+
+    @staticmethod
+    def parse(data: Any) -> Fault:
+        if not isinstance(data, dict):
+            raise ValueError("a fault is a JSON object")
+        route = data.get("route", "*")
+        kind = data.get("kind")
+        if route not in (*ROUTES, "*"):
+            raise ValueError(f"route must be one of {[*ROUTES, '*']}")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {list(FAULT_KINDS)}")
+        count, status, seconds = (
+            data.get("count", 1),
+            data.get("status", 503),
+            data.get("seconds", 1),
+        )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError("count must be a positive integer")
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError("seconds must be a non-negative number")
+        return Fault(route, kind, count, status, float(seconds))
+
+
+@dataclass
+class EmulatorState:
+    config: RuntimeConfig
+    windows: dict[str, RollingWindow] = field(
+        default_factory=lambda: {r: RollingWindow() for r in ROUTES}
+    )
+    faults: list[Fault] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    rejected_429: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    by_status: dict[str, int] = field(default_factory=dict)
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+
+    def rate_check(self, route: str) -> float:
+        wait = self.windows[route].try_acquire(self.config.rate_limit, self.config.rate_window_s)
+        if wait:
+            self.rejected_429[route] += 1
+        return wait
+
+    def retry_after_header(self, wait: float) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(wait)))} if self.config.retry_after else {}
+
+    def take_fault(self, route: str) -> Fault | None:
+        for i, f in enumerate(self.faults):
+            if f.route in (route, "*"):
+                f.count -= 1
+                if f.count <= 0:
+                    del self.faults[i]
+                return Fault(f.route, f.kind, 1, f.status, f.seconds)
+        return None
+
+    def record(self, route: str, path: str, query: str, status: int, fault: str | None) -> None:
+        key = str(status)
+        self.by_status[key] = self.by_status.get(key, 0) + 1
+        entry: dict[str, Any] = {
+            "route": route,
+            "path": path,
+            "query": query,
+            "status": status,
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        if fault:
+            entry["fault"] = fault
+        self.log.append(entry)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "rejected_429": dict(self.rejected_429),
+            "by_status": dict(self.by_status),
+            "faults_pending": [asdict(f) for f in self.faults],
+            "config": asdict(self.config),
+            "log": list(self.log),
+        }
+
+    def reset(self) -> None:
+        self.faults.clear()
+        for r in ROUTES:
+            self.requests[r] = 0
+            self.rejected_429[r] = 0
+            self.windows[r].clear()
+        self.by_status.clear()
+        self.log.clear()

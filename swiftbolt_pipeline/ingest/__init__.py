@@ -1,0 +1,1 @@
+"""Plain functions that move bars between providers and storage; Dagster assets call these."""

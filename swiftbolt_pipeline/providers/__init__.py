@@ -1,0 +1,1 @@
+"""HTTP clients for market-data providers."""

@@ -1,0 +1,22 @@
+"""Provider failures, each with a stable code from the contract (design §5)."""
+
+from __future__ import annotations
+
+RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+SYMBOL_NOT_FOUND = "SYMBOL_NOT_FOUND"
+INVALID_TIMEFRAME = "INVALID_TIMEFRAME"
+PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+AUTH_FAILED = "AUTH_FAILED"
+MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+BAD_REQUEST = "BAD_REQUEST"
+
+
+class ProviderError(RuntimeError):
+    """A fetch that failed for good. Messages never contain credentials."""
+
+    def __init__(self, code: str, message: str, *, provider: str, requests: int = 0) -> None:
+        super().__init__(f"[{code}] {provider}: {message}")
+        self.code = code
+        self.provider = provider
+        self.message = message
+        self.requests = requests

@@ -1,0 +1,146 @@
+"""One resilient GET: a rate-limit token before every attempt, bounded retries with backoff.
+
+Retried: 429 (honouring Retry-After), 500/502/503/504, timeouts, connection errors and bodies
+that are not valid JSON. Not retried: 401/403 (a bad key stays bad) and other 4xx."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.ratemath import backoff_delay, parse_retry_after
+from swiftbolt_pipeline.providers.errors import (
+    AUTH_FAILED,
+    BAD_REQUEST,
+    MALFORMED_RESPONSE,
+    PROVIDER_UNAVAILABLE,
+    RATE_LIMIT_EXCEEDED,
+    ProviderError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class TokenLimiter(Protocol):
+    def acquire(self) -> float:
+        """Block until a request may be sent; returns the seconds spent waiting."""
+        ...
+
+
+class UnlimitedLimiter:
+    def acquire(self) -> float:
+        return 0.0
+
+
+@dataclass
+class RequestStats:
+    """What a fetch cost: every HTTP attempt counts, pages and retries included."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    token_wait_s: float = 0.0
+
+    def add(self, other: RequestStats) -> None:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.rate_limited += other.rate_limited
+        self.token_wait_s += other.token_wait_s
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class ResilientClient:
+    def __init__(
+        self,
+        provider: str,
+        http: httpx.Client,
+        limiter: TokenLimiter,
+        clock: Clock,
+        *,
+        secrets: list[str],
+        max_attempts: int = 5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.http = http
+        self.limiter = limiter
+        self.clock = clock
+        self.secrets = secrets
+        self.max_attempts = max_attempts
+        self.rng = rng or random.Random()
+
+    def _fail(self, code: str, message: str, stats: RequestStats) -> ProviderError:
+        return ProviderError(
+            code, redact(message, self.secrets), provider=self.provider, requests=stats.requests
+        )
+
+    def get_json(
+        self, url: str, stats: RequestStats, *, params: dict[str, str] | None = None
+    ) -> Any:
+        problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1:
+                stats.retries += 1
+            stats.token_wait_s += self.limiter.acquire()
+            stats.requests += 1
+            delay: float | None = None
+            try:
+                response = self.http.get(url, params=params)
+            except httpx.TimeoutException:
+                problem = "timed out"
+            except httpx.TransportError as exc:
+                problem = f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status in (401, 403):
+                    raise self._fail(
+                        AUTH_FAILED,
+                        f"credentials rejected (HTTP {status}); check the API key",
+                        stats,
+                    )
+                if status == 429:
+                    stats.rate_limited += 1
+                    problem = "rate limited (HTTP 429)"
+                    delay = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
+                elif status in RETRYABLE_STATUS:
+                    problem = f"server error (HTTP {status})"
+                elif status >= 400:
+                    raise self._fail(BAD_REQUEST, f"HTTP {status}: {response.text[:200]}", stats)
+                else:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        problem = "malformed JSON body"
+            if attempt == self.max_attempts:
+                break
+            wait = delay if delay is not None else backoff_delay(attempt, self.rng)
+            log.warning(
+                "%s: %s; retry %d/%d in %.1fs",
+                self.provider,
+                problem,
+                attempt,
+                self.max_attempts - 1,
+                wait,
+            )
+            self.clock.sleep(wait)
+        code = (
+            RATE_LIMIT_EXCEEDED
+            if problem.startswith("rate limited")
+            else MALFORMED_RESPONSE
+            if problem.startswith("malformed")
+            else PROVIDER_UNAVAILABLE
+        )
+        raise self._fail(code, f"{problem} after {self.max_attempts} attempts", stats)

@@ -1,0 +1,141 @@
+"""Polygon aggregates: 15-minute bars for one ticker over a range of days, every page followed.
+
+`limit` counts base minute aggregates (max 50000), so the caller plans ranges of about 50
+sessions; a server may still paginate at any size, and `next_url` carries a cursor but not the
+key, which travels in the Authorization header so it never appears in a URL."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import polars as pl
+
+from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.core.ratemath import page_jitter
+from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
+from swiftbolt_pipeline.providers.http import RequestStats, ResilientClient, TokenLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 50_000
+_NUMERIC_FIELDS = ("t", "o", "h", "l", "c", "v")
+
+
+class PolygonClient:
+    provider = "polygon"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        limiter: TokenLimiter,
+        clock: Clock,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._http = httpx.Client(
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._client = ResilientClient(
+            self.provider, self._http, limiter, clock, secrets=[api_key], rng=self.rng
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
+        """All 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive)."""
+        url: str | None = (
+            f"{self.base_url}/v2/aggs/ticker/{ticker}/range/15/minute/"
+            f"{first.isoformat()}/{last.isoformat()}"
+        )
+        params: dict[str, str] | None = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
+        rows: list[dict[str, Any]] = []
+        page = 0
+        while url:
+            page += 1
+            log.info("polygon %s %s..%s page %d", ticker, first, last, page)
+            payload = self._client.get_json(url, stats, params=params)
+            rows.extend(self._results(payload, stats))
+            url, params = self._next_page(payload, stats), None
+            if url:
+                self.clock.sleep(page_jitter(self.rng))
+        return _to_frame(rows)
+
+    def _results(self, payload: Any, stats: RequestStats) -> list[dict[str, Any]]:
+        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
+            raise self._malformed("response is not an OK aggregates payload", stats)
+        results = payload.get("results") or []
+        if not isinstance(results, list):
+            raise self._malformed("`results` is not a list", stats)
+        for bar in results:
+            if not isinstance(bar, dict) or not all(
+                _is_number(bar.get(key)) for key in _NUMERIC_FIELDS
+            ):
+                raise self._malformed(
+                    f"bar with missing or non-numeric fields: {bar!r:.120}", stats
+                )
+        return results
+
+    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
+        next_url = payload.get("next_url")
+        if not next_url:
+            return None
+        # The bearer token must only ever go to the configured host.
+        if urlsplit(next_url).netloc != urlsplit(self.base_url).netloc:
+            raise self._malformed("next_url points at another host", stats)
+        return next_url
+
+    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
+        return ProviderError(
+            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=BAR_SCHEMA)
+    raw = pl.DataFrame(
+        {
+            "t": [r["t"] for r in rows],
+            "o": [float(r["o"]) for r in rows],
+            "h": [float(r["h"]) for r in rows],
+            "l": [float(r["l"]) for r in rows],
+            "c": [float(r["c"]) for r in rows],
+            "v": [float(r["v"]) for r in rows],
+            "vw": [float(r["vw"]) if _is_number(r.get("vw")) else None for r in rows],
+            "n": [int(r["n"]) if _is_number(r.get("n")) else None for r in rows],
+        },
+        schema_overrides={"t": pl.Int64, "vw": pl.Float64, "n": pl.Int64},
+    )
+    return raw.select(
+        pl.from_epoch("t", time_unit="ms")
+        .dt.replace_time_zone("UTC")
+        .cast(BAR_SCHEMA["ts"])
+        .alias("ts"),
+        pl.col("o").alias("open"),
+        pl.col("h").alias("high"),
+        pl.col("l").alias("low"),
+        pl.col("c").alias("close"),
+        pl.col("v").round(0).cast(pl.Int64).alias("volume"),
+        pl.col("vw").alias("vwap"),
+        pl.col("n").alias("trade_count"),
+    )

@@ -1,0 +1,120 @@
+"""Reading and writing `ohlc_bars_v2`.
+
+A write replaces whole partitions (symbol x session day x timeframe) in one transaction, with a
+bulk COPY. An advisory lock per (symbol, timeframe) serializes concurrent writers, so two
+backfills racing over the same days end with every bar exactly once."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import polars as pl
+import psycopg
+
+from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+
+_LOCK_NAMESPACE = 0x5B01_0BA2
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """Midnight to midnight on the exchange's wall clock: every bar of that session day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=EXCHANGE_TZ)
+    return start, start + timedelta(days=1)
+
+
+def _exchange_day(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+
+
+def replace_partitions(
+    conn: psycopg.Connection,
+    *,
+    symbol_id: int,
+    timeframe: Timeframe,
+    days: Sequence[date],
+    bars: pl.DataFrame,
+    provider: str,
+    is_intraday: bool,
+) -> int:
+    """Make `bars` the complete content of these partitions. Runs inside the caller's
+    transaction when there is one (so a checkpoint can commit with the bars). Returns rows."""
+    day_set = set(days)
+    stray = bars.filter(~_exchange_day(pl.col("ts")).is_in(list(day_set)))
+    if stray.height:
+        raise ValueError(f"{stray.height} bars fall outside the partitions being written")
+    payload = bars.select(
+        pl.lit(symbol_id).alias("symbol_id"),
+        pl.lit(timeframe.value).alias("timeframe"),
+        pl.col("ts"),
+        *[pl.col(c) for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")],
+        pl.lit(provider).alias("provider"),
+        pl.lit(is_intraday).alias("is_intraday"),
+    )
+    buffer = io.BytesIO()
+    payload.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (_LOCK_NAMESPACE, f"{symbol_id}:{timeframe.value}"),
+        )
+        for first, last in _day_runs(sorted(day_set)):
+            lo, _ = day_bounds(first)
+            _, hi = day_bounds(last)
+            conn.execute(
+                """DELETE FROM ohlc_bars_v2
+                   WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",
+                (symbol_id, timeframe.value, lo, hi),
+            )
+        if payload.height:
+            with conn.cursor().copy(
+                """COPY ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close, volume,
+                                      vwap, trade_count, provider, is_intraday)
+                   FROM STDIN (FORMAT csv)"""
+            ) as copy:
+                copy.write(buffer.getvalue())
+    return payload.height
+
+
+def _day_runs(days: list[date]) -> list[tuple[date, date]]:
+    """Consecutive calendar days merged, so one DELETE covers a run of partitions."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and (day - runs[-1][1]).days <= 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def read_bars(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+) -> pl.DataFrame:
+    """Bars of the session days `first`..`last` (inclusive), ordered by ts."""
+    lo, _ = day_bounds(first)
+    _, hi = day_bounds(last)
+    cur = conn.execute(
+        """SELECT ts, open, high, low, close, volume, vwap, trade_count FROM ohlc_bars_v2
+           WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s ORDER BY ts""",
+        (symbol_id, timeframe.value, lo, hi),
+    )
+    rows = cur.fetchall()
+    return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
+
+
+def sessions_with_bars(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+) -> dict[date, int]:
+    """Bar count per exchange day that has any bars, for coverage and progress."""
+    lo, _ = day_bounds(first)
+    _, hi = day_bounds(last)
+    rows = conn.execute(
+        """SELECT (ts AT TIME ZONE 'America/New_York')::date AS day, count(*)
+           FROM ohlc_bars_v2
+           WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s
+           GROUP BY 1""",
+        (symbol_id, timeframe.value, lo, hi),
+    ).fetchall()
+    return dict(rows)

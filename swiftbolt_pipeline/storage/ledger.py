@@ -1,0 +1,116 @@
+"""Cost ledger (`job_runs`) and resumable checkpoints (`provider_checkpoints`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import psycopg
+
+
+def start_fetch(
+    conn: psycopg.Connection,
+    *,
+    run_id: str,
+    provider: str,
+    symbol: str,
+    timeframe: str,
+    first: date,
+    last: date,
+    expected_cost: int,
+) -> int:
+    row = conn.execute(
+        """INSERT INTO job_runs (run_id, provider, symbol, timeframe, range_start, range_end,
+                                 status, expected_cost)
+           VALUES (%s, %s, %s, %s, %s, %s, 'running', %s) RETURNING id""",
+        (run_id, provider, symbol, timeframe, first, last, expected_cost),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def finish_fetch(
+    conn: psycopg.Connection,
+    fetch_id: int,
+    *,
+    actual_cost: int,
+    rows_written: int,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> None:
+    conn.execute(
+        """UPDATE job_runs SET status = %s, actual_cost = %s, rows_written = %s,
+                  error_code = %s, error_message = %s, finished_at = now()
+           WHERE id = %s""",
+        (
+            "failed" if error_code else "succeeded",
+            actual_cost,
+            rows_written,
+            error_code,
+            error_message,
+            fetch_id,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    fetches: int
+    failed: int
+    expected_cost: int
+    actual_cost: int
+    rows_written: int
+
+
+def run_cost(conn: psycopg.Connection, run_ids: list[str]) -> CostSummary:
+    row = conn.execute(
+        """SELECT count(*), count(*) FILTER (WHERE status = 'failed'),
+                  coalesce(sum(expected_cost), 0), coalesce(sum(actual_cost), 0),
+                  coalesce(sum(rows_written), 0)
+           FROM job_runs WHERE run_id = ANY(%s)""",
+        (run_ids,),
+    ).fetchone()
+    assert row is not None
+    return CostSummary(*(int(v) for v in row))
+
+
+def checkpoint(
+    conn: psycopg.Connection, provider: str, symbol: str, timeframe: str
+) -> tuple[date, datetime] | None:
+    """(first day, last committed bar time) of an unfinished fetch, if there is one."""
+    row = conn.execute(
+        """SELECT range_start, last_ts FROM provider_checkpoints
+           WHERE provider = %s AND symbol = %s AND timeframe = %s""",
+        (provider, symbol, timeframe),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def advance_checkpoint(
+    conn: psycopg.Connection,
+    provider: str,
+    symbol: str,
+    timeframe: str,
+    *,
+    range_start: date,
+    last_ts: datetime,
+    bars: int,
+) -> None:
+    """Record progress of a fetch that began at `range_start`; commit it with the bars."""
+    conn.execute(
+        """INSERT INTO provider_checkpoints
+               (provider, symbol, timeframe, range_start, last_ts, bars_written)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (provider, symbol, timeframe) DO UPDATE
+           SET range_start = EXCLUDED.range_start, last_ts = EXCLUDED.last_ts,
+               bars_written = provider_checkpoints.bars_written + EXCLUDED.bars_written,
+               updated_at = now()""",
+        (provider, symbol, timeframe, range_start, last_ts, bars),
+    )
+
+
+def clear_checkpoint(conn: psycopg.Connection, provider: str, symbol: str, timeframe: str) -> None:
+    conn.execute(
+        "DELETE FROM provider_checkpoints WHERE provider = %s AND symbol = %s AND timeframe = %s",
+        (provider, symbol, timeframe),
+    )

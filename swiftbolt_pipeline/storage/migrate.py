@@ -1,0 +1,46 @@
+"""Versioned schema migrations: numbered `.sql` files applied once each, in order.
+
+Safe to run concurrently: an advisory lock serializes migrators, and each file is applied in
+the same transaction that records it."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+
+_LOCK_KEY = 0x5B01_7001  # arbitrary, constant: "swiftbolt migrations"
+
+
+def available_migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every packaged migration, in version order."""
+    folder = resources.files("swiftbolt_pipeline.storage") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply pending migrations; returns the names applied (empty when up to date)."""
+    applied: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, name, sql in available_migrations():
+            if version in done:
+                continue
+            conn.execute(sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied.append(name)
+    return applied

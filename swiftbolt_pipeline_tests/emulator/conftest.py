@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
+
+KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    with running_emulator(EmulatorSettings(api_key=KEY)) as url:
+        yield url
+
+
+@pytest.fixture
+def emu(emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The shared emulator, reset before each test, with the clock fixed after the data."""
+    monkeypatch.setenv("SWIFTBOLT_NOW", "2026-11-20T12:00:00-05:00")
+    httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
+    httpx.put(
+        f"{emulator_url}/_emulator/config",
+        json={"rate_limit": None, "rate_window_s": 60, "retry_after": False, "page_size": None},
+    ).raise_for_status()
+    yield emulator_url
+
+
+def aggs(
+    base: str, ticker: str, frm: str, to: str, mult: int = 15, **params: Any
+) -> httpx.Response:
+    params.setdefault("apiKey", KEY)
+    url = f"{base}/v2/aggs/ticker/{ticker}/range/{mult}/minute/{frm}/{to}"
+    return httpx.get(url, params=params, timeout=30)
