@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import date
@@ -86,6 +87,7 @@ def _run_all(
     selection: list[str],
     console: Console,
 ) -> list[RunOutcome]:
+    log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "ERROR"
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
@@ -108,6 +110,7 @@ def _run_all(
                 future = pool.submit(
                     materialize_range,
                     instance, assets, resources, symbol=ticker, days=days, selection=selection,
+                    log_level=log_level,
                 )  # fmt: skip
                 while not wait([future], timeout=0.5).done:
                     done = bar_store.sessions_with_bars(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import click
+import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.cli.backfill import backfill
@@ -42,6 +44,9 @@ def cli(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Dagster flags some of the APIs we rely on (backfill policies, pools) as beta/preview.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 @cli.group()

@@ -7,6 +7,7 @@ the only place that knows about holidays, early closes and DST.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -51,7 +52,11 @@ class Session:
 
 @functools.cache
 def _xnys() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start="2000-01-03")
+    with warnings.catch_warnings():
+        # exchange_calendars reads `Series.values` on a tz-aware column while building the
+        # calendar; recent pandas warns about it. Harmless: the values are UTC either way.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar("XNYS", start="2000-01-03")
 
 
 def _label(day: date) -> pd.Timestamp:

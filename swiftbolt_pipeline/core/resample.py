@@ -107,18 +107,20 @@ def resample(
     weight = pl.when(vwap_known).then(pl.col("volume")).otherwise(0)
     weight_sum = weight.sum()
     weighted_vwap = (pl.col("vwap") * weight).sum() / weight_sum
-    first, last = pl.col(_TS).arg_min(), pl.col(_TS).arg_max()
     result = (
         _in_session(m15.select([c for c in (by, *BAR_SCHEMA) if c is not None]), sessions)
         .with_columns(
             (pl.col(_OPEN) + (pl.col(_TS) - pl.col(_OPEN)) // width * width).alias(_BUCKET)
         )
-        .group_by(keys)
+        # Sorting first makes every aggregate see its bars in time order: first/last are plain,
+        # and float sums (vwap) come out bit-identical whatever order the input had.
+        .sort([by, _TS] if by is not None else _TS)
+        .group_by(keys, maintain_order=True)
         .agg(
-            pl.col("open").get(first),
+            pl.col("open").first(),
             pl.col("high").max(),
             pl.col("low").min(),
-            pl.col("close").get(last),
+            pl.col("close").last(),
             pl.col("volume").sum(),
             pl.when(weight_sum > 0)
             .then(weighted_vwap)
@@ -128,7 +130,6 @@ def resample(
             .then(pl.col("trade_count").sum())
             .alias("trade_count"),
         )
-        .sort(keys)
         .with_columns(
             pl.col(_BUCKET).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts")
         )

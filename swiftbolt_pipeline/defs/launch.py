@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
 
 from swiftbolt_pipeline.defs.partitions import SYMBOLS, partition_key
 
@@ -37,6 +38,7 @@ def materialize_range(
     symbol: str,
     days: Sequence[date],
     selection: Sequence[str],
+    log_level: str = "INFO",
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
     result = dg.materialize(
@@ -45,6 +47,7 @@ def materialize_range(
         resources=resources,
         selection=list(selection),
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         tags={
             "dagster/asset_partition_range_start": partition_key(symbol, days[0]),
             "dagster/asset_partition_range_end": partition_key(symbol, days[-1]),
@@ -54,9 +57,16 @@ def materialize_range(
     error = None
     if not result.success:
         failures = [
-            event.step_failure_data.error.message.strip()
+            _root_cause(event.step_failure_data.error)
             for event in result.all_events
             if event.is_step_failure and event.step_failure_data.error
         ]
         error = failures[0] if failures else "run failed"
     return RunOutcome(symbol, result.run_id, result.success, len(days), error)
+
+
+def _root_cause(error: SerializableErrorInfo) -> str:
+    """The innermost error message: Dagster wraps the asset's exception in its own."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()

@@ -1,6 +1,5 @@
 """Resources: the warehouse (PostgreSQL) and the Polygon client that owns the rate limiter."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,12 +30,23 @@ class PolygonResource(dg.ConfigurableResource):
     api_key: str
     base_url: str = "https://api.polygon.io"
     warehouse: WarehouseResource
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
 
     @contextmanager
     def client(self) -> Iterator[PolygonClient]:
         clock = SystemClock()
         limiter = PostgresTokenLimiter(self.warehouse.database_url, "polygon", clock)
-        client = PolygonClient(self.base_url, self.api_key, limiter, clock)
+        client = PolygonClient(
+            self.base_url,
+            self.api_key,
+            limiter,
+            clock,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+        )
         try:
             yield client
         finally:

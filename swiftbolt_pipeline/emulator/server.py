@@ -17,10 +17,15 @@ def run(
     port: int = 8089,
     settings: EmulatorSettings | None = None,
     log_level: str = "info",
+    access_log: bool = False,
 ) -> None:
-    """Serve until interrupted. ``settings`` None: :meth:`EmulatorSettings.from_env`."""
+    """Serve until interrupted. ``settings`` None: :meth:`EmulatorSettings.from_env`.
+
+    uvicorn's access log is off by default because it would print ``apiKey`` query values;
+    ``GET /_emulator/stats`` keeps a redacted request log instead.
+    """
     app = create_app(settings or EmulatorSettings.from_env())
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
 
 
 @contextmanager

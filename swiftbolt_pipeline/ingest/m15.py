@@ -16,9 +16,9 @@ import psycopg
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.core.planning import plan_requests
+from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
 from swiftbolt_pipeline.core.sessions import bars_in_sessions
-from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -58,73 +58,99 @@ def ingest_history(
     todo = _skip_resumed(conn, symbol, result)
     windows = plan_requests(todo)
     result.expected_requests = len(windows)
+    received = 0
     for window in windows:
-        stats = RequestStats()
-        fetch_id = ledger.start_fetch(
-            conn,
-            run_id=run_id,
+        received += _fetch_window(
+            conn, polygon, run_id, symbol_id, window, result, extended_hours=extended_hours
+        )
+    if windows and received == 0:
+        raise ProviderError(
+            SYMBOL_NOT_FOUND,
+            f"no bars for {symbol} from {todo[0]} to {todo[-1]}: unknown or untraded ticker",
             provider=polygon.provider,
-            symbol=symbol,
-            timeframe=Timeframe.M15.value,
-            first=window.first,
-            last=window.last,
-            expected_cost=1,
-        )
-        conn.commit()
-        try:
-            raw = polygon.fetch_m15(symbol, window.first, window.last, stats)
-        except ProviderError as exc:
-            ledger.finish_fetch(
-                conn,
-                fetch_id,
-                actual_cost=stats.requests,
-                rows_written=0,
-                error_code=exc.code,
-                error_message=exc.message,
-            )
-            conn.commit()
-            result.stats.add(stats)
-            raise
-        sessions = [calendar.session(day) for day in window.sessions]
-        bars = bars_in_sessions(
-            raw.unique("ts", keep="last"), sessions, extended_hours=extended_hours
-        )
-        with conn.transaction():
-            rows = bar_store.replace_partitions(
-                conn,
-                symbol_id=symbol_id,
-                timeframe=Timeframe.M15,
-                days=window.sessions,
-                bars=bars,
-                provider=polygon.provider,
-                is_intraday=False,
-            )
-            ledger.advance_checkpoint(
-                conn,
-                polygon.provider,
-                symbol,
-                Timeframe.M15.value,
-                range_start=result.days[0],
-                last_ts=sessions[-1].close,
-                bars=rows,
-            )
-            ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=rows)
-        conn.commit()
-        result.stats.add(stats)
-        result.bars_written += rows
-        _note_span(result, bars, window.sessions)
-        log.info(
-            "%s %s..%s: %d bars in %d request(s), waited %.1fs for tokens",
-            symbol,
-            window.first,
-            window.last,
-            rows,
-            stats.requests,
-            stats.token_wait_s,
+            requests=result.stats.requests,
         )
     ledger.clear_checkpoint(conn, polygon.provider, symbol, Timeframe.M15.value)
     conn.commit()
     return result
+
+
+def _fetch_window(
+    conn: psycopg.Connection,
+    polygon: PolygonClient,
+    run_id: str,
+    symbol_id: int,
+    window: RequestWindow,
+    result: SymbolIngest,
+    *,
+    extended_hours: bool,
+) -> int:
+    """One planned request (plus the pages and retries it takes); returns bars received."""
+    symbol = result.symbol
+    stats = RequestStats()
+    fetch_id = ledger.start_fetch(
+        conn,
+        run_id=run_id,
+        provider=polygon.provider,
+        symbol=symbol,
+        timeframe=Timeframe.M15.value,
+        first=window.first,
+        last=window.last,
+        expected_cost=1,
+    )
+    conn.commit()
+    try:
+        raw = polygon.fetch_m15(symbol, window.first, window.last, stats)
+    except ProviderError as exc:
+        ledger.finish_fetch(
+            conn,
+            fetch_id,
+            actual_cost=stats.requests,
+            rows_written=0,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        conn.commit()
+        raise
+    finally:
+        result.stats.add(stats)
+    if raw.is_empty():
+        # Nothing served: keep whatever the archive has for these days (never lose bars).
+        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=0)
+        conn.commit()
+        result.empty_days.extend(window.sessions)
+        return 0
+    sessions = [calendar.session(day) for day in window.sessions]
+    bars = bars_in_sessions(raw.unique("ts", keep="last"), sessions, extended_hours=extended_hours)
+    with conn.transaction():
+        rows = bar_store.replace_partitions(
+            conn,
+            symbol_id=symbol_id,
+            timeframe=Timeframe.M15,
+            days=window.sessions,
+            bars=bars,
+            provider=polygon.provider,
+            is_intraday=False,
+        )
+        # Committed with the bars: a killed fetch resumes after this window.
+        ledger.advance_checkpoint(
+            conn,
+            polygon.provider,
+            symbol,
+            Timeframe.M15.value,
+            range_start=result.days[0],
+            last_ts=sessions[-1].close,
+            bars=rows,
+        )
+        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=rows)
+    conn.commit()
+    result.bars_written += rows
+    _note_span(result, bars, window.sessions)
+    log.info(
+        "%s %s..%s: %d bars in %d request(s), waited %.1fs for tokens",
+        symbol, window.first, window.last, rows, stats.requests, stats.token_wait_s,
+    )  # fmt: skip
+    return raw.height
 
 
 def _skip_resumed(conn: psycopg.Connection, symbol: str, result: SymbolIngest) -> list[date]:

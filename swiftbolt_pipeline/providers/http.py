@@ -72,6 +72,7 @@ class ResilientClient:
         *,
         secrets: list[str],
         max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
@@ -80,6 +81,7 @@ class ResilientClient:
         self.clock = clock
         self.secrets = secrets
         self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
         self.rng = rng or random.Random()
 
     def _fail(self, code: str, message: str, stats: RequestStats) -> ProviderError:
@@ -126,7 +128,11 @@ class ResilientClient:
                         problem = "malformed JSON body"
             if attempt == self.max_attempts:
                 break
-            wait = delay if delay is not None else backoff_delay(attempt, self.rng)
+            wait = (
+                delay
+                if delay is not None
+                else backoff_delay(attempt, self.rng, base_s=self.backoff_base_s)
+            )
             log.warning(
                 "%s: %s; retry %d/%d in %.1fs",
                 self.provider,

@@ -40,6 +40,8 @@ class PolygonClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
         rng: random.Random | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -51,7 +53,14 @@ class PolygonClient:
             transport=transport,
         )
         self._client = ResilientClient(
-            self.provider, self._http, limiter, clock, secrets=[api_key], rng=self.rng
+            self.provider,
+            self._http,
+            limiter,
+            clock,
+            secrets=[api_key],
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            rng=self.rng,
         )
 
     def close(self) -> None:

@@ -112,52 +112,59 @@ def assert_rows_equal(actual: list[Row], expected: list[Row]) -> None:
             assert math.isclose(got["vwap"], want["vwap"], rel_tol=1e-9), got["ts"]
 
 
-def _price() -> st.SearchStrategy[float]:
-    return st.integers(1, 1_000_000).map(lambda c: c / 100)
-
-
 @st.composite
 def bar_cases(draw: st.DrawFn) -> tuple[list[Row], list[Session]]:
-    """m15 rows for 1-4 sessions: random missing regular bars, random extended-hours bars,
-    sometimes bars of a session not passed in, sometimes start times not on the 15' grid,
-    shuffled."""
+    """m15 rows for 1-4 sessions, shuffled: random missing regular bars, random extended-hours
+    bars, sometimes bars of a session not passed in, sometimes starts off the 15' grid.
+
+    Hypothesis draws the structure (days, densities, null rates); the bar values come from a
+    drawn seed, which keeps an example to a few dozen draws instead of thousands.
+    """
     days = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=4, unique=True))
     sessions = [session(d) for d in days]
     stray = draw(st.sampled_from([None, date(2025, 6, 2), date(2025, 11, 26)]))
     covered = sessions + ([session(stray)] if stray and stray not in days else [])
+    density = st.tuples(
+        st.sampled_from([1.0, 0.9, 0.5, 0.1, 0.0]),  # regular-hours bars kept
+        st.sampled_from([0.0, 0.3, 1.0]),  # extended-hours bars kept
+        st.booleans(),  # start times off the 15-minute grid
+    )
+    shapes = draw(st.lists(density, min_size=len(covered), max_size=len(covered)))
+    vwap_null, count_null = (
+        draw(st.sampled_from([0.0, 0.2, 1.0])),
+        draw(st.sampled_from([0.0, 0.5])),
+    )
+    volumes = draw(st.sampled_from([(0,), (0, 0, 1, 100, 12_345, 2_000_000), (1, 1_000_000)]))
+    rng = random.Random(draw(st.integers(0, 2**32 - 1)))
+
+    def price() -> float:
+        return rng.randint(1, 1_000_000) / 100
+
     rows: list[Row] = []
-    for s in covered:
-        n_slots = (s.extended_close - s.extended_open) // timedelta(minutes=15)
-        regular_p = draw(st.sampled_from([1.0, 0.9, 0.5, 0.1]))
-        extended_p = draw(st.sampled_from([0.0, 0.3, 1.0]))
-        offgrid = draw(st.booleans())
-        keep = draw(st.lists(st.floats(0, 1, exclude_max=True), min_size=n_slots, max_size=n_slots))
-        for slot, u in enumerate(keep):
-            ts = s.extended_open + slot * timedelta(minutes=15)
-            if u >= (regular_p if s.open <= ts < s.close else extended_p):
-                continue
-            if offgrid:
-                ts += timedelta(minutes=draw(st.sampled_from([0, 1, 5, 14])))
-            o, h, lo, c = (draw(_price()) for _ in range(4))
-            rows.append(
-                {
-                    "ts": ts,
-                    "open": o,
-                    "high": h,
-                    "low": lo,
-                    "close": c,
-                    "volume": draw(st.sampled_from([0, 0, 1, 100, 12_345, 2_000_000])),
-                    "vwap": draw(st.none() | _price()),
-                    "trade_count": draw(st.none() | st.integers(0, 10_000)),
-                }
-            )
-    random.Random(draw(st.integers(0, 2**32))).shuffle(rows)
+    for s, (regular_p, extended_p, offgrid) in zip(covered, shapes, strict=True):
+        ts = s.extended_open
+        while ts < s.extended_close:
+            keep = regular_p if s.open <= ts < s.close else extended_p
+            if rng.random() < keep:
+                jitter = timedelta(minutes=rng.choice([0, 1, 5, 14]) if offgrid else 0)
+                rows.append(
+                    {
+                        "ts": ts + jitter,
+                        "open": price(),
+                        "high": price(),
+                        "low": price(),
+                        "close": price(),
+                        "volume": rng.choice(volumes),
+                        "vwap": None if rng.random() < vwap_null else price(),
+                        "trade_count": None if rng.random() < count_null else rng.randint(0, 9999),
+                    }
+                )
+            ts += timedelta(minutes=15)
+    rng.shuffle(rows)
     return rows, sessions
 
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------- properties
@@ -191,7 +198,9 @@ def test_per_session_invariants(case: tuple[list[Row], list[Session]]):
         out = resample(frame(rows), timeframe, sessions).to_dicts()
         assert [r["ts"] for r in out] == sorted({r["ts"] for r in out}), "sorted and unique"
         for s in sessions:
-            regular = sorted((r for r in rows if s.open <= r["ts"] < s.close), key=lambda r: r["ts"])
+            regular = sorted(
+                (r for r in rows if s.open <= r["ts"] < s.close), key=lambda r: r["ts"]
+            )
             mine = [r for r in out if s.open <= r["ts"] < s.close]
             full, early = MAX_BUCKETS[timeframe]
             assert len(mine) <= (early if s.is_early_close else full)
@@ -229,8 +238,12 @@ def test_by_column_equals_per_symbol_calls(
     assert out.columns == ["symbol", *BAR_SCHEMA]
     expected = pl.concat(
         [
-            resample(frame(a[0]), timeframe, sessions).select(pl.lit("AAA").alias("symbol"), pl.all()),
-            resample(frame(b[0]), timeframe, sessions).select(pl.lit("ZZB").alias("symbol"), pl.all()),
+            resample(frame(a[0]), timeframe, sessions).select(
+                pl.lit("AAA").alias("symbol"), pl.all()
+            ),
+            resample(frame(b[0]), timeframe, sessions).select(
+                pl.lit("ZZB").alias("symbol"), pl.all()
+            ),
         ]
     )
     assert out.to_dicts() == expected.to_dicts()
@@ -286,7 +299,7 @@ def test_ts_is_bucket_start_even_when_first_bar_is_missing():
     h1 = resample(frame(rows), Timeframe.H1, [s])
     assert h1["ts"].to_list() == [
         datetime(2025, 3, 10, 13, 30, tzinfo=UTC),
-        datetime(2025, 3, 10, 17, 30, tzinfo=UTC),
+        datetime(2025, 3, 10, 18, 30, tzinfo=UTC),
     ]
     h4 = resample(frame(rows), Timeframe.H4, [s])
     assert h4["ts"].to_list() == [s.open, s.open + timedelta(hours=4)]

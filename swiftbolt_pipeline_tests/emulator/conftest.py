@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
+from emulator_helpers import KEY
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
-
-KEY = "test-key"
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +25,3 @@ def emu(emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         json={"rate_limit": None, "rate_window_s": 60, "retry_after": False, "page_size": None},
     ).raise_for_status()
     yield emulator_url
-
-
-def aggs(
-    base: str, ticker: str, frm: str, to: str, mult: int = 15, **params: Any
-) -> httpx.Response:
-    params.setdefault("apiKey", KEY)
-    url = f"{base}/v2/aggs/ticker/{ticker}/range/{mult}/minute/{frm}/{to}"
-    return httpx.get(url, params=params, timeout=30)

@@ -5,7 +5,7 @@ import time
 
 import httpx
 import pytest
-from conftest import KEY, aggs
+from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 
@@ -30,8 +30,8 @@ def _tradier(base: str) -> httpx.Response:
 def test_rolling_window_rate_limit() -> None:
     settings = EmulatorSettings(api_key=KEY, rate_limit=3, rate_window_s=2.0)
     with running_emulator(settings) as base:
-        t0 = time.monotonic()
         assert _poly(base).status_code == 200
+        t0 = time.monotonic()  # the server recorded the first request before this instant
         time.sleep(1.0)
         assert [_poly(base).status_code for _ in range(2)] == [200, 200]
         r = _poly(base)
@@ -41,7 +41,7 @@ def test_rolling_window_rate_limit() -> None:
         assert "retry-after" not in r.headers
         assert _tradier(base).status_code == 200  # counted per provider route
         # the first request leaves the rolling window at t0 + 2 s: one slot frees, not three
-        time.sleep(max(0.0, t0 + 2.15 - time.monotonic()))
+        time.sleep(max(0.0, t0 + 2.05 - time.monotonic()))
         assert _poly(base).status_code == 200
         assert _poly(base).status_code == 429
         stats = httpx.get(f"{base}/_emulator/stats").json()
@@ -81,7 +81,8 @@ def test_runtime_config_changes_rate_limit(emu: str) -> None:
 
 def test_status_faults_then_recovery(emu: str) -> None:
     r = httpx.post(
-        f"{emu}/_emulator/faults", json={"route": "polygon", "kind": "status", "status": 503, "count": 2}
+        f"{emu}/_emulator/faults",
+        json={"route": "polygon", "kind": "status", "status": 503, "count": 2},
     )
     assert r.status_code == 200 and r.json()["faults"][0]["count"] == 2
     assert _tradier(emu).status_code == 200  # other route unaffected

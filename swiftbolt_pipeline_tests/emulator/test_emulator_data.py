@@ -4,9 +4,10 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
-from conftest import KEY, aggs
+from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore, is_listed
@@ -65,7 +66,7 @@ def test_generated_bars_are_realistic(emu: str) -> None:
         assert max(b["t"] for b in day_bars) < _et_ms(d, 17 if early else 20, 0)
         assert sum(b["v"] for b in regular) > 5 * sum(b["v"] for b in ext)
     closes = [b["c"] for b in bars]
-    assert 1 < min(closes) and max(closes) / min(closes) < 1.5
+    assert min(closes) > 1 and max(closes) / min(closes) < 1.5
     for b in bars:
         assert b["l"] <= min(b["o"], b["c"]) <= max(b["o"], b["c"]) <= b["h"]
         assert b["l"] <= b["vw"] <= b["h"]
@@ -94,9 +95,7 @@ def test_unlisted_rule_and_missing_shared_data(tmp_path: Path) -> None:
         assert BarStore(tmp_path).shared_tickers() == []
 
 
-def _ny():  # noqa: ANN202
-    from zoneinfo import ZoneInfo
-
+def _ny() -> ZoneInfo:
     return ZoneInfo("America/New_York")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from conftest import KEY, aggs
+from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator.data import SHARED_FILE, default_shared_dir
 

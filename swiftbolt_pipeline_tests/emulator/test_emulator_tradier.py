@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from conftest import KEY
+from emulator_helpers import KEY
 
 NY = ZoneInfo("America/New_York")
 

@@ -1,6 +1,5 @@
 """`m15_bars`: raw 15-minute bars per symbol x session, fetched from Polygon."""
 
-
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
@@ -48,7 +47,7 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                     ingest_history(
                         conn,
                         client,
-                        run_id=context.run_id,
+                        run_id=context.run.run_id,
                         symbol=symbol,
                         symbol_id=ids[symbol],
                         days=days,

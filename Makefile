@@ -1,0 +1,50 @@
+# Everything installs itself: uv (from PyPI) then the locked environment in .venv.
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+SWIFTBOLT := $(BIN)/swiftbolt
+# The demo serves the shared real bars (SPY QQQ AAPL, 2025-05-12..2026-03-12) from the emulator.
+DEMO_SYMBOLS ?= SPY,QQQ,AAPL
+DEMO_START ?= 2026-02-09
+DEMO_END ?= 2026-03-06
+comma := ,
+
+.PHONY: install demo dev test test-all test-browser lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+demo: install
+	$(SWIFTBOLT) db migrate
+	$(SWIFTBOLT) watch add $(subst $(comma), ,$(DEMO_SYMBOLS))
+	$(SWIFTBOLT) backfill --symbols $(DEMO_SYMBOLS) --start $(DEMO_START) --end $(DEMO_END) --timeframes m15
+	$(SWIFTBOLT) tokens polygon
+	@echo
+	@echo "Bars are in PostgreSQL (embedded under .swiftbolt/ unless DATABASE_URL is set)."
+	@echo "Open the Dagster UI with:  $(SWIFTBOLT) dev   then browse http://127.0.0.1:3000"
+
+test: install
+	$(BIN)/pytest
+
+test-all: install
+	$(BIN)/pytest -m "not browser"
+
+lint: install
+	$(BIN)/ruff check swiftbolt_pipeline swiftbolt_pipeline_tests
+	$(BIN)/ruff format --check swiftbolt_pipeline swiftbolt_pipeline_tests
+	$(BIN)/pyright
+
+format: install
+	$(BIN)/ruff check --fix swiftbolt_pipeline swiftbolt_pipeline_tests
+	$(BIN)/ruff format swiftbolt_pipeline swiftbolt_pipeline_tests
+
+bench: install
+	$(SWIFTBOLT) bench
+
+clean:
+	rm -rf $(VENV) .swiftbolt .pytest_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""The CLI end to end: emulator over HTTP, real PostgreSQL (DATABASE_URL's and embedded)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from swiftbolt_pipeline.storage import database
+from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY, TEST_HISTORY_START, TEST_NOW
+from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
+from swiftbolt_pipeline_tests.realdata import regular_m15
+
+START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real shared data
+
+
+@pytest.fixture
+def env(pipeline_env: dict[str, str]) -> dict[str, str]:
+    return dict(pipeline_env)
+
+
+def _m15(conn: psycopg.Connection, ticker: str) -> list[tuple]:
+    return conn.execute(
+        """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume
+           FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
+           WHERE s.ticker = %s AND b.timeframe = 'm15' ORDER BY b.ts""",
+        (ticker,),
+    ).fetchall()
+
+
+def test_backfill_stores_the_served_bars_once(
+    env: dict[str, str], conn: psycopg.Connection
+) -> None:
+    first = run_cli("backfill", "--symbols", "spy,QQQ,SPY", "--start", START, "--end", END, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "2 run(s), 38 partition(s), 988 m15 bars written, 2 request(s)" in first.stderr
+
+    from datetime import date
+
+    expected = regular_m15("SPY", date.fromisoformat(START), date.fromisoformat(END))
+    stored = _m15(conn, "SPY")
+    assert len(stored) == expected.height == 19 * 26
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in stored] == list(
+        expected.select("ts", "open", "high", "low", "close", "volume").iter_rows()
+    )
+    conn.commit()
+
+    again = run_cli("backfill", "--symbols", "SPY,QQQ", "--start", START, "--end", END, env=env)
+    assert again.returncode == 0, again.stderr
+    assert _m15(conn, "SPY") == stored
+    assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (988,)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--symbols", "ZZZZ", "--start", START, "--end", END], "SYMBOL_NOT_FOUND"),
+        (
+            ["--symbols", "A'; DROP TABLE symbols;--", "--start", START, "--end", END],
+            "INVALID_SYMBOL",
+        ),
+        (["--symbols", "SPY", "--start", END, "--end", START], "INVALID_RANGE"),
+        (["--symbols", "SPY", "--start", "2026-13-01", "--end", END], "INVALID_RANGE"),
+        (["--symbols", "SPY", "--start", "2020-01-02", "--end", END], "INVALID_RANGE"),
+        (["--symbols", "SPY", "--start", START, "--end", "2026-04-01"], "INVALID_RANGE"),
+        (["--symbols", "SPY", "--start", "2026-02-14", "--end", "2026-02-16"], "INVALID_RANGE"),
+        (
+            ["--symbols", "SPY", "--start", START, "--end", END, "--timeframes", "m5"],
+            "INVALID_TIMEFRAME",
+        ),
+    ],
+)
+def test_bad_input_is_refused_clearly_and_changes_nothing(
+    env: dict[str, str], conn: psycopg.Connection, args: list[str], code: str
+) -> None:
+    result = run_cli("backfill", *args, env=env)
+    assert result.returncode != 0
+    assert f"[{code}]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (0,)
+
+
+def test_unreachable_database_is_a_clear_error(env: dict[str, str]) -> None:
+    env = {**env, "DATABASE_URL": "postgresql://swift:s3cret-pw@127.0.0.1:1/nowhere"}
+    result = run_cli("watch", "list", env=env, timeout=60)
+    assert result.returncode != 0
+    assert "[DATABASE_UNAVAILABLE]" in result.stderr
+    assert "s3cret-pw" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
+    """No DATABASE_URL: the CLI starts PostgreSQL under SWIFTBOLT_HOME and stops it after."""
+    home = tmp_path / "home"
+    env = {
+        "SWIFTBOLT_HOME": str(home),
+        "SWIFTBOLT_NOW": TEST_NOW,
+        "SWIFTBOLT_HISTORY_START": TEST_HISTORY_START,
+        "POLYGON_BASE_URL": emulator,
+        "POLYGON_API_KEY": EMULATOR_KEY,
+    }
+    assert run_cli("db", "migrate", env=env).stdout.strip() == "applied 0001_schema.sql"
+    assert run_cli("db", "migrate", env=env).stdout.strip() == "schema is up to date"
+    added = run_cli("watch", "add", "aapl", "--window-days", "30", "--priority", "3", env=env)
+    assert added.returncode == 0 and "watching AAPL (window 30 days, priority 3)" in added.stdout
+    result = run_cli("backfill", "--symbols", "AAPL", "--start", START, "--end", END, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "494 m15 bars written" in result.stderr
+    # The server stopped with the last process using it...
+    assert not (home / "pgdata" / "postmaster.pid").exists()
+    # ...and the data is there when it starts again.
+    url = database.start_embedded(home)
+    with psycopg.connect(url) as conn:
+        assert _m15(conn, "AAPL")[0][0].isoformat() == "2026-02-09T14:30:00+00:00"
+        assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (494,)
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'dagster'"
+            ).fetchone()[0]
+            > 10
+        )
+
+
+def test_no_api_key_uses_the_built_in_emulator(tmp_path, db_url: str) -> None:
+    env = {
+        "DATABASE_URL": db_url,
+        "SWIFTBOLT_HOME": str(tmp_path / "home"),
+        "SWIFTBOLT_NOW": TEST_NOW,
+        "SWIFTBOLT_HISTORY_START": TEST_HISTORY_START,
+    }
+    result = run_cli("backfill", "--symbols", "NVDA", "--start", START, "--end", START, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "built-in emulator" in result.stderr
+    assert "26 m15 bars written" in result.stderr
