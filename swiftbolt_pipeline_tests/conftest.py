@@ -90,6 +90,8 @@ def pipeline_env(
         "DATABASE_URL": db_url,
         "POLYGON_API_KEY": EMULATOR_KEY,
         "POLYGON_BASE_URL": emulator,
+        "TRADIER_TOKEN": EMULATOR_KEY,
+        "TRADIER_BASE_URL": emulator,
         "SWIFTBOLT_HOME": str(tmp_path / "home"),
         "SWIFTBOLT_NOW": TEST_NOW,
         "SWIFTBOLT_HISTORY_START": TEST_HISTORY_START,

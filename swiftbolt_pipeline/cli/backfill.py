@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.cli.runtime import (
     Runtime,
-    ensure_polygon,
+    ensure_providers,
     open_runtime,
     prepare_dagster_home,
 )
@@ -59,7 +59,7 @@ def backfill(
     days = calendar.sessions_between(start, end)
     if not days:
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
-    source = ensure_polygon(runtime)
+    source = ensure_providers(runtime)
     prepare_dagster_home(runtime)
     defs = build_definitions(runtime.settings)
     selection = [ASSET_FOR[tf] for tf in wanted]

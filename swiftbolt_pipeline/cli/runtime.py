@@ -55,25 +55,34 @@ def prepare_dagster_home(runtime: Runtime) -> Path:
     return home
 
 
-def ensure_polygon(runtime: Runtime) -> str:
-    """Make POLYGON_API_KEY/POLYGON_BASE_URL usable; start the emulator when there is no key.
+def ensure_providers(runtime: Runtime) -> str:
+    """Make the provider settings usable: a provider with no key but a base URL gets the
+    emulator's key; with no key and no URL, the built-in emulator starts in this process and
+    serves both APIs. Returns where Polygon bars come from, for the user."""
+    emulator_url: str | None = None
+    for key_var, url_var in (
+        ("POLYGON_API_KEY", "POLYGON_BASE_URL"),
+        ("TRADIER_TOKEN", "TRADIER_BASE_URL"),
+    ):
+        if os.environ.get(key_var):
+            continue
+        if not os.environ.get(url_var):
+            emulator_url = emulator_url or _start_emulator()
+            os.environ[url_var] = emulator_url
+        os.environ[key_var] = EMULATOR_API_KEY
+    runtime.settings = Settings.from_env()
+    if runtime.settings.polygon_base_url == emulator_url:
+        return f"built-in emulator at {emulator_url} (no POLYGON_API_KEY set)"
+    return runtime.settings.polygon_base_url
 
-    Returns a short description of where bars come from, for the user."""
-    settings = runtime.settings
-    if settings.polygon_api_key:
-        return settings.polygon_base_url
-    if os.environ.get("POLYGON_BASE_URL"):
-        os.environ["POLYGON_API_KEY"] = EMULATOR_API_KEY
-        return f"{settings.polygon_base_url} (no POLYGON_API_KEY: emulator key)"
+
+def _start_emulator() -> str:
     from swiftbolt_pipeline.emulator.server import running_emulator
 
     stack = contextlib.ExitStack()
     base_url = stack.enter_context(running_emulator())
     atexit.register(stack.close)
-    os.environ["POLYGON_BASE_URL"] = base_url
-    os.environ["POLYGON_API_KEY"] = EMULATOR_API_KEY
-    runtime.settings = Settings.from_env()
-    return f"built-in emulator at {base_url} (no POLYGON_API_KEY set)"
+    return base_url
 
 
 def fail(code: str, message: str) -> None:

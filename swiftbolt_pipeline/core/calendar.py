@@ -60,7 +60,9 @@ def _xnys() -> xcals.ExchangeCalendar:
 
 
 def _label(day: date) -> pd.Timestamp:
-    return pd.Timestamp(day)
+    label = pd.Timestamp(day.year, day.month, day.day)
+    assert isinstance(label, pd.Timestamp)  # never NaT for a real date
+    return label
 
 
 def is_session(day: date) -> bool:

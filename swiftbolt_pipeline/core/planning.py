@@ -82,7 +82,7 @@ def plan_requests(
                     f"{day.isoformat()} needs {cost} base minutes, over the budget of "
                     f"{max_base_minutes}"
                 )
-            if batch and minutes + cost >= max_base_minutes:
+            if batch and minutes + cost > max_base_minutes:
                 windows.append(RequestWindow(batch[0], batch[-1], tuple(batch), minutes))
                 batch, minutes = [], 0
             batch.append(day)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.partitions import bar_partitions
-from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.resources import (
+    PolygonResource,
+    TradierResource,
+    WarehouseResource,
+)
 
 
 def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     partitions = bar_partitions(settings)
-    return [build_m15_asset(partitions)]
+    return [build_m15_asset(partitions), *build_derived_assets(partitions)]
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -23,6 +28,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "polygon": PolygonResource(
             api_key=dg.EnvVar("POLYGON_API_KEY"),
             base_url=settings.polygon_base_url,
+            warehouse=warehouse,
+        ),
+        "tradier": TradierResource(
+            token=dg.EnvVar("TRADIER_TOKEN"),
+            base_url=settings.tradier_base_url,
             warehouse=warehouse,
         ),
     }

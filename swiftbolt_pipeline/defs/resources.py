@@ -8,6 +8,7 @@ import psycopg
 
 from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.providers.polygon import PolygonClient
+from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
@@ -41,6 +42,36 @@ class PolygonResource(dg.ConfigurableResource):
         client = PolygonClient(
             self.base_url,
             self.api_key,
+            limiter,
+            clock,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+            limiter.close()
+
+
+class TradierResource(dg.ConfigurableResource):
+    """Tradier time & sales for today's session, through the same shared limiter."""
+
+    token: str
+    base_url: str = "https://api.tradier.com"
+    warehouse: WarehouseResource
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+
+    @contextmanager
+    def client(self) -> Iterator[TradierClient]:
+        clock = SystemClock()
+        limiter = PostgresTokenLimiter(self.warehouse.database_url, "tradier", clock)
+        client = TradierClient(
+            self.base_url,
+            self.token,
             limiter,
             clock,
             timeout_s=self.timeout_s,

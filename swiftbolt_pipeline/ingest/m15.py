@@ -17,7 +17,7 @@ import psycopg
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
-from swiftbolt_pipeline.core.sessions import bars_in_sessions
+from swiftbolt_pipeline.core.resample import regular_session
 from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
@@ -51,7 +51,6 @@ def ingest_history(
     symbol: str,
     symbol_id: int,
     days: Sequence[date],
-    extended_hours: bool = False,
 ) -> SymbolIngest:
     """Fetch and store m15 bars of `symbol` for historical session `days` from Polygon."""
     result = SymbolIngest(symbol=symbol, days=sorted(days))
@@ -60,9 +59,7 @@ def ingest_history(
     result.expected_requests = len(windows)
     received = 0
     for window in windows:
-        received += _fetch_window(
-            conn, polygon, run_id, symbol_id, window, result, extended_hours=extended_hours
-        )
+        received += _fetch_window(conn, polygon, run_id, symbol_id, window, result)
     if windows and received == 0:
         raise ProviderError(
             SYMBOL_NOT_FOUND,
@@ -82,8 +79,6 @@ def _fetch_window(
     symbol_id: int,
     window: RequestWindow,
     result: SymbolIngest,
-    *,
-    extended_hours: bool,
 ) -> int:
     """One planned request (plus the pages and retries it takes); returns bars received."""
     symbol = result.symbol
@@ -121,7 +116,7 @@ def _fetch_window(
         result.empty_days.extend(window.sessions)
         return 0
     sessions = [calendar.session(day) for day in window.sessions]
-    bars = bars_in_sessions(raw.unique("ts", keep="last"), sessions, extended_hours=extended_hours)
+    bars = regular_session(raw.unique("ts", keep="last"), sessions).sort("ts")
     with conn.transaction():
         rows = bar_store.replace_partitions(
             conn,

@@ -89,19 +89,28 @@ def _day_runs(days: list[date]) -> list[tuple[date, date]]:
     return runs
 
 
+SOURCE_SCHEMA: dict[str, pl.DataType] = {
+    **BAR_SCHEMA,
+    "provider": pl.String(),
+    "is_intraday": pl.Boolean(),
+}
+
+
 def read_bars(
     conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
 ) -> pl.DataFrame:
-    """Bars of the session days `first`..`last` (inclusive), ordered by ts."""
+    """Bars of the session days `first`..`last` (inclusive), ordered by ts, with their source
+    (`provider`, `is_intraday`) after the BAR_SCHEMA columns."""
     lo, _ = day_bounds(first)
     _, hi = day_bounds(last)
     cur = conn.execute(
-        """SELECT ts, open, high, low, close, volume, vwap, trade_count FROM ohlc_bars_v2
+        """SELECT ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday
+           FROM ohlc_bars_v2
            WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s ORDER BY ts""",
         (symbol_id, timeframe.value, lo, hi),
     )
     rows = cur.fetchall()
-    return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
+    return pl.DataFrame(rows, schema=SOURCE_SCHEMA, orient="row")
 
 
 def sessions_with_bars(

@@ -32,9 +32,9 @@ def start_embedded(home: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     _embedded_servers[pgdata] = server
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -6,7 +6,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 
 import psycopg
 
@@ -75,8 +74,11 @@ def token_status(conn: psycopg.Connection, provider: str | None = None) -> list[
         row = conn.execute("SELECT * FROM get_token_status(%s)", (name,)).fetchone()
         if row is None:
             raise LookupError(f"unknown provider {name!r}")
+        name, available, capacity, refill_rate, until_full = row
         result.append(
-            TokenStatus(row[0], *(float(v) if isinstance(v, Decimal) else v for v in row[1:]))
+            TokenStatus(
+                name, float(available), int(capacity), float(refill_rate), float(until_full)
+            )
         )
     return result
 

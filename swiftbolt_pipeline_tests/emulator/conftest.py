@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from emulator_helpers import KEY
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ import time
 
 import httpx
 import pytest
-from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
 
 POLYGON_429 = (
     "You've exceeded the maximum requests per minute, please wait or upgrade your subscription"

@@ -7,11 +7,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore, is_listed
 from swiftbolt_pipeline.emulator.sessions import day_start_ms
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
 
 FINGERPRINT = """
 from datetime import date

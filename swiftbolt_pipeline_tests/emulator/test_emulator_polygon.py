@@ -6,9 +6,9 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from emulator_helpers import KEY, aggs
 
 from swiftbolt_pipeline.emulator.data import SHARED_FILE, default_shared_dir
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
 
 SHARED = default_shared_dir() / SHARED_FILE
 needs_shared = pytest.mark.skipif(not SHARED.is_file(), reason="shared data absent")

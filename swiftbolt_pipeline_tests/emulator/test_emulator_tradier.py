@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from emulator_helpers import KEY
+
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY
 
 NY = ZoneInfo("America/New_York")
 

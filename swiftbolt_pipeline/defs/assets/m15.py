@@ -1,11 +1,14 @@
 """`m15_bars`: raw 15-minute bars per symbol x session, fetched from Polygon."""
 
+from contextlib import ExitStack
+
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
-from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.resources import PolygonResource, TradierResource, WarehouseResource
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest, ingest_history
+from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.storage import watchlist
 
 
@@ -22,37 +25,51 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
             "session, stored in `ohlc_bars_v2` (timeframe m15). Historical sessions come from "
-            "Polygon aggregates, requested in coalesced windows of about 50 sessions."
+            "Polygon aggregates, requested in coalesced windows of about 50 sessions; today's "
+            "session from Tradier time & sales (`is_intraday`), replaced by Polygon later."
         ),
     )
     def m15_bars(
         context: dg.AssetExecutionContext,
         polygon: PolygonResource,
+        tradier: TradierResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         settings = Settings.from_env()
+        now, today = settings.now(), settings.today
         plan = days_by_symbol(list(context.partition_keys))
         results: list[SymbolIngest] = []
-        with warehouse.connect() as conn, polygon.client() as client:
+        with warehouse.connect() as conn, ExitStack() as clients:
             ids = watchlist.ensure(conn, list(plan))
             for symbol, days in plan.items():
-                future = [d for d in days if d >= settings.today]
-                if future:
-                    raise dg.Failure(
-                        f"{symbol}: {len(future)} partition(s) from {future[0]} are today's "
-                        "session, which is fetched from Tradier (not configured in this build)"
+                # Routed by each day, not by the end of the range: history from Polygon,
+                # today's session from Tradier.
+                history = [d for d in days if d < today]
+                context.log.info(f"{symbol}: {len(days)} session(s) {days[0]}..{days[-1]}")
+                if history:
+                    client = clients.enter_context(polygon.client())
+                    results.append(
+                        ingest_history(
+                            conn,
+                            client,
+                            run_id=context.run.run_id,
+                            symbol=symbol,
+                            symbol_id=ids[symbol],
+                            days=history,
+                        )
                     )
-                context.log.info(f"{symbol}: fetching {len(days)} session(s) {days[0]}..{days[-1]}")
-                results.append(
-                    ingest_history(
-                        conn,
-                        client,
-                        run_id=context.run.run_id,
-                        symbol=symbol,
-                        symbol_id=ids[symbol],
-                        days=days,
+                if today in days:
+                    results.append(
+                        ingest_today(
+                            conn,
+                            clients.enter_context(tradier.client()),
+                            run_id=context.run.run_id,
+                            symbol=symbol,
+                            symbol_id=ids[symbol],
+                            day=today,
+                            now=now,
+                        )
                     )
-                )
         return dg.MaterializeResult(metadata=_metadata(results))
 
     return m15_bars

@@ -1,0 +1,82 @@
+"""Today's session from Tradier time & sales, stored as intraday bars until Polygon replaces
+them once the day is historical (design §3 provider routing)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+import psycopg
+
+from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.providers.http import RequestStats
+from swiftbolt_pipeline.providers.tradier import TradierClient
+from swiftbolt_pipeline.storage import bars as bar_store
+from swiftbolt_pipeline.storage import ledger
+
+log = logging.getLogger(__name__)
+
+
+def ingest_today(
+    conn: psycopg.Connection,
+    tradier: TradierClient,
+    *,
+    run_id: str,
+    symbol: str,
+    symbol_id: int,
+    day: date,
+    now: datetime,
+) -> SymbolIngest:
+    """Replace today's partition with the complete 15-minute bars Tradier has so far."""
+    result = SymbolIngest(symbol=symbol, days=[day], provider=tradier.provider)
+    result.expected_requests = 1
+    session = calendar.session(day)
+    stats = RequestStats()
+    fetch_id = ledger.start_fetch(
+        conn,
+        run_id=run_id,
+        provider=tradier.provider,
+        symbol=symbol,
+        timeframe=Timeframe.M15.value,
+        first=day,
+        last=day,
+        expected_cost=1,
+    )
+    conn.commit()
+    try:
+        bars = tradier.fetch_session_m15(symbol, session, now, stats)
+    except ProviderError as exc:
+        ledger.finish_fetch(
+            conn,
+            fetch_id,
+            actual_cost=stats.requests,
+            rows_written=0,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        conn.commit()
+        raise
+    finally:
+        result.stats.add(stats)
+    with conn.transaction():
+        rows = bar_store.replace_partitions(
+            conn,
+            symbol_id=symbol_id,
+            timeframe=Timeframe.M15,
+            days=[day],
+            bars=bars,
+            provider=tradier.provider,
+            is_intraday=True,
+        )
+        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=rows)
+    conn.commit()
+    result.bars_written = rows
+    if rows:
+        result.first_ts, result.last_ts = str(bars["ts"].min()), str(bars["ts"].max())
+    else:
+        result.empty_days.append(day)
+    log.info("%s today (%s): %d complete bars from Tradier", symbol, day, rows)
+    return result

@@ -1,0 +1,332 @@
+"""`ohlc_bars_v2` writes: whole partitions replaced atomically, on the exchange's day."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import psycopg
+import pytest
+from polars.testing import assert_frame_equal
+
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.storage import bars, watchlist
+from swiftbolt_pipeline_tests.storage.helpers import bars_frame, et, session_bars
+
+MON, TUE, WED = date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6)
+FRI_EST, MON_EDT = date(2024, 3, 8), date(2024, 3, 11)  # DST starts on Sunday 2024-03-10
+
+
+def sid(conn: psycopg.Connection, ticker: str = "AAPL") -> int:
+    return watchlist.ensure(conn, [ticker])[ticker]
+
+
+def write(
+    conn: psycopg.Connection,
+    symbol_id: int,
+    days: list[date],
+    frame: pl.DataFrame,
+    *,
+    timeframe: Timeframe = Timeframe.M15,
+    provider: str = "polygon",
+    is_intraday: bool = False,
+) -> int:
+    return bars.replace_partitions(
+        conn,
+        symbol_id=symbol_id,
+        timeframe=timeframe,
+        days=days,
+        bars=frame,
+        provider=provider,
+        is_intraday=is_intraday,
+    )
+
+
+def count(conn: psycopg.Connection, where: str = "true") -> int:
+    row = conn.execute(f"SELECT count(*) FROM ohlc_bars_v2 WHERE {where}").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_write_then_read_round_trips_exactly(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    frame = pl.concat([session_bars(MON), session_bars(TUE, price=200.123456789012)])
+    frame = frame.with_columns(
+        pl.when(pl.col("ts") == frame["ts"][3]).then(0.1 + 0.2).otherwise(pl.col("open")).alias(
+            "open"
+        ),
+        pl.when(pl.col("ts") == frame["ts"][4])
+        .then(9_007_199_254_740_993)
+        .otherwise(pl.col("volume"))
+        .alias("volume"),
+    )
+    assert write(conn, s, [MON, TUE], frame) == 52
+    got = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    assert got.schema == pl.Schema(BAR_SCHEMA)
+    assert_frame_equal(got, frame.sort("ts"), check_exact=True)
+    assert got["vwap"].null_count() > 0 and got["trade_count"].null_count() > 0
+
+
+def test_replace_is_idempotent(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    frame = pl.concat([session_bars(MON), session_bars(TUE)])
+    write(conn, s, [MON, TUE], frame)
+    first = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    write(conn, s, [MON, TUE], frame)
+    second = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    assert_frame_equal(first, second)
+    assert count(conn) == 52
+
+
+def test_replacing_a_day_removes_bars_no_longer_present_and_leaves_others(
+    conn: psycopg.Connection,
+) -> None:
+    s, other = sid(conn), sid(conn, "MSFT")
+    write(conn, s, [MON, TUE, WED], pl.concat([session_bars(d) for d in (MON, TUE, WED)]))
+    write(conn, other, [TUE], session_bars(TUE))
+    write(conn, s, [TUE], session_bars(TUE).head(7), timeframe=Timeframe.H1)
+    write(conn, s, [TUE], session_bars(TUE, 20, price=50))
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, WED) == {MON: 26, TUE: 20, WED: 26}
+    assert bars.read_bars(conn, s, Timeframe.M15, TUE, TUE)["open"][0] == 50
+    assert bars.sessions_with_bars(conn, other, Timeframe.M15, TUE, TUE) == {TUE: 26}
+    assert bars.sessions_with_bars(conn, s, Timeframe.H1, TUE, TUE) == {TUE: 7}
+    # An empty frame empties the partition.
+    assert write(conn, s, [TUE], bars_frame([])) == 0
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, WED) == {MON: 26, WED: 26}
+
+
+def test_replacing_non_adjacent_days_leaves_the_days_between(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    write(conn, s, [MON, TUE, WED], pl.concat([session_bars(d) for d in (MON, TUE, WED)]))
+    write(conn, s, [MON, WED], pl.concat([session_bars(MON, 3), session_bars(WED, 4)]))
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, WED) == {MON: 3, TUE: 26, WED: 4}
+
+
+def test_stray_bars_raise_and_write_nothing(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    write(conn, s, [MON], session_bars(MON))
+    before = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    mixed = pl.concat([session_bars(MON, 5, price=1), session_bars(TUE, 2)])
+    with pytest.raises(ValueError, match="2 bars fall outside"):
+        write(conn, s, [MON], mixed)
+    assert_frame_equal(bars.read_bars(conn, s, Timeframe.M15, MON, TUE), before)
+
+
+def test_primary_key_rejects_duplicate_bars_and_the_write_rolls_back(
+    conn: psycopg.Connection,
+) -> None:
+    s = sid(conn)
+    write(conn, s, [MON], session_bars(MON))
+    conn.commit()
+    twice = pl.concat([session_bars(MON, 3, price=7), session_bars(MON, 1, price=7)])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        write(conn, s, [MON], twice)
+    conn.rollback()
+    got = bars.read_bars(conn, s, Timeframe.M15, MON, MON)
+    assert got.height == 26 and got["open"][0] == 100  # the old partition survived intact
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(
+            """INSERT INTO ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close,
+                                         volume, provider)
+               VALUES (%s, 'm15', %s, 1, 2, 0.5, 1, 1, 'polygon')""",
+            (s, et(MON, 9, 30)),
+        )
+
+
+def test_day_boundary_is_the_exchange_day_not_utc(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    late = [
+        et(MON, 18, 30),  # 23:30 UTC: Monday in New York
+        et(MON, 19, 45),  # 00:45 UTC Tuesday: still Monday in New York
+        et(MON, 0, 0),  # 05:00 UTC: the first instant of Monday
+    ]
+    assert late[0] == datetime(2024, 3, 4, 23, 30, tzinfo=UTC)
+    frame = bars_frame(
+        [
+            {"ts": t, "open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 1}
+            | {"vwap": None, "trade_count": None}
+            for t in late
+        ]
+    )
+    with pytest.raises(ValueError, match="outside"):
+        write(conn, s, [TUE], frame)
+    assert write(conn, s, [MON], frame) == 3
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, WED) == {MON: 3}
+    assert bars.read_bars(conn, s, Timeframe.M15, TUE, WED).height == 0
+    assert bars.read_bars(conn, s, Timeframe.M15, MON, MON)["ts"].to_list() == sorted(late)
+    # Replacing Tuesday (even with bars at 00:00-04:59 UTC) leaves Monday's evening alone.
+    tue_early = bars_frame(
+        [
+            {"ts": et(TUE, 0, 15), "open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 1}
+            | {"vwap": None, "trade_count": None}
+        ]
+    )
+    write(conn, s, [TUE], tue_early)
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, WED) == {MON: 3, TUE: 1}
+
+
+def test_day_bounds_follow_daylight_saving_time() -> None:
+    assert bars.day_bounds(FRI_EST)[0] == datetime(2024, 3, 8, 5, tzinfo=UTC)
+    assert bars.day_bounds(FRI_EST)[1] == datetime(2024, 3, 9, 5, tzinfo=UTC)
+    assert bars.day_bounds(date(2024, 3, 10)) == (
+        datetime(2024, 3, 10, 5, tzinfo=UTC),
+        datetime(2024, 3, 11, 4, tzinfo=UTC),  # a 23-hour day
+    )
+    assert bars.day_bounds(MON_EDT)[0] == datetime(2024, 3, 11, 4, tzinfo=UTC)
+
+
+def test_friday_and_monday_around_dst_change(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    frame = pl.concat([session_bars(FRI_EST), session_bars(MON_EDT)])
+    write(conn, s, [FRI_EST, MON_EDT], frame)
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, FRI_EST, MON_EDT) == {
+        FRI_EST: 26,
+        MON_EDT: 26,
+    }
+    mon = bars.read_bars(conn, s, Timeframe.M15, MON_EDT, MON_EDT)
+    assert mon["ts"][0] == datetime(2024, 3, 11, 13, 30, tzinfo=UTC)  # 09:30 EDT
+    fri = bars.read_bars(conn, s, Timeframe.M15, FRI_EST, FRI_EST)
+    assert fri["ts"][0] == datetime(2024, 3, 8, 14, 30, tzinfo=UTC)  # 09:30 EST
+
+
+def test_provider_and_intraday_flag_are_stored_and_replaced(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    write(conn, s, [MON], session_bars(MON, 10), provider="tradier", is_intraday=True)
+    assert conn.execute(
+        "SELECT DISTINCT provider, is_intraday FROM ohlc_bars_v2 WHERE symbol_id = %s", (s,)
+    ).fetchall() == [("tradier", True)]
+    write(conn, s, [MON], session_bars(MON), provider="polygon", is_intraday=False)
+    assert conn.execute(
+        "SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2 WHERE symbol_id = %s "
+        "GROUP BY 1, 2",
+        (s,),
+    ).fetchall() == [("polygon", False, 26)]
+
+
+def test_replace_joins_the_callers_transaction(conn: psycopg.Connection, db_url: str) -> None:
+    s = sid(conn)
+    conn.commit()
+    with pytest.raises(RuntimeError, match="abort"), conn.transaction():
+        write(conn, s, [MON], session_bars(MON))
+        assert count(conn) == 26
+        raise RuntimeError("abort")
+    assert count(conn) == 0
+    conn.commit()  # end the implicit transaction the count opened
+    with conn.transaction():
+        write(conn, s, [MON], session_bars(MON))
+    with psycopg.connect(db_url) as other:
+        assert count(other) == 26
+
+
+def test_concurrent_writers_of_the_same_partitions_leave_one_copy(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    s = sid(conn)
+    conn.commit()
+    days = [MON, TUE, WED]
+    versions = {
+        "a": pl.concat([session_bars(d, 26, price=10) for d in days]),
+        "b": pl.concat([session_bars(d, 20, price=20) for d in days]),
+    }
+    errors: list[BaseException] = []
+    for _ in range(5):
+        barrier = threading.Barrier(2)
+
+        def run(version: str, barrier: threading.Barrier = barrier) -> None:
+            try:
+                with psycopg.connect(db_url) as c:
+                    barrier.wait(10)
+                    for _ in range(3):
+                        write(c, s, days, versions[version])
+                        c.commit()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(v,)) for v in versions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        got = bars.read_bars(conn, s, Timeframe.M15, MON, WED)
+        conn.commit()
+        assert got["ts"].is_unique().all()
+        assert any(got.equals(v) for v in versions.values()), "a mix of two writes"
+
+
+def test_concurrent_identical_writers_leave_exactly_one_copy(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    s = sid(conn)
+    conn.commit()
+    frame = pl.concat([session_bars(d) for d in (MON, TUE)])
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                barrier.wait(10)
+                for _ in range(5):
+                    write(c, s, [MON, TUE], frame)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert count(conn) == 52
+
+
+def test_read_bars_and_sessions_with_bars_limit_to_the_range(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    write(conn, s, [MON, TUE, WED], pl.concat([session_bars(d, 4) for d in (MON, TUE, WED)]))
+    got = bars.read_bars(conn, s, Timeframe.M15, TUE, TUE)
+    assert got.height == 4
+    assert got["ts"].is_sorted()
+    assert {t.astimezone(UTC).date() for t in got["ts"]} == {TUE}
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, TUE, WED) == {TUE: 4, WED: 4}
+    assert bars.sessions_with_bars(conn, s, Timeframe.H4, MON, WED) == {}
+    assert bars.read_bars(conn, s, Timeframe.D1, MON, WED).schema == pl.Schema(BAR_SCHEMA)
+
+
+def test_read_bars_is_utc_whatever_the_session_time_zone(db_url: str) -> None:
+    with psycopg.connect(db_url, options="-c TimeZone=Asia/Tokyo") as conn:
+        s = sid(conn)
+        write(conn, s, [MON], session_bars(MON, 2))
+        got = bars.read_bars(conn, s, Timeframe.M15, MON, MON)
+        assert got["ts"].to_list() == [
+            datetime(2024, 3, 4, 14, 30, tzinfo=UTC),
+            datetime(2024, 3, 4, 14, 45, tzinfo=UTC),
+        ]
+        assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, MON) == {MON: 2}
+
+
+def chart(conn: psycopg.Connection, ticker: str, tf: str, start: datetime, end: datetime) -> list:
+    return conn.execute(
+        "SELECT * FROM get_chart_data_v2(%s, %s, %s, %s)", (ticker, tf, start, end)
+    ).fetchall()
+
+
+def test_get_chart_data_v2_orders_and_includes_both_ends(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    frame = session_bars(MON, 26)
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    assert shuffled["ts"].to_list() != frame["ts"].to_list()
+    write(conn, s, [MON], shuffled)
+    write(conn, s, [MON], session_bars(MON, 7, price=500), timeframe=Timeframe.H1)
+    start, end = frame["ts"][2], frame["ts"][9]
+    rows = chart(conn, "aapl", "m15", start, end)
+    assert [r[0] for r in rows] == frame["ts"].to_list()[2:10]
+    assert rows[0][1:] == (
+        frame["open"][2], frame["high"][2], frame["low"][2], frame["close"][2],
+        frame["volume"][2], frame["vwap"][2], frame["trade_count"][2], "polygon", False,
+    )  # fmt: skip
+    assert len(chart(conn, "AAPL", "m15", start - timedelta(days=1), end + timedelta(days=1))) == 26
+    assert len(chart(conn, "AAPL", "h1", start - timedelta(days=1), end + timedelta(days=1))) == 7
+    assert chart(conn, "MSFT", "m15", start, end) == []
+    assert chart(conn, "AAPL", "m15", end, start) == []
