@@ -11,6 +11,7 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.cli.backfill import backfill
+from swiftbolt_pipeline.cli.dev import dev
 from swiftbolt_pipeline.cli.runtime import fail, open_runtime
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.providers.errors import ProviderError
@@ -183,3 +184,4 @@ def emulator(
 
 
 cli.add_command(backfill)
+cli.add_command(dev)

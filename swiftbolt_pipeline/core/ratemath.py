@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 TOKEN_WAIT_RANGE_S = (0.7, 1.3)
@@ -32,20 +32,21 @@ def backoff_delay(
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+def parse_retry_after(value: str | None, now: datetime, *, cap_s: float = 300.0) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (any of the
+    three RFC 9110 formats), capped so a hostile or broken header cannot stall a worker."""
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.isdigit():
+        return min(cap_s, float(value))
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - now).total_seconds())
+    if when.tzinfo is None:  # asctime and "-0000" dates are UTC by definition
+        when = when.replace(tzinfo=UTC)
+    return min(cap_s, max(0.0, (when - now).total_seconds()))
 
 
 @dataclass

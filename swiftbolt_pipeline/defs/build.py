@@ -7,17 +7,18 @@ import dagster as dg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
+from swiftbolt_pipeline.defs.jobs import bars_job
 from swiftbolt_pipeline.defs.partitions import bar_partitions
 from swiftbolt_pipeline.defs.resources import (
     PolygonResource,
     TradierResource,
     WarehouseResource,
 )
-
-
-def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    partitions = bar_partitions(settings)
-    return [build_m15_asset(partitions), *build_derived_assets(partitions)]
+from swiftbolt_pipeline.defs.schedules import (
+    finalize_previous_session_schedule,
+    today_intraday_schedule,
+)
+from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -40,4 +41,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    return dg.Definitions(assets=build_assets(settings), resources=build_resources(settings))
+    partitions = bar_partitions(settings)
+    return dg.Definitions(
+        assets=[build_m15_asset(partitions), *build_derived_assets(partitions)],
+        jobs=[bars_job],
+        sensors=[watchlist_sensor, coverage_gap_sensor],
+        schedules=[today_intraday_schedule, finalize_previous_session_schedule],
+        resources=build_resources(settings),
+    )

@@ -104,9 +104,10 @@ class PolygonClient:
         next_url = payload.get("next_url")
         if not next_url:
             return None
-        # The bearer token must only ever go to the configured host.
-        if urlsplit(next_url).netloc != urlsplit(self.base_url).netloc:
-            raise self._malformed("next_url points at another host", stats)
+        # The bearer token must only ever go to the configured host, over the same scheme.
+        target, base = urlsplit(next_url), urlsplit(self.base_url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise self._malformed("next_url points at another host or scheme", stats)
         return next_url
 
     def _malformed(self, message: str, stats: RequestStats) -> ProviderError:

@@ -113,17 +113,33 @@ def read_bars(
     return pl.DataFrame(rows, schema=SOURCE_SCHEMA, orient="row")
 
 
-def sessions_with_bars(
-    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
-) -> dict[date, int]:
-    """Bar count per exchange day that has any bars, for coverage and progress."""
+def sessions_with_bars_many(
+    conn: psycopg.Connection,
+    symbol_ids: list[int],
+    timeframe: Timeframe,
+    first: date,
+    last: date,
+) -> dict[int, dict[date, int]]:
+    """Per symbol id: bar count per exchange day that has bars, within `first`..`last`.
+
+    One grouped query for the whole watchlist, cheap enough for a sensor tick."""
     lo, _ = day_bounds(first)
     _, hi = day_bounds(last)
     rows = conn.execute(
-        """SELECT (ts AT TIME ZONE 'America/New_York')::date AS day, count(*)
+        """SELECT symbol_id, (ts AT TIME ZONE 'America/New_York')::date AS day, count(*)
            FROM ohlc_bars_v2
-           WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s
-           GROUP BY 1""",
-        (symbol_id, timeframe.value, lo, hi),
+           WHERE symbol_id = ANY(%s) AND timeframe = %s AND ts >= %s AND ts < %s
+           GROUP BY 1, 2""",
+        (symbol_ids, timeframe.value, lo, hi),
     ).fetchall()
-    return dict(rows)
+    result: dict[int, dict[date, int]] = {symbol_id: {} for symbol_id in symbol_ids}
+    for symbol_id, day, count in rows:
+        result[symbol_id][day] = count
+    return result
+
+
+def sessions_with_bars(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+) -> dict[date, int]:
+    """Bar count per exchange day that has bars, for one symbol."""
+    return sessions_with_bars_many(conn, [symbol_id], timeframe, first, last)[symbol_id]

@@ -56,12 +56,15 @@ def resolve_database_url(home: Path, configured: str | None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (user-info or `?password=`), for messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)], safe="*/"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:

@@ -77,7 +77,9 @@ def test_backoff_is_deterministic_for_a_seed() -> None:
         ("120", 120.0),
         (" 5 ", 5.0),
         ("0", 0.0),
-        ("-3", 0.0),
+        ("-3", None),  # not delta-seconds (RFC 9110): ignored, the client backs off instead
+        ("1.5", None),
+        ("100000", 300.0),  # capped
         (None, None),
         ("", None),
         ("soon", None),
@@ -97,11 +99,12 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after("Fri, 20 Mar 2026 16:01:00 +0000", NOW) == 60.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_retry_after accepts float('inf'): Retry-After: inf makes the client "
-    "sleep forever (SystemClock -> OverflowError in time.sleep)",
-)
+@pytest.mark.parametrize("header", ["Fri Mar 20 16:01:00 2026", "Fri, 20 Mar 2026 16:01:00 -0000"])
+def test_retry_after_obsolete_http_date_formats(header: str) -> None:
+    # RFC 9110 5.6.7: recipients MUST accept all three HTTP-date formats (asctime included).
+    assert parse_retry_after(header, NOW) == 60.0
+
+
 @pytest.mark.parametrize("header", ["inf", "Infinity", "1e400"])
 def test_retry_after_that_is_not_delta_seconds_is_rejected(header: str) -> None:
     value = parse_retry_after(header, NOW)
@@ -146,7 +149,9 @@ def test_bucket_defaults() -> None:
 def test_bucket_never_exceeds_capacity_in_any_window(
     capacity: int, refill_per_min: float, window_s: float, gaps: list[float]
 ) -> None:
-    bucket = RollingWindowBucket(capacity=capacity, refill_per_min=refill_per_min, window_s=window_s)
+    bucket = RollingWindowBucket(
+        capacity=capacity, refill_per_min=refill_per_min, window_s=window_s
+    )
     now, grants = 0.0, []
     for gap in gaps:
         now += gap

@@ -81,6 +81,14 @@ def test_429_retry_after_http_date_is_honoured_exactly() -> None:
     assert clock.sleeps == [20.0]
 
 
+def test_429_retry_after_asctime_date_is_retried_not_a_crash() -> None:
+    header = (NOW + timedelta(seconds=20)).strftime("%a %b %d %H:%M:%S %Y")
+    script = Script(status(429, {"Retry-After": header}), ok({"ok": True}))
+    c, _, clock = client(script)
+    assert c.get_json(URL, RequestStats()) == {"ok": True}
+    assert clock.sleeps == [20.0]
+
+
 def test_429_without_retry_after_backs_off_exponentially_then_gives_up() -> None:
     for seed in range(20):
         script = Script(status(429, body={"status": "ERROR", "error": "exceeded"}))

@@ -158,11 +158,6 @@ def test_next_url_to_another_host_is_refused(next_url: str) -> None:
     assert len(script.requests) == 1  # the key never went there
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _next_page compares only netloc, so an https->http next_url sends the bearer "
-    "key in clear text",
-)
 def test_next_url_downgrading_to_plain_http_is_refused() -> None:
     script = Script(
         ok(page([bar(0)], cursor_url(1, host=BASE.replace("https://", "http://")))),

@@ -142,7 +142,9 @@ def test_injected_faults_are_retried_over_real_http(
 
 
 def test_wrong_key_is_auth_failed(emu: str) -> None:
-    c = PolygonClient(emu, "wrong-key", CountingLimiter(), FakeClock(datetime(2026, 3, 20, tzinfo=UTC)))
+    c = PolygonClient(
+        emu, "wrong-key", CountingLimiter(), FakeClock(datetime(2026, 3, 20, tzinfo=UTC))
+    )
     try:
         with pytest.raises(errors.ProviderError) as info:
             c.fetch_m15(TICKER, FIRST, LAST, RequestStats())

@@ -21,8 +21,10 @@ def et(day: date, hour: int, minute: int = 0) -> datetime:
 
 
 def bars_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row") if rows else pl.DataFrame(
-        schema=BAR_SCHEMA
+    return (
+        pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
+        if rows
+        else pl.DataFrame(schema=BAR_SCHEMA)
     )
 
 

@@ -43,6 +43,15 @@ def write(
     )
 
 
+SOURCE_COLUMNS = {"provider": pl.String(), "is_intraday": pl.Boolean()}
+
+
+def read(conn: psycopg.Connection, symbol_id: int, first: date, last: date) -> pl.DataFrame:
+    """The BAR_SCHEMA part of `read_bars` (which also carries each bar's source)."""
+    got = bars.read_bars(conn, symbol_id, Timeframe.M15, first, last)
+    return got.select(list(BAR_SCHEMA))
+
+
 def count(conn: psycopg.Connection, where: str = "true") -> int:
     row = conn.execute(f"SELECT count(*) FROM ohlc_bars_v2 WHERE {where}").fetchone()
     assert row is not None
@@ -53,17 +62,21 @@ def test_write_then_read_round_trips_exactly(conn: psycopg.Connection) -> None:
     s = sid(conn)
     frame = pl.concat([session_bars(MON), session_bars(TUE, price=200.123456789012)])
     frame = frame.with_columns(
-        pl.when(pl.col("ts") == frame["ts"][3]).then(0.1 + 0.2).otherwise(pl.col("open")).alias(
-            "open"
-        ),
+        pl.when(pl.col("ts") == frame["ts"][3])
+        .then(0.1 + 0.2)
+        .otherwise(pl.col("open"))
+        .alias("open"),
         pl.when(pl.col("ts") == frame["ts"][4])
         .then(9_007_199_254_740_993)
         .otherwise(pl.col("volume"))
         .alias("volume"),
     )
     assert write(conn, s, [MON, TUE], frame) == 52
-    got = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
-    assert got.schema == pl.Schema(BAR_SCHEMA)
+    full = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    assert full.schema == pl.Schema(BAR_SCHEMA | SOURCE_COLUMNS)
+    assert full["provider"].unique().to_list() == ["polygon"]
+    assert full["is_intraday"].unique().to_list() == [False]
+    got = full.select(list(BAR_SCHEMA))
     assert_frame_equal(got, frame.sort("ts"), check_exact=True)
     assert got["vwap"].null_count() > 0 and got["trade_count"].null_count() > 0
 
@@ -72,9 +85,9 @@ def test_replace_is_idempotent(conn: psycopg.Connection) -> None:
     s = sid(conn)
     frame = pl.concat([session_bars(MON), session_bars(TUE)])
     write(conn, s, [MON, TUE], frame)
-    first = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    first = read(conn, s, MON, TUE)
     write(conn, s, [MON, TUE], frame)
-    second = bars.read_bars(conn, s, Timeframe.M15, MON, TUE)
+    second = read(conn, s, MON, TUE)
     assert_frame_equal(first, second)
     assert count(conn) == 52
 
@@ -193,6 +206,8 @@ def test_friday_and_monday_around_dst_change(conn: psycopg.Connection) -> None:
 def test_provider_and_intraday_flag_are_stored_and_replaced(conn: psycopg.Connection) -> None:
     s = sid(conn)
     write(conn, s, [MON], session_bars(MON, 10), provider="tradier", is_intraday=True)
+    got = bars.read_bars(conn, s, Timeframe.M15, MON, MON)
+    assert got.select("provider", "is_intraday").unique().rows() == [("tradier", True)]
     assert conn.execute(
         "SELECT DISTINCT provider, is_intraday FROM ohlc_bars_v2 WHERE symbol_id = %s", (s,)
     ).fetchall() == [("tradier", True)]
@@ -249,7 +264,7 @@ def test_concurrent_writers_of_the_same_partitions_leave_one_copy(
         for t in threads:
             t.join(30)
         assert errors == []
-        got = bars.read_bars(conn, s, Timeframe.M15, MON, WED)
+        got = read(conn, s, MON, WED)
         conn.commit()
         assert got["ts"].is_unique().all()
         assert any(got.equals(v) for v in versions.values()), "a mix of two writes"
@@ -291,7 +306,9 @@ def test_read_bars_and_sessions_with_bars_limit_to_the_range(conn: psycopg.Conne
     assert {t.astimezone(UTC).date() for t in got["ts"]} == {TUE}
     assert bars.sessions_with_bars(conn, s, Timeframe.M15, TUE, WED) == {TUE: 4, WED: 4}
     assert bars.sessions_with_bars(conn, s, Timeframe.H4, MON, WED) == {}
-    assert bars.read_bars(conn, s, Timeframe.D1, MON, WED).schema == pl.Schema(BAR_SCHEMA)
+    assert bars.read_bars(conn, s, Timeframe.D1, MON, WED).schema == pl.Schema(
+        BAR_SCHEMA | SOURCE_COLUMNS
+    )
 
 
 def test_read_bars_is_utc_whatever_the_session_time_zone(db_url: str) -> None:

@@ -38,10 +38,6 @@ def test_redact_when_the_password_also_appears_in_the_user_name() -> None:
     assert database.redact(url) == "postgresql://pw:***@h/db"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: redact() only looks at the userinfo; libpq also takes ?password=... in the query",
-)
 def test_redact_hides_a_password_given_as_query_parameter() -> None:
     assert SECRET not in database.redact(f"postgresql://alice@db.example/swift?password={SECRET}")
 

@@ -16,7 +16,9 @@ TS1 = datetime(2024, 3, 8, 20, 45, tzinfo=UTC)
 TS2 = datetime(2024, 3, 15, 19, 45, tzinfo=UTC)
 
 
-def start(conn: psycopg.Connection, run_id: str = "run-1", symbol: str = "AAPL", cost: int = 2) -> int:
+def start(
+    conn: psycopg.Connection, run_id: str = "run-1", symbol: str = "AAPL", cost: int = 2
+) -> int:
     return ledger.start_fetch(
         conn,
         run_id=run_id,
@@ -96,13 +98,9 @@ def test_status_check_rejects_unknown_status(conn: psycopg.Connection) -> None:
 
 def test_checkpoint_lifecycle(conn: psycopg.Connection) -> None:
     assert ledger.checkpoint(conn, "polygon", "AAPL", "m15") is None
-    ledger.advance_checkpoint(
-        conn, "polygon", "AAPL", "m15", range_start=D1, last_ts=TS1, bars=130
-    )
+    ledger.advance_checkpoint(conn, "polygon", "AAPL", "m15", range_start=D1, last_ts=TS1, bars=130)
     assert ledger.checkpoint(conn, "polygon", "AAPL", "m15") == (D1, TS1)
-    ledger.advance_checkpoint(
-        conn, "polygon", "AAPL", "m15", range_start=D1, last_ts=TS2, bars=130
-    )
+    ledger.advance_checkpoint(conn, "polygon", "AAPL", "m15", range_start=D1, last_ts=TS2, bars=130)
     assert ledger.checkpoint(conn, "polygon", "AAPL", "m15") == (D1, TS2)
     written = conn.execute(
         "SELECT bars_written FROM provider_checkpoints WHERE symbol = 'AAPL'"

@@ -101,7 +101,9 @@ def test_sql_function_and_python_bucket_decide_alike(
     aconn: psycopg.Connection, capacity: int, refill_per_min: float, window_s: float, seed: int
 ) -> None:
     configure(aconn, capacity, refill_per_min, window_s)
-    bucket = RollingWindowBucket(capacity=capacity, refill_per_min=refill_per_min, window_s=window_s)
+    bucket = RollingWindowBucket(
+        capacity=capacity, refill_per_min=refill_per_min, window_s=window_s
+    )
     rng = random.Random(seed)
     now = 0.0
     asks = []

@@ -54,7 +54,9 @@ CREATE TABLE rate_grants (
 );
 CREATE INDEX rate_grants_provider_time ON rate_grants (provider, granted_at);
 
-CREATE FUNCTION take_token(p_provider text, p_at timestamptz DEFAULT clock_timestamp())
+-- `p_at` is for tests and replays; by default the time is read after the lock is held, so a
+-- grant is stamped when it really happens, not when the caller started waiting for the lock.
+CREATE FUNCTION take_token(p_provider text, p_at timestamptz DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     b rate_buckets%ROWTYPE;
@@ -66,6 +68,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown rate-limited provider %', p_provider USING ERRCODE = 'P0002';
     END IF;
+    p_at := coalesce(p_at, clock_timestamp());
     refilled := least(
         b.capacity,
         b.tokens + greatest(0, extract(epoch FROM p_at - b.updated_at)) * b.refill_per_min / 60
