@@ -11,6 +11,7 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.cli.backfill import backfill
+from swiftbolt_pipeline.cli.coverage import coverage
 from swiftbolt_pipeline.cli.dev import dev
 from swiftbolt_pipeline.cli.runtime import fail, open_runtime
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
@@ -184,4 +185,5 @@ def emulator(
 
 
 cli.add_command(backfill)
+cli.add_command(coverage)
 cli.add_command(dev)

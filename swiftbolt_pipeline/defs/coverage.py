@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 import psycopg
@@ -161,12 +161,11 @@ def gaps_to_request(
     Today's session is left to the intraday schedule; it is never a gap."""
     excluded = list(excluded)
     requests: list[GapRequest] = []
-    last_day = settings.today - timedelta(days=1)
     for ticker, symbol_id, window_days, priority in watch:
         sessions = [
             day
-            for day in window_sessions(last_day, window_days, settings.history_start)
-            if not any(r.covers(ticker, day) for r in excluded)
+            for day in window_sessions(settings.today, window_days, settings.history_start)
+            if day < settings.today and not any(r.covers(ticker, day) for r in excluded)
         ]
         present = covered.get(symbol_id, {})
         requests.extend(GapRequest(ticker, gap, priority) for gap in find_gaps(sessions, present))

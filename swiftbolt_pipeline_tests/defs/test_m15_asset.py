@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date
 
 import dagster as dg
@@ -21,7 +22,12 @@ from swiftbolt_pipeline_tests.realdata import regular_m15
 FIRST, LAST = date(2025, 10, 27), date(2025, 11, 21)  # 4 weeks across the 2025-11-02 DST change
 
 
-def _run(symbol: str, days: list[date], instance: dg.DagsterInstance) -> RunOutcome:
+def _run(
+    symbol: str,
+    days: list[date],
+    instance: dg.DagsterInstance,
+    selection: Sequence[str] = ("m15_bars",),
+) -> RunOutcome:
     defs = build_definitions(Settings.from_env())
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
@@ -34,7 +40,7 @@ def _run(symbol: str, days: list[date], instance: dg.DagsterInstance) -> RunOutc
         resources,
         symbol=symbol,
         days=days,
-        selection=["m15_bars"],
+        selection=selection,
     )
 
 

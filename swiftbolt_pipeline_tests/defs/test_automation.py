@@ -1,0 +1,217 @@
+"""Sensors, schedules and the coverage report, through Dagster's own test contexts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import psycopg
+import pytest
+
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.coverage import coverage_report
+from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.schedules import (
+    finalize_previous_session_schedule,
+    today_intraday_schedule,
+)
+from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
+from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
+
+ET = ZoneInfo("America/New_York")
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def _sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, db_url: str):
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        definitions=build_definitions(Settings.from_env()),
+    )
+    return sensor(context)
+
+
+def _queue(instance: dg.DagsterInstance, tags: dict[str, str], status: dg.DagsterRunStatus) -> None:
+    instance.add_run(
+        dg.DagsterRun(job_name=BARS_JOB, run_id=str(uuid.uuid4()), status=status, tags=tags)
+    )
+
+
+def test_watchlist_sensor_adds_and_removes_symbol_partitions(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    watchlist.add(conn, ["AAPL", "MSFT"])
+    watchlist.ensure(conn, ["IBM"])  # known to the archive but not watched
+    result = _sensor(watchlist_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.dynamic_partitions_requests or []
+    assert isinstance(request, dg.AddDynamicPartitionsRequest)
+    assert sorted(request.partition_keys) == ["AAPL", "MSFT"]
+    instance.add_dynamic_partitions("symbols", ["AAPL", "MSFT"])
+
+    assert isinstance(
+        _sensor(watchlist_sensor, instance, pipeline_env["DATABASE_URL"]), dg.SkipReason
+    )
+
+    watchlist.remove(conn, ["MSFT"])
+    result = _sensor(watchlist_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.dynamic_partitions_requests or []
+    assert isinstance(request, dg.DeleteDynamicPartitionsRequest)
+    assert list(request.partition_keys) == ["MSFT"]
+
+
+def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    # Now = 2026-03-20; a 30-day window holds 2026-02-18 .. 2026-03-19 (yesterday) = 20 sessions.
+    watchlist.add(conn, ["SPY"], window_days=30, priority=1)
+    watchlist.add(conn, ["QQQ"], window_days=30, priority=5)
+    instance.add_dynamic_partitions("symbols", ["QQQ", "SPY"])
+    filled = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
+    outcome = _run("SPY", filled, instance, selection=["m15_bars", "d1_bars"])
+    assert outcome.success, outcome.error
+
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    ranges = [
+        (
+            r.tags["swiftbolt/symbol"],
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+            r.tags["dagster/priority"],
+        )
+        for r in result.run_requests or []
+    ]
+    assert ranges == [
+        ("QQQ", "2026-02-18|QQQ", "2026-03-19|QQQ", "5"),  # higher priority first
+        ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", "1"),
+        ("SPY", "2026-03-09|SPY", "2026-03-19|SPY", "1"),
+    ]
+
+
+def test_coverage_gap_sensor_leaves_inflight_and_recently_failed_ranges_alone(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    watchlist.add(conn, ["SPY", "QQQ"], window_days=30)
+    instance.add_dynamic_partitions("symbols", ["QQQ", "SPY"])
+    _queue(
+        instance,
+        range_tags("SPY", "SPY", date(2026, 2, 18), date(2026, 3, 19)),
+        dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
+    )
+    _queue(
+        instance,
+        range_tags("QQQ", "QQQ", date(2026, 2, 18), date(2026, 3, 10)),
+        dg.DagsterRunStatus.FAILURE,
+    )
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in result.run_requests or []
+    ] == [("2026-03-11|QQQ", "2026-03-19|QQQ")]
+
+
+def test_coverage_report_counts_running_and_queued_slices(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    (spy,) = watchlist.add(conn, ["SPY"], window_days=30)
+    instance.add_dynamic_partitions("symbols", ["SPY"])
+    filled = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
+    assert _run("SPY", filled, instance, selection=["m15_bars", "h1_bars"]).success
+    _queue(
+        instance,
+        range_tags("SPY", "SPY", date(2026, 2, 18), date(2026, 2, 27)),
+        dg.DagsterRunStatus.STARTED,
+    )
+    _queue(
+        instance,
+        range_tags("AAPL", "TSLA", date(2026, 3, 9), date(2026, 3, 13)),  # a multi-symbol run
+        dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
+    )
+    report = coverage_report(
+        conn,
+        instance,
+        Settings.from_env(),
+        symbol="SPY",
+        symbol_id=spy.id,
+        timeframe=Timeframe.H1,
+        window_days=30,
+    ).to_json()
+    assert report == {
+        "symbol": "SPY",
+        "timeframe": "h1",
+        "window_days": 30,
+        "status": "backfill_running",
+        "backfill_progress": {
+            "total_slices": 23,  # 2026-02-18 .. 2026-03-20 (today)
+            "completed_slices": 5,
+            "running_slices": 8,
+            "queued_slices": 5,
+            "progress_percent": 21.7,
+            "bars_written": 35,
+        },
+        "gaps": [
+            {"start": "2026-02-18", "end": "2026-02-27", "sessions": 8},
+            {"start": "2026-03-09", "end": "2026-03-20", "sessions": 10},
+        ],
+    }
+
+
+def _schedule(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, at: datetime):
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
+    return schedule(context)
+
+
+@pytest.mark.parametrize(
+    ("at", "runs"),
+    [
+        (datetime(2026, 3, 11, 9, 30, tzinfo=ET), False),  # first bar not complete yet
+        (datetime(2026, 3, 11, 9, 45, tzinfo=ET), True),
+        (datetime(2026, 3, 11, 16, 15, tzinfo=ET), True),  # the last bar, just complete
+        (datetime(2026, 3, 11, 16, 30, tzinfo=ET), False),
+        (datetime(2025, 11, 28, 12, 0, tzinfo=ET), True),  # early close
+        (datetime(2025, 11, 28, 13, 30, tzinfo=ET), False),
+        (datetime(2025, 11, 27, 11, 0, tzinfo=ET), False),  # Thanksgiving
+    ],
+)
+def test_today_schedule_runs_only_while_the_session_is_open(
+    monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance, at: datetime, runs: bool
+) -> None:
+    monkeypatch.delenv("SWIFTBOLT_NOW", raising=False)
+    instance.add_dynamic_partitions("symbols", ["SPY", "AAPL", "QQQ"])
+    result = _schedule(today_intraday_schedule, instance, at)
+    if not runs:
+        assert isinstance(result, dg.SkipReason)
+        return
+    assert isinstance(result, dg.RunRequest)
+    day = at.date().isoformat()
+    assert result.tags["dagster/asset_partition_range_start"] == f"{day}|AAPL"
+    assert result.tags["dagster/asset_partition_range_end"] == f"{day}|SPY"
+
+
+def test_finalize_schedule_targets_the_previous_session(
+    monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance
+) -> None:
+    monkeypatch.delenv("SWIFTBOLT_NOW", raising=False)
+    instance.add_dynamic_partitions("symbols", ["SPY"])
+    # Monday 2026-01-20 06:00: the previous session is Friday 2026-01-16 (MLK day in between).
+    result = _schedule(
+        finalize_previous_session_schedule, instance, datetime(2026, 1, 20, 6, 0, tzinfo=ET)
+    )
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|SPY"
