@@ -139,5 +139,20 @@ def _print_summary(
     )
     for outcome in failed:
         console.print(f"[red]FAILED[/red] {outcome.symbol} (run {outcome.run_id}): {outcome.error}")
+    checks = [check for outcome in outcomes for check in outcome.checks]
+    failed_checks = [check for check in checks if not check.passed]
+    console.print(
+        f"Asset checks: {len(checks) - len(failed_checks)} passed, {len(failed_checks)} failed."
+    )
+    for check in failed_checks:
+        console.print(f"[red]CHECK FAILED[/red] {check.asset}:{check.name} {check.metadata}")
+    empty = sum(
+        value
+        for check in checks
+        if check.asset == "m15_bars"
+        and isinstance(value := check.metadata.get("sessions_with_empty_intervals"), int)
+    )
+    if empty:
+        console.print(f"{empty} session(s) have 15-minute intervals without trades (not filled).")
     if failed:
         click.echo(f"{len(failed)} of {len(outcomes)} run(s) failed", err=True)

@@ -13,12 +13,21 @@ from swiftbolt_pipeline.defs.partitions import SYMBOLS, partition_key
 
 
 @dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    name: str
+    passed: bool
+    metadata: dict[str, object]
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     symbol: str
     run_id: str
     success: bool
     partitions: int
     error: str | None
+    checks: tuple[CheckOutcome, ...] = ()
 
 
 def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
@@ -62,7 +71,16 @@ def materialize_range(
             if event.is_step_failure and event.step_failure_data.error
         ]
         error = failures[0] if failures else "run failed"
-    return RunOutcome(symbol, result.run_id, result.success, len(days), error)
+    checks = tuple(
+        CheckOutcome(
+            evaluation.asset_key.to_user_string(),
+            evaluation.check_name,
+            evaluation.passed,
+            {key: value.value for key, value in evaluation.metadata.items()},
+        )
+        for evaluation in result.get_asset_check_evaluations()
+    )
+    return RunOutcome(symbol, result.run_id, result.success, len(days), error, checks)
 
 
 def _root_cause(error: SerializableErrorInfo) -> str:

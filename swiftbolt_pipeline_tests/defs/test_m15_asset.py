@@ -55,12 +55,28 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
 ) -> None:
     days = calendar.sessions_between(FIRST, LAST)
     with dg.instance_for_test() as instance:
-        outcome = _run("SPY", days, instance)
+        outcome = _run(
+            "SPY", days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"]
+        )
         assert outcome.success, outcome.error
+        assert {(c.asset, c.name, c.passed) for c in outcome.checks} == {
+            ("m15_bars", "bar_counts_match_calendar", True),
+            ("m15_bars", "ohlc_sane", True),
+            ("m15_bars", "no_duplicate_timestamps", True),
+            *{(f"{tf}_bars", "bar_counts_match_calendar", True) for tf in ("h1", "h4", "d1")},
+            *{(f"{tf}_bars", "consistent_with_m15", True) for tf in ("h1", "h4", "d1")},
+        }
+        m15_counts = next(
+            c
+            for c in outcome.checks
+            if c.asset == "m15_bars" and c.name == "bar_counts_match_calendar"
+        )
+        assert m15_counts.metadata["expected_bars"] == m15_counts.metadata["stored_bars"] == 20 * 26
         # One run for the whole range (single-run backfill policy).
         assert len(instance.get_runs()) == 1
-        materialized = instance.get_materialized_partitions(dg.AssetKey("m15_bars"))
-        assert len(materialized) == len(days)
+        for asset in ("m15_bars", "h1_bars", "h4_bars", "d1_bars"):
+            materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
+            assert len(materialized) == len(days)
 
     stored = _stored(conn, "SPY")
     expected = regular_m15("SPY", FIRST, LAST)

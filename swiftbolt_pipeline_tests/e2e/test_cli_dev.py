@@ -140,7 +140,9 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
 
 
 ASSET_GRAPH = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
-DAEMON_HEALTH = "{ instance { daemonHealth { allDaemons { daemonType healthy } } } }"
+DAEMON_HEALTH = (
+    "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy lastHeartbeatTime } } } }"
+)
 
 
 def test_dev_serves_the_asset_graph_and_sigterm_stops_everything(
@@ -155,15 +157,24 @@ def test_dev_serves_the_asset_graph_and_sigterm_stops_everything(
         assert {"m15_bars", "h1_bars", "h4_bars", "d1_bars"} <= deps.keys()
         assert "m15_bars" in deps["h1_bars"]
 
+        # Heartbeats from this run's daemon, not from an earlier one on the same database.
+        since = psutil.Process(server.proc.pid).create_time()
+
         def healthy() -> set[str]:
-            daemons = server.graphql(DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemons"]
-            return {d["daemonType"] for d in daemons if d["healthy"]}
+            health = server.graphql(DAEMON_HEALTH)["instance"]["daemonHealth"]
+            return {
+                d["daemonType"]
+                for d in health["allDaemonStatuses"]
+                if d["healthy"] and (d["lastHeartbeatTime"] or 0) >= since
+            }
 
         began = time.monotonic()
         _wait_for(
-            "healthy scheduler and sensor daemons", lambda: {"SCHEDULER", "SENSOR"} <= healthy(), 60
+            "fresh scheduler and sensor heartbeats",
+            lambda: {"SCHEDULER", "SENSOR"} <= healthy(),
+            60,
         )
-        print(f"daemons healthy after {time.monotonic() - began:.1f} s")
+        print(f"daemons healthy {time.monotonic() - began:.1f} s after the webserver")
         _stop_and_check(server, signal.SIGTERM)
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Timeframe
+from swiftbolt_pipeline.defs.checks import check_derived, derived_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.ingest.derive import derive
@@ -27,6 +28,7 @@ def build_derived_asset(
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="bars",
         kinds={"polars", "postgres"},
+        check_specs=derived_check_specs(f"{timeframe.value}_bars"),
         owners=["team:data-platform"],
         description=(
             f"{_DESCRIPTIONS[timeframe]} Derived with polars from the stored m15 bars of the "
@@ -43,13 +45,15 @@ def build_derived_asset(
             ids = watchlist.ensure(conn, list(plan))
             for symbol, days in plan.items():
                 rows += derive(conn, symbol_id=ids[symbol], days=days, timeframe=timeframe)
+            checks = check_derived(conn, timeframe, plan, ids)
         return dg.MaterializeResult(
+            check_results=checks,
             metadata={
                 "rows": dg.MetadataValue.int(rows),
                 "symbols": dg.MetadataValue.text(",".join(plan)),
                 "sessions": dg.MetadataValue.int(sum(len(d) for d in plan.values())),
                 "timeframe": dg.MetadataValue.text(timeframe.value),
-            }
+            },
         )
 
     return derived_bars

@@ -5,6 +5,7 @@ from contextlib import ExitStack
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.checks import check_m15, m15_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import PolygonResource, TradierResource, WarehouseResource
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest, ingest_history
@@ -21,6 +22,7 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         pool="polygon",
         group_name="bars",
         kinds={"polygon", "postgres", "polars"},
+        check_specs=m15_check_specs(),
         owners=["team:data-platform"],
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
@@ -70,7 +72,8 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                             now=now,
                         )
                     )
-        return dg.MaterializeResult(metadata=_metadata(results))
+            checks = check_m15(conn, plan, ids)
+        return dg.MaterializeResult(metadata=_metadata(results), check_results=checks)
 
     return m15_bars
 

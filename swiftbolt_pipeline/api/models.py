@@ -1,0 +1,96 @@
+"""Request and response bodies of the HTTP API (design §7b); field names are the contract."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from swiftbolt_pipeline.core.models import Timeframe
+
+# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input.
+TICKER_PATTERN = r"^[A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?$"
+# Coverage windows are calendar days back from today; ten years is far beyond the archive.
+MAX_WINDOW_DAYS = 3660
+
+Ticker = Annotated[
+    str,
+    Field(pattern=TICKER_PATTERN, description="Ticker symbol, e.g. AAPL or BRK.B"),
+    AfterValidator(str.upper),
+]
+WindowDays = Annotated[
+    int,
+    Field(ge=1, le=MAX_WINDOW_DAYS, description="Calendar days back from today (default: "
+          "the watchlist's window of the symbol, else 730)."),  # fmt: skip
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="SYMBOL_NOT_FOUND, INVALID_TIMEFRAME, INVALID_RANGE, ...")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class BackfillProgress(BaseModel):
+    total_slices: int
+    completed_slices: int
+    running_slices: int
+    queued_slices: int
+    progress_percent: float
+    bars_written: int
+
+
+class GapOut(BaseModel):
+    start: date
+    end: date
+    sessions: int
+
+
+class CoverageOut(BaseModel):
+    """The `swiftbolt coverage --json` object; a slice is one symbol x session partition."""
+
+    symbol: str
+    timeframe: Timeframe
+    window_days: int
+    status: Literal["gaps_detected", "backfill_running", "coverage_complete"]
+    backfill_progress: BackfillProgress
+    gaps: list[GapOut]
+
+
+class EnsureCoverageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Ticker
+    timeframe: Timeframe = Timeframe.H1
+    window_days: WindowDays | None = None
+
+
+class BarOut(BaseModel):
+    ts: datetime = Field(description="Bar start, ISO-8601 UTC")
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    vwap: float | None
+    trade_count: int | None
+    provider: str
+    is_intraday: bool
+
+
+class BarsOut(BaseModel):
+    symbol: str
+    timeframe: Timeframe
+    bars: list[BarOut]
+
+
+class TokenStatusOut(BaseModel):
+    provider: str
+    available_tokens: float
+    capacity: int
+    refill_rate: float
+    seconds_until_full: float

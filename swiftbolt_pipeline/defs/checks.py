@@ -1,0 +1,129 @@
+"""Asset checks evaluated on every run's partitions, against what was actually stored.
+
+They run inside the assets (the checks need the run's partition range, which a separate
+partitioned check can't see per symbol), and show in the UI and the backfill summary."""
+
+from collections.abc import Mapping
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import psycopg
+
+from swiftbolt_pipeline.core import calendar, quality
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.storage import bars as bar_store
+
+BAR_COUNTS = "bar_counts_match_calendar"
+OHLC_SANE = "ohlc_sane"
+NO_DUPLICATES = "no_duplicate_timestamps"
+CONSISTENT = "consistent_with_m15"
+
+
+def m15_check_specs() -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(BAR_COUNTS, asset="m15_bars", description="Bars per session vs the "
+                          "NYSE calendar: 26 on a full day, 14 on an early close; empty "
+                          "intervals are reported (warning), extra or off-grid bars fail."),
+        dg.AssetCheckSpec(OHLC_SANE, asset="m15_bars",
+                          description="low <= open, close <= high and volume >= 0."),
+        dg.AssetCheckSpec(NO_DUPLICATES, asset="m15_bars",
+                          description="One bar per timestamp per symbol."),
+    ]  # fmt: skip
+
+
+def derived_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(BAR_COUNTS, asset=asset, description="Buckets per session vs the "
+                          "calendar (7/2/1 on a full day, 4/1/1 on an early close)."),
+        dg.AssetCheckSpec(CONSISTENT, asset=asset, description="Every bar equals a fresh "
+                          "resample of the stored m15 bars (first/last, extremes, sums)."),
+    ]  # fmt: skip
+
+
+def _stored(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, days: list[date]
+) -> pl.DataFrame:
+    bars = bar_store.read_bars(conn, symbol_id, timeframe, days[0], days[-1])
+    wanted = pl.Series(days, dtype=pl.Date)
+    day = pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
+    return bars.filter(day.is_in(wanted)).select(list(BAR_SCHEMA))
+
+
+def _count_result(asset: str, reports: Mapping[str, quality.CountReport]) -> dg.AssetCheckResult:
+    short = {f"{s} {d}": n for s, r in reports.items() for d, n in r.short_days.items()}
+    excess = {f"{s} {d}": n for s, r in reports.items() for d, n in r.excess_days.items()}
+    off_grid = sum(r.off_grid for r in reports.values())
+    outside = sum(r.outside_session for r in reports.values())
+    passed = all(r.passed for r in reports.values())
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=BAR_COUNTS,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR if not passed else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "expected_bars": sum(r.expected for r in reports.values()),
+            "stored_bars": sum(r.stored for r in reports.values()),
+            "sessions_with_empty_intervals": len(short),
+            "missing_intervals": sum(short.values()),
+            "sessions_with_extra_bars": len(excess),
+            "off_grid_bars": off_grid,
+            "bars_outside_session": outside,
+            "examples": dg.MetadataValue.json(dict(list({**excess, **short}.items())[:10])),
+        },
+    )
+
+
+def check_m15(
+    conn: psycopg.Connection, plan: Mapping[str, list[date]], ids: Mapping[str, int]
+) -> list[dg.AssetCheckResult]:
+    counts: dict[str, quality.CountReport] = {}
+    bad_ohlc = duplicates = 0
+    for symbol, days in plan.items():
+        bars = _stored(conn, ids[symbol], Timeframe.M15, days)
+        counts[symbol] = quality.check_counts(
+            bars, [calendar.session(d) for d in days], Timeframe.M15
+        )
+        bad_ohlc += quality.ohlc_violations(bars).height
+        duplicates += quality.duplicate_timestamps(bars)
+    return [
+        _count_result("m15_bars", counts),
+        dg.AssetCheckResult(
+            asset_key="m15_bars",
+            check_name=OHLC_SANE,
+            passed=bad_ohlc == 0,
+            metadata={"violations": bad_ohlc},
+        ),
+        dg.AssetCheckResult(
+            asset_key="m15_bars",
+            check_name=NO_DUPLICATES,
+            passed=duplicates == 0,
+            metadata={"duplicates": duplicates},
+        ),
+    ]
+
+
+def check_derived(
+    conn: psycopg.Connection,
+    timeframe: Timeframe,
+    plan: Mapping[str, list[date]],
+    ids: Mapping[str, int],
+) -> list[dg.AssetCheckResult]:
+    asset = f"{timeframe.value}_bars"
+    counts: dict[str, quality.CountReport] = {}
+    mismatches = 0
+    for symbol, days in plan.items():
+        sessions = [calendar.session(d) for d in days]
+        derived = _stored(conn, ids[symbol], timeframe, days)
+        m15 = _stored(conn, ids[symbol], Timeframe.M15, days)
+        counts[symbol] = quality.check_counts(derived, sessions, timeframe)
+        mismatches += quality.derived_mismatches(m15, derived, timeframe, sessions).height
+    return [
+        _count_result(asset, counts),
+        dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=CONSISTENT,
+            passed=mismatches == 0,
+            metadata={"mismatched_buckets": mismatches},
+        ),
+    ]

@@ -1,0 +1,73 @@
+"""Coverage of one symbol, optionally ensuring it: the single implementation behind
+`swiftbolt coverage [--ensure]` and the HTTP API's `/v1/coverage` and `/v1/ensure-coverage`.
+
+Ensuring adds the symbol to the watchlist (or widens its window); the `coverage_gap_sensor`
+then requests the backfill of its gaps through Dagster. Idempotent: asking again while the
+backfill is queued or running changes nothing, and the sensor leaves in-flight ranges alone.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import psycopg
+
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, parse_timeframes
+from swiftbolt_pipeline.defs.coverage import Coverage, coverage_report
+from swiftbolt_pipeline.storage import watchlist
+
+DEFAULT_WINDOW_DAYS = 730
+
+
+def parse_timeframe(raw: str) -> Timeframe:
+    """Exactly one timeframe (`h1`, `M15`, ...), else INVALID_TIMEFRAME."""
+    frames = parse_timeframes(raw)
+    if len(frames) != 1:
+        raise InvalidInput("INVALID_TIMEFRAME", "give exactly one timeframe")
+    return frames[0]
+
+
+def symbol_coverage(
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance | None,
+    settings: Settings,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    window_days: int | None = None,
+    ensure: bool = False,
+) -> Coverage:
+    """The coverage report of `symbol` (already normalized) over its window.
+
+    `window_days` defaults to the watchlist row's, else 730. With `ensure`, the symbol is
+    added to the watchlist (re-activated) or its window widened to cover `window_days`, never
+    narrowed; its priority is kept. Commits its own writes."""
+    current = _lookup(conn, symbol)
+    window = window_days or (current.window_days if current else DEFAULT_WINDOW_DAYS)
+    symbol_id = current.id if current else None
+    if ensure:
+        (added,) = watchlist.add(
+            conn,
+            [symbol],
+            window_days=max(window, current.window_days if current and current.is_active else 0),
+            priority=current.priority if current else 0,
+        )
+        symbol_id = added.id
+    return coverage_report(
+        conn,
+        instance,
+        settings,
+        symbol=symbol,
+        symbol_id=symbol_id,
+        timeframe=timeframe,
+        window_days=window,
+    )
+
+
+def _lookup(conn: psycopg.Connection, symbol: str) -> watchlist.WatchedSymbol | None:
+    row = conn.execute(
+        """SELECT id, ticker, is_active, window_days, priority, added_at FROM symbols
+           WHERE ticker = %s""",
+        (symbol,),
+    ).fetchone()
+    return watchlist.WatchedSymbol(*row) if row else None
