@@ -21,8 +21,11 @@ Ticker = Annotated[
 ]
 WindowDays = Annotated[
     int,
-    Field(ge=1, le=MAX_WINDOW_DAYS, description="Calendar days back from today (default: "
-          "the watchlist's window of the symbol, else 730)."),  # fmt: skip
+    Field(
+        ge=1,
+        le=MAX_WINDOW_DAYS,
+        description="Calendar days back from today (default: the symbol's, else 730).",
+    ),
 ]
 
 

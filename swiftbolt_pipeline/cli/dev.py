@@ -32,6 +32,7 @@ from swiftbolt_pipeline.cli.runtime import (
     open_runtime,
     prepare_dagster_home,
 )
+from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.storage.database import redact
 
 CODE_LOCATION = "swiftbolt_pipeline.definitions"
@@ -72,9 +73,9 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     runtime = open_runtime()
     source = ensure_providers(runtime)
     home = prepare_dagster_home(runtime)
-    # Create Dagster's tables once here, before two processes race to do it.
-    with dg.DagsterInstance.get():
-        pass
+    # Create Dagster's tables (and pool limits) once here, before two processes race to.
+    with dg.DagsterInstance.get() as instance:
+        configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)
     click.echo(f"bars from: {source}", err=True)
     click.echo(f"DAGSTER_HOME: {home}", err=True)

@@ -11,10 +11,13 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.cli.backfill import backfill
+from swiftbolt_pipeline.cli.bench import bench
 from swiftbolt_pipeline.cli.coverage import coverage
 from swiftbolt_pipeline.cli.dev import dev
-from swiftbolt_pipeline.cli.runtime import fail, open_runtime
+from swiftbolt_pipeline.cli.runtime import fail, open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
+from swiftbolt_pipeline.defs.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.storage import ratelimit, watchlist
 from swiftbolt_pipeline.storage.database import DatabaseUnavailable
@@ -63,6 +66,10 @@ def db_migrate() -> None:
     with runtime.connect() as conn:
         applied = migrate(conn)
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+    prepare_dagster_home(runtime)
+    with dg.DagsterInstance.get() as instance:
+        configure_pools(instance)
+    click.echo("pools: " + ", ".join(f"{k}={v}" for k, v in POOL_LIMITS.items()))
 
 
 @cli.group()
@@ -187,3 +194,5 @@ def emulator(
 cli.add_command(backfill)
 cli.add_command(coverage)
 cli.add_command(dev)
+cli.add_command(serve)
+cli.add_command(bench)

@@ -30,6 +30,16 @@ class RunOutcome:
     checks: tuple[CheckOutcome, ...] = ()
 
 
+# Pools cap concurrent fetching steps (not request rate: the token bucket does that).
+POOL_LIMITS = {"polygon": 1, "tradier": 2}
+
+
+def configure_pools(instance: dg.DagsterInstance) -> None:
+    """Per-pool concurrency limits on the instance (idempotent)."""
+    for pool, limit in POOL_LIMITS.items():
+        instance.event_log_storage.set_concurrency_slots(pool, limit)
+
+
 def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
     """Make symbols dynamic partitions (idempotent)."""
     assert SYMBOLS.name is not None

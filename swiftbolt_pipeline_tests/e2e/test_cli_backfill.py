@@ -98,8 +98,9 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
         "POLYGON_BASE_URL": emulator,
         "POLYGON_API_KEY": EMULATOR_KEY,
     }
-    assert run_cli("db", "migrate", env=env).stdout.strip() == "applied 0001_schema.sql"
-    assert run_cli("db", "migrate", env=env).stdout.strip() == "schema is up to date"
+    first = run_cli("db", "migrate", env=env).stdout.splitlines()
+    assert first == ["applied 0001_schema.sql", "pools: polygon=1, tradier=2"]
+    assert run_cli("db", "migrate", env=env).stdout.splitlines()[0] == "schema is up to date"
     added = run_cli("watch", "add", "aapl", "--window-days", "30", "--priority", "3", env=env)
     assert added.returncode == 0 and "watching AAPL (window 30 days, priority 3)" in added.stdout
     result = run_cli("backfill", "--symbols", "AAPL", "--start", START, "--end", END, env=env)

@@ -1,0 +1,276 @@
+"""The HTTP API of design §7b: coverage, ensure-coverage, bars and token status for chart apps.
+
+One connection pool and one Dagster instance per app, opened at startup (or on first use when
+the app runs without its lifespan) and closed at shutdown. Coverage and ensure share
+`defs.ensure.symbol_coverage` with `swiftbolt coverage`: one implementation, two front doors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import dagster as dg
+import psycopg
+from fastapi import FastAPI, Path, Query
+from fastapi.openapi.utils import get_openapi
+from psycopg_pool import ConnectionPool
+
+from swiftbolt_pipeline.api.auth import BearerTokenMiddleware
+from swiftbolt_pipeline.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
+from swiftbolt_pipeline.api.models import (
+    BarOut,
+    BarsOut,
+    CoverageOut,
+    EnsureCoverageIn,
+    Ticker,
+    TokenStatusOut,
+    WindowDays,
+)
+from swiftbolt_pipeline.api.queries import chart_bars, symbol_known
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.ensure import symbol_coverage
+from swiftbolt_pipeline.storage import ratelimit
+
+# Longest `end - start` one /v1/bars request may span, per timeframe: at most ~10,000 bars
+# (m15: 26 bars a session, h1: 7, h4: 2, d1: 1). Longer ranges are refused (INVALID_RANGE);
+# a chart app pages through them with consecutive requests.
+MAX_BARS_SPAN = {
+    Timeframe.M15: timedelta(days=366),
+    Timeframe.H1: timedelta(days=1830),
+    Timeframe.H4: timedelta(days=3660),
+    Timeframe.D1: timedelta(days=7320),
+}
+POOL_TIMEOUT_S = 10.0
+
+InstanceFactory = Callable[[], AbstractContextManager[dg.DagsterInstance]]
+
+
+@dataclass
+class ApiResources:
+    """What the endpoints share: a psycopg pool and the Dagster instance (for in-flight runs)."""
+
+    database_url: str
+    instance_factory: InstanceFactory | None
+    settings_factory: Callable[[], Settings]
+    max_connections: int = 10
+    _pool: ConnectionPool[psycopg.Connection] | None = None
+    _instance: dg.DagsterInstance | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open(self) -> None:
+        with self._lock:
+            if self._pool is None:
+                pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
+                    self.database_url,
+                    min_size=1,
+                    max_size=self.max_connections,
+                    kwargs={"autocommit": True},
+                    configure=_configure,
+                    timeout=POOL_TIMEOUT_S,
+                    name="swiftbolt-api",
+                    open=False,
+                )
+                pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+                self._stack.callback(pool.close)
+                self._pool = pool
+            if self._instance is None and self.instance_factory is not None:
+                self._instance = self._stack.enter_context(self.instance_factory())
+
+    def close(self) -> None:
+        with self._lock:
+            self._stack.close()
+            self._pool = None
+            self._instance = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        if self._pool is None:
+            self.open()
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            yield conn
+
+    @property
+    def instance(self) -> dg.DagsterInstance | None:
+        if self._instance is None and self.instance_factory is not None:
+            self.open()
+        return self._instance
+
+    def settings(self) -> Settings:
+        return self.settings_factory()
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    # Timestamps come back in UTC, as the API answers them.
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def create_app(
+    database_url: str,
+    instance_factory: InstanceFactory | None,
+    settings_factory: Callable[[], Settings] = Settings.from_env,
+    api_token: str | None = None,
+    *,
+    max_connections: int = 10,
+) -> FastAPI:
+    """The API over `database_url`. `instance_factory` opens the Dagster instance whose queued
+    and running backfills coverage reports (None: report without them); `settings_factory`
+    gives the clock and history window; with `api_token`, requests need that bearer token."""
+    resources = ApiResources(database_url, instance_factory, settings_factory, max_connections)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources.open()
+        try:
+            yield
+        finally:
+            resources.close()
+
+    app = FastAPI(
+        title="SwiftBolt archive API",
+        version="1",
+        description=(
+            "Coverage, ensure-coverage and bars of the SwiftBolt intraday archive for chart "
+            'apps (design §7b). Errors answer `{"error": {"code", "message"}}`. '
+            "`/v1/bars` refuses ranges longer than: "
+            + ", ".join(f"{tf.value} {span.days} days" for tf, span in MAX_BARS_SPAN.items())
+            + " (INVALID_RANGE); page through longer ones."
+        ),
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.resources = resources
+    install_error_handlers(app)
+    if api_token:
+        app.add_middleware(BearerTokenMiddleware, token=api_token)
+    _install_openapi(app, secured=bool(api_token))
+
+    @app.get("/v1/coverage", response_model=CoverageOut, tags=["coverage"])
+    def get_coverage(
+        symbol: Annotated[Ticker, Query()],
+        timeframe: Annotated[Timeframe, Query()] = Timeframe.H1,
+        window_days: Annotated[WindowDays | None, Query()] = None,
+    ) -> Any:
+        """Coverage of the symbol's window: status, backfill progress and gaps (the
+        `swiftbolt coverage --json` object). A symbol the archive does not know yet answers
+        `gaps_detected` with nothing covered."""
+        return _coverage(resources, symbol, timeframe, window_days, ensure=False)
+
+    @app.post("/v1/ensure-coverage", response_model=CoverageOut, tags=["coverage"])
+    def ensure_coverage(body: EnsureCoverageIn) -> Any:
+        """Request the missing backfill: adds the symbol to the watchlist if absent (or widens
+        its window); the coverage_gap_sensor launches the runs. Idempotent: poll it."""
+        return _coverage(resources, body.symbol, body.timeframe, body.window_days, ensure=True)
+
+    @app.get("/v1/bars", response_model=BarsOut, tags=["bars"])
+    def get_bars(
+        symbol: Annotated[Ticker, Query()],
+        start: Annotated[datetime, Query(description="ISO-8601; without an offset, UTC")],
+        end: Annotated[datetime, Query(description="ISO-8601, inclusive; without offset, UTC")],
+        timeframe: Annotated[Timeframe, Query()] = Timeframe.H1,
+    ) -> Any:
+        """Bars with start <= ts <= end, ordered by ts, from `get_chart_data_v2`: history and
+        today's intraday bars in one seamless series."""
+        lo, hi = _utc(start, "start"), _utc(end, "end")
+        if hi < lo:
+            raise ApiError(
+                "INVALID_RANGE", f"end {hi.isoformat()} is before start {lo.isoformat()}"
+            )
+        limit = MAX_BARS_SPAN[timeframe]
+        if hi - lo > limit:
+            raise ApiError(
+                "INVALID_RANGE",
+                f"{timeframe.value} requests span at most {limit.days} days; "
+                "split the range into several requests",
+            )
+        with resources.connection() as conn:
+            rows = chart_bars(conn, symbol, timeframe, lo, hi)
+            if not rows and not symbol_known(conn, symbol):
+                raise ApiError("SYMBOL_NOT_FOUND", f"the archive has no symbol {symbol}")
+        bars = [
+            BarOut.model_construct(
+                ts=ts.astimezone(UTC),
+                open=o,
+                high=h,
+                low=lo_,
+                close=c,
+                volume=v,
+                vwap=vw,
+                trade_count=n,
+                provider=provider,
+                is_intraday=intraday,
+            )
+            for ts, o, h, lo_, c, v, vw, n, provider, intraday in rows
+        ]
+        return BarsOut.model_construct(symbol=symbol, timeframe=timeframe, bars=bars)
+
+    @app.get("/v1/tokens/{provider}", response_model=TokenStatusOut, tags=["tokens"])
+    def get_tokens(provider: Annotated[str, Path(min_length=1, max_length=32)]) -> Any:
+        """The provider's token-bucket status (the `get_token_status` row)."""
+        with resources.connection() as conn:
+            try:
+                (status,) = ratelimit.token_status(conn, provider)
+            except LookupError:
+                raise ApiError("UNKNOWN_PROVIDER", f"unknown provider {provider!r}") from None
+        return TokenStatusOut.model_validate(status.to_json())
+
+    return app
+
+
+def _coverage(
+    resources: ApiResources,
+    symbol: str,
+    timeframe: Timeframe,
+    window_days: int | None,
+    *,
+    ensure: bool,
+) -> CoverageOut:
+    settings = resources.settings()
+    instance = resources.instance
+    with resources.connection() as conn:
+        report = symbol_coverage(
+            conn,
+            instance,
+            settings,
+            symbol=symbol,
+            timeframe=timeframe,
+            window_days=window_days,
+            ensure=ensure,
+        )
+    return CoverageOut.model_validate(report.to_json())
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ApiError("INVALID_RANGE", f"{what} is out of range") from None
+
+
+def _install_openapi(app: FastAPI, *, secured: bool) -> None:
+    """The generated document, plus the bearer scheme when a token is configured."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            if secured:
+                components = schema.setdefault("components", {})
+                components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+                schema["security"] = [{"bearerAuth": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,54 @@
+"""`swiftbolt bench`: the benchmark report (design §7), thin over `swiftbolt_pipeline.bench`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench"),
+    show_default=True,
+    help="Where report.md and report.json go.",
+)
+@click.option("--quick", is_flag=True, help="Tiny sizes: checks the harness in seconds.")
+@click.option(
+    "--profile",
+    "profile_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also profile the one-symbol backfill with pyinstrument into this folder.",
+)
+def bench(out_dir: Path, quick: bool, profile_dir: Path | None) -> None:
+    """Measure the pipeline against the old system and the physical limits; print the table
+    and write OUT/report.md and OUT/report.json."""
+    from swiftbolt_pipeline.bench import BenchSizes, render_table, run_bench, write_report
+
+    console = Console(stderr=True)
+    sizes = BenchSizes.tiny() if quick else BenchSizes.full()
+    console.print(
+        "Benchmarking with its own PostgreSQL, emulator and Dagster instance"
+        f"{' (quick sizes)' if quick else ''}..."
+    )
+    report = run_bench(
+        sizes,
+        progress=lambda name: console.print(f"  measuring {name}..."),
+        profile_dir=profile_dir,
+    )
+    render_table(report, Console())
+    md, js = write_report(report, out_dir)
+    missed = [r for r in report.rows if r.met is False]
+    bad = [r for r in report.rows if not r.skipped and not math.isfinite(r.ratio)]
+    console.print(
+        f"Done in {report.wall_s:.0f} s: {md} and {js}; "
+        f"{sum(1 for r in report.rows if r.met)} target(s) met, {len(missed)} missed."
+    )
+    for row in bad:
+        console.print(f"[yellow]no finite ratio for {row.section} {row.metric}[/yellow]")
