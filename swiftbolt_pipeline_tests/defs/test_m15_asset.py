@@ -113,6 +113,9 @@ def test_materialization_metadata(pipeline_env: dict[str, str]) -> None:
     assert metadata["requests"].value == 1
     assert metadata["provider"].value == "polygon"
     assert metadata["first_bar"].value.startswith("2025-06-02 13:30")
+    assert metadata["last_bar"].value.startswith("2025-06-06 19:45")
+    # The preview shows the last stored bars: 15:45 ET on Friday is 19:45 UTC.
+    assert "| 2025-06-06 19:45 |" in metadata["preview"].value
 
 
 def test_unknown_ticker_fails_and_writes_nothing(

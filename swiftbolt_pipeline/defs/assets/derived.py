@@ -3,6 +3,7 @@
 import dagster as dg
 
 from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Timeframe
+from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import check_derived, derived_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import WarehouseResource
@@ -29,6 +30,7 @@ def build_derived_asset(
         group_name="bars",
         kinds={"polars", "postgres"},
         check_specs=derived_check_specs(f"{timeframe.value}_bars"),
+        metadata=ASSET_METADATA,
         owners=["team:data-platform"],
         description=(
             f"{_DESCRIPTIONS[timeframe]} Derived with polars from the stored m15 bars of the "
@@ -46,6 +48,8 @@ def build_derived_asset(
             for symbol, days in plan.items():
                 rows += derive(conn, symbol_id=ids[symbol], days=days, timeframe=timeframe)
             checks = check_derived(conn, timeframe, plan, ids)
+            symbol, days = next(iter(plan.items()))
+            sample = preview(conn, symbol, ids[symbol], timeframe, days)
         return dg.MaterializeResult(
             check_results=checks,
             metadata={
@@ -53,6 +57,7 @@ def build_derived_asset(
                 "symbols": dg.MetadataValue.text(",".join(plan)),
                 "sessions": dg.MetadataValue.int(sum(len(d) for d in plan.values())),
                 "timeframe": dg.MetadataValue.text(timeframe.value),
+                "preview": sample,
             },
         )
 

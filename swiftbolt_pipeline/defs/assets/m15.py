@@ -1,10 +1,12 @@
-"""`m15_bars`: raw 15-minute bars per symbol x session, fetched from Polygon."""
+"""`m15_bars`: raw 15-minute bars per symbol x session, from Polygon (history) and Tradier."""
 
 from contextlib import ExitStack
 
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import check_m15, m15_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import PolygonResource, TradierResource, WarehouseResource
@@ -23,6 +25,7 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         group_name="bars",
         kinds={"polygon", "postgres", "polars"},
         check_specs=m15_check_specs(),
+        metadata=ASSET_METADATA,
         owners=["team:data-platform"],
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
@@ -73,7 +76,11 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                         )
                     )
             checks = check_m15(conn, plan, ids)
-        return dg.MaterializeResult(metadata=_metadata(results), check_results=checks)
+            symbol, days = next(iter(plan.items()))
+            sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
+        return dg.MaterializeResult(
+            metadata={**_metadata(results), "preview": sample}, check_results=checks
+        )
 
     return m15_bars
 
