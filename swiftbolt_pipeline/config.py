@@ -39,6 +39,19 @@ def parse_day(raw: str, what: str) -> date:
         raise InvalidInput("INVALID_RANGE", f"{what} {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _positive_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidInput("INVALID_CONFIG", f"{name}={raw!r} must be a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -49,6 +62,7 @@ class Settings:
     polygon_base_url: str
     tradier_token: str | None
     tradier_base_url: str
+    breaker_cooldown_s: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +79,7 @@ class Settings:
             polygon_base_url=(_env("POLYGON_BASE_URL") or DEFAULT_POLYGON_BASE_URL).rstrip("/"),
             tradier_token=_env("TRADIER_TOKEN"),
             tradier_base_url=(_env("TRADIER_BASE_URL") or DEFAULT_TRADIER_BASE_URL).rstrip("/"),
+            breaker_cooldown_s=_positive_float("SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
         )
 
     def now(self) -> datetime:

@@ -55,6 +55,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 RESET_SQL = """
 TRUNCATE ohlc_bars_v2, job_runs, provider_checkpoints, rate_grants;
+UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
+       probe_started_at = NULL;
 DELETE FROM symbols;
 UPDATE rate_buckets SET capacity = 1000, refill_per_min = 1000, tokens = 1000, window_s = 61,
        updated_at = clock_timestamp();

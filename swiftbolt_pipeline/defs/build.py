@@ -30,11 +30,13 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             api_key=dg.EnvVar("POLYGON_API_KEY"),
             base_url=settings.polygon_base_url,
             warehouse=warehouse,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
         ),
         "tradier": TradierResource(
             token=dg.EnvVar("TRADIER_TOKEN"),
             base_url=settings.tradier_base_url,
             warehouse=warehouse,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
         ),
     }
 

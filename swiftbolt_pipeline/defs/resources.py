@@ -10,6 +10,7 @@ from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline.storage import database
+from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
 from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
 
@@ -34,11 +35,15 @@ class PolygonResource(dg.ConfigurableResource):
     timeout_s: float = 30.0
     max_attempts: int = 5
     backoff_base_s: float = 1.0
+    breaker_cooldown_s: float = 60.0
 
     @contextmanager
     def client(self) -> Iterator[PolygonClient]:
         clock = SystemClock()
         limiter = PostgresTokenLimiter(self.warehouse.database_url, "polygon", clock)
+        breaker = PostgresCircuitBreaker(
+            self.warehouse.database_url, "polygon", cooldown_s=self.breaker_cooldown_s
+        )
         client = PolygonClient(
             self.base_url,
             self.api_key,
@@ -47,12 +52,14 @@ class PolygonResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             backoff_base_s=self.backoff_base_s,
+            breaker=breaker,
         )
         try:
             yield client
         finally:
             client.close()
             limiter.close()
+            breaker.close()
 
 
 class TradierResource(dg.ConfigurableResource):
@@ -64,11 +71,15 @@ class TradierResource(dg.ConfigurableResource):
     timeout_s: float = 30.0
     max_attempts: int = 5
     backoff_base_s: float = 1.0
+    breaker_cooldown_s: float = 60.0
 
     @contextmanager
     def client(self) -> Iterator[TradierClient]:
         clock = SystemClock()
         limiter = PostgresTokenLimiter(self.warehouse.database_url, "tradier", clock)
+        breaker = PostgresCircuitBreaker(
+            self.warehouse.database_url, "tradier", cooldown_s=self.breaker_cooldown_s
+        )
         client = TradierClient(
             self.base_url,
             self.token,
@@ -77,9 +88,11 @@ class TradierResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             max_attempts=self.max_attempts,
             backoff_base_s=self.backoff_base_s,
+            breaker=breaker,
         )
         try:
             yield client
         finally:
             client.close()
             limiter.close()
+            breaker.close()

@@ -39,6 +39,27 @@ class UnlimitedLimiter:
         return 0.0
 
 
+class CircuitBreaker(Protocol):
+    def allow(self) -> bool:
+        """May a request go out now?"""
+        ...
+
+    def success(self) -> None: ...
+
+    def failure(self) -> None: ...
+
+
+class AlwaysClosed:
+    def allow(self) -> bool:
+        return True
+
+    def success(self) -> None:
+        pass
+
+    def failure(self) -> None:
+        pass
+
+
 @dataclass
 class RequestStats:
     """What a fetch cost: every HTTP attempt counts, pages and retries included."""
@@ -73,9 +94,11 @@ class ResilientClient:
         secrets: list[str],
         max_attempts: int = 5,
         backoff_base_s: float = 1.0,
+        breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
+        self.breaker = breaker or AlwaysClosed()
         self.http = http
         self.limiter = limiter
         self.clock = clock
@@ -96,6 +119,12 @@ class ResilientClient:
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
                 stats.retries += 1
+            if not self.breaker.allow():
+                raise self._fail(
+                    PROVIDER_UNAVAILABLE,
+                    "circuit breaker open after repeated failures; not sending requests",
+                    stats,
+                )
             stats.token_wait_s += self.limiter.acquire()
             stats.requests += 1
             delay: float | None = None
@@ -103,8 +132,10 @@ class ResilientClient:
                 response = self.http.get(url, params=params)
             except httpx.TimeoutException:
                 problem = "timed out"
+                self.breaker.failure()
             except httpx.TransportError as exc:
                 problem = f"connection failed ({type(exc).__name__})"
+                self.breaker.failure()
             else:
                 status = response.status_code
                 if status in (401, 403):
@@ -119,13 +150,18 @@ class ResilientClient:
                     delay = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
                 elif status in RETRYABLE_STATUS:
                     problem = f"server error (HTTP {status})"
+                    self.breaker.failure()
                 elif status >= 400:
                     raise self._fail(BAD_REQUEST, f"HTTP {status}: {response.text[:200]}", stats)
                 else:
                     try:
-                        return response.json()
+                        payload = response.json()
                     except ValueError:
                         problem = "malformed JSON body"
+                        self.breaker.failure()
+                    else:
+                        self.breaker.success()
+                        return payload
             if attempt == self.max_attempts:
                 break
             wait = (

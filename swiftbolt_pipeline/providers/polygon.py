@@ -20,7 +20,12 @@ from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
-from swiftbolt_pipeline.providers.http import RequestStats, ResilientClient, TokenLimiter
+from swiftbolt_pipeline.providers.http import (
+    CircuitBreaker,
+    RequestStats,
+    ResilientClient,
+    TokenLimiter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class PolygonClient:
         timeout_s: float = 30.0,
         max_attempts: int = 5,
         backoff_base_s: float = 1.0,
+        breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -60,6 +66,7 @@ class PolygonClient:
             secrets=[api_key],
             max_attempts=max_attempts,
             backoff_base_s=backoff_base_s,
+            breaker=breaker,
             rng=self.rng,
         )
 
