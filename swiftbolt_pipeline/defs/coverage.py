@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.storage import bars as bar_store
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+FIRST_BAR = timedelta(minutes=15)
 QUEUED_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 RUNNING_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
@@ -72,6 +74,17 @@ def recently_failed(instance: dg.DagsterInstance, since: datetime) -> list[Infli
     return [r for r in (_range_of(run, False) for run in runs) if r]
 
 
+def expected_sessions(settings: Settings, window_days: int) -> list[date]:
+    """Sessions of the window that can hold bars now: today's counts once its first
+    15-minute bar is complete (the intraday schedule then keeps it fresh)."""
+    sessions = window_sessions(settings.today, window_days, settings.history_start)
+    if sessions and sessions[-1] == settings.today:
+        first_bar_done = calendar.session(settings.today).open + FIRST_BAR
+        if settings.now() < first_bar_done:
+            sessions.pop()
+    return sessions
+
+
 @dataclass(frozen=True)
 class Coverage:
     symbol: str
@@ -122,7 +135,7 @@ def coverage_report(
     timeframe: Timeframe,
     window_days: int,
 ) -> Coverage:
-    sessions = window_sessions(settings.today, window_days, settings.history_start)
+    sessions = expected_sessions(settings, window_days)
     present: dict[date, int] = {}
     if symbol_id is not None and sessions:
         present = bar_store.sessions_with_bars(
@@ -156,16 +169,14 @@ def gaps_to_request(
     excluded: Iterable[InflightRange],
 ) -> list[GapRequest]:
     """Contiguous missing ranges per watched symbol (ticker, id, window_days, priority),
-    minus what is in flight or recently failed, highest priority first.
-
-    Today's session is left to the intraday schedule; it is never a gap."""
+    minus what is in flight or recently failed, highest priority first."""
     excluded = list(excluded)
     requests: list[GapRequest] = []
     for ticker, symbol_id, window_days, priority in watch:
         sessions = [
             day
-            for day in window_sessions(settings.today, window_days, settings.history_start)
-            if day < settings.today and not any(r.covers(ticker, day) for r in excluded)
+            for day in expected_sessions(settings, window_days)
+            if not any(r.covers(ticker, day) for r in excluded)
         ]
         present = covered.get(symbol_id, {})
         requests.extend(GapRequest(ticker, gap, priority) for gap in find_gaps(sessions, present))

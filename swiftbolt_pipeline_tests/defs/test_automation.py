@@ -76,7 +76,8 @@ def test_watchlist_sensor_adds_and_removes_symbol_partitions(
 def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:
-    # Now = 2026-03-20; a 30-day window holds 2026-02-18 .. 2026-03-19 (yesterday) = 20 sessions.
+    # Now = 2026-03-20 12:00 ET; a 30-day window holds 2026-02-18 .. 2026-03-20 (today, whose
+    # first bars are complete, so it is fetched too — from Tradier).
     watchlist.add(conn, ["SPY"], window_days=30, priority=1)
     watchlist.add(conn, ["QQQ"], window_days=30, priority=5)
     instance.add_dynamic_partitions("symbols", ["QQQ", "SPY"])
@@ -96,9 +97,25 @@ def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
         for r in result.run_requests or []
     ]
     assert ranges == [
-        ("QQQ", "2026-02-18|QQQ", "2026-03-19|QQQ", "5"),  # higher priority first
+        ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", "5"),  # higher priority first
         ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", "1"),
-        ("SPY", "2026-03-09|SPY", "2026-03-19|SPY", "1"),
+        ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", "1"),
+    ]
+
+
+def test_today_is_not_a_gap_before_its_first_bar_completes(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWIFTBOLT_NOW", "2026-03-20T09:44:00-04:00")
+    watchlist.add(conn, ["SPY"], window_days=3)
+    instance.add_dynamic_partitions("symbols", ["SPY"])
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    assert [r.tags["dagster/asset_partition_range_end"] for r in result.run_requests or []] == [
+        "2026-03-19|SPY"
     ]
 
 
@@ -122,7 +139,7 @@ def test_coverage_gap_sensor_leaves_inflight_and_recently_failed_ranges_alone(
     assert [
         (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
         for r in result.run_requests or []
-    ] == [("2026-03-11|QQQ", "2026-03-19|QQQ")]
+    ] == [("2026-03-11|QQQ", "2026-03-20|QQQ"), ("2026-03-20|SPY", "2026-03-20|SPY")]
 
 
 def test_coverage_report_counts_running_and_queued_slices(
