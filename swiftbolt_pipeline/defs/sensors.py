@@ -20,7 +20,7 @@ MAX_REQUESTS_PER_TICK = 25
 
 @dg.sensor(
     name="watchlist_sensor",
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Active rows of `symbols` become dynamic `symbol` partitions (added and removed).",
 )
@@ -46,7 +46,7 @@ def watchlist_sensor(
 @dg.sensor(
     name="coverage_gap_sensor",
     job_name=BARS_JOB,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Finds missing sessions of watched symbols (by their d1 bars, the last asset of the "
@@ -61,10 +61,9 @@ def coverage_gap_sensor(
     assert SYMBOLS.name is not None
     partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
-        # Only symbols that already are partitions: the watchlist sensor adds them first.
-        watched = [s for s in watchlist.list_symbols(conn) if s.ticker in partitions]
+        watched = watchlist.list_symbols(conn)
         if not watched:
-            return dg.SkipReason("no watched symbols are partitions yet")
+            return dg.SkipReason("the watchlist is empty")
         covered = bar_store.sessions_with_bars_many(
             conn,
             [s.id for s in watched],
@@ -83,6 +82,9 @@ def coverage_gap_sensor(
     )
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) fully covered or in flight")
+    # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a
+    # new symbol's backfill starts without waiting for the watchlist sensor.
+    new_symbols = sorted({g.symbol for g in gaps} - partitions)
     requests = [
         dg.RunRequest(
             tags={
@@ -98,4 +100,7 @@ def coverage_gap_sensor(
         f"requesting {len(requests)} of {len(gaps)} gap range(s): "
         + ", ".join(f"{g.symbol} {g.gap.start}..{g.gap.end}" for g in gaps[:5])
     )
-    return dg.SensorResult(run_requests=requests)
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[SYMBOLS.build_add_request(new_symbols)] if new_symbols else [],
+    )

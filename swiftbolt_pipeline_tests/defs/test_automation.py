@@ -119,6 +119,18 @@ def test_today_is_not_a_gap_before_its_first_bar_completes(
     ]
 
 
+def test_coverage_gap_sensor_adds_a_new_symbol_as_a_partition_in_the_same_tick(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    watchlist.add(conn, ["NVDA"], window_days=5)
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    (add,) = result.dynamic_partitions_requests or []
+    assert isinstance(add, dg.AddDynamicPartitionsRequest)
+    assert list(add.partition_keys) == ["NVDA"]
+    assert [r.tags["swiftbolt/symbol"] for r in result.run_requests or []] == ["NVDA"]
+
+
 def test_coverage_gap_sensor_leaves_inflight_and_recently_failed_ranges_alone(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:

@@ -1,0 +1,63 @@
+"""With `swiftbolt dev` running, adding a symbol to the watchlist is all it takes: the sensors
+make it a partition and backfill its window through the daemon, with no click in the UI."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psycopg
+
+from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
+from swiftbolt_pipeline_tests.e2e.test_cli_dev import dev_server
+
+
+def _coverage(env: dict[str, str]) -> dict:
+    result = run_cli("coverage", "SPY", "--timeframe", "h1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_watch_add_backfills_the_window_by_itself(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    with dev_server(pipeline_env, tmp_path) as server:
+        added = time.monotonic()
+        assert (
+            run_cli("watch", "add", "SPY", "--window-days", "10", env=pipeline_env).returncode == 0
+        )
+        seen: list[str] = []
+        started_after = None
+        report = _coverage(pipeline_env)
+        while report["status"] != "coverage_complete":
+            seen.append(report["status"])
+            if report["status"] == "backfill_running" and started_after is None:
+                started_after = time.monotonic() - added
+            assert time.monotonic() - added < 180, (seen, server.output()[-3000:])
+            time.sleep(3)
+            report = _coverage(pipeline_env)
+
+        # Mar 10..20 2026: 9 sessions, today (Mar 20, 12:00 ET) from Tradier up to 11:45.
+        assert report["backfill_progress"]["completed_slices"] == 9
+        assert report["gaps"] == []
+        query = (
+            '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "SPY"}]}) '
+            "{ ... on Runs { results { status } } } }"
+        )
+        # h1 is complete; the run may still be deriving d1 and checking: let it finish.
+        deadline = time.monotonic() + 60
+        while (runs := server.graphql(query)["runsOrError"]["results"]) and any(
+            r["status"] in ("QUEUED", "STARTING", "STARTED") for r in runs
+        ):
+            assert time.monotonic() < deadline, runs
+            time.sleep(1)
+    # One run for the whole window, launched by the gap sensor (not one per day).
+    assert [r["status"] for r in runs] == ["SUCCESS"]
+    rows = conn.execute(
+        """SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2
+           WHERE timeframe = 'h1' GROUP BY 1, 2 ORDER BY 1"""
+    ).fetchall()
+    assert rows == [("polygon", False, 8 * 7), ("tradier", True, 3)]
+    # The backfill started within a minute of `watch add` (sensor ticks every 15 s).
+    assert started_after is None or started_after < 60
