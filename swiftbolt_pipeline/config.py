@@ -13,6 +13,8 @@ from swiftbolt_pipeline.core.models import InvalidInput
 
 DEFAULT_POLYGON_BASE_URL = "https://api.polygon.io"
 DEFAULT_TRADIER_BASE_URL = "https://api.tradier.com"
+DEFAULT_ALPACA_BASE_URL = "https://data.alpaca.markets"
+HISTORY_PROVIDERS = ("polygon", "alpaca")
 # Sent to the built-in emulator when no real key is configured.
 EMULATOR_API_KEY = "emulator"
 
@@ -39,6 +41,19 @@ def parse_day(raw: str, what: str) -> date:
         raise InvalidInput("INVALID_RANGE", f"{what} {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
+def parse_providers(raw: str) -> tuple[str, ...]:
+    """`polygon,alpaca` -> primary first, then fallbacks; unknown names are refused."""
+    names = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
+    unknown = [n for n in names if n not in HISTORY_PROVIDERS]
+    if unknown or not names:
+        raise InvalidInput(
+            "INVALID_PROVIDER",
+            f"unknown history provider(s) {', '.join(unknown) or raw!r}; "
+            f"choose from {', '.join(HISTORY_PROVIDERS)}",
+        )
+    return names
+
+
 def _positive_float(name: str, default: float) -> float:
     raw = _env(name)
     if raw is None:
@@ -63,6 +78,10 @@ class Settings:
     tradier_token: str | None
     tradier_base_url: str
     breaker_cooldown_s: float
+    alpaca_base_url: str
+    alpaca_key_id: str | None
+    alpaca_secret_key: str | None
+    history_providers: tuple[str, ...]
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +99,10 @@ class Settings:
             tradier_token=_env("TRADIER_TOKEN"),
             tradier_base_url=(_env("TRADIER_BASE_URL") or DEFAULT_TRADIER_BASE_URL).rstrip("/"),
             breaker_cooldown_s=_positive_float("SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
+            alpaca_base_url=(_env("ALPACA_BASE_URL") or DEFAULT_ALPACA_BASE_URL).rstrip("/"),
+            alpaca_key_id=_env("ALPACA_KEY_ID"),
+            alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
+            history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
         )
 
     def now(self) -> datetime:

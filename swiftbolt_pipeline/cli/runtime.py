@@ -60,16 +60,21 @@ def ensure_providers(runtime: Runtime) -> str:
     emulator's key; with no key and no URL, the built-in emulator starts in this process and
     serves both APIs. Returns where Polygon bars come from, for the user."""
     emulator_url: str | None = None
-    for key_var, url_var in (
-        ("POLYGON_API_KEY", "POLYGON_BASE_URL"),
-        ("TRADIER_TOKEN", "TRADIER_BASE_URL"),
+    real_polygon = bool(os.environ.get("POLYGON_API_KEY"))
+    for key_vars, url_var in (
+        (("POLYGON_API_KEY",), "POLYGON_BASE_URL"),
+        (("TRADIER_TOKEN",), "TRADIER_BASE_URL"),
+        (("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"), "ALPACA_BASE_URL"),
     ):
-        if os.environ.get(key_var):
+        if all(os.environ.get(var) for var in key_vars):
             continue
+        if url_var == "ALPACA_BASE_URL" and real_polygon:
+            continue  # real Polygon: never fall back to emulated Alpaca data
         if not os.environ.get(url_var):
             emulator_url = emulator_url or _start_emulator()
             os.environ[url_var] = emulator_url
-        os.environ[key_var] = EMULATOR_API_KEY
+        for var in key_vars:
+            os.environ[var] = EMULATOR_API_KEY
     runtime.settings = Settings.from_env()
     if runtime.settings.polygon_base_url == emulator_url:
         return f"built-in emulator at {emulator_url} (no POLYGON_API_KEY set)"

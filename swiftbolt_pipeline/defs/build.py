@@ -10,6 +10,7 @@ from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.jobs import bars_job
 from swiftbolt_pipeline.defs.partitions import bar_partitions
 from swiftbolt_pipeline.defs.resources import (
+    AlpacaResource,
     PolygonResource,
     TradierResource,
     WarehouseResource,
@@ -29,6 +30,13 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "polygon": PolygonResource(
             api_key=dg.EnvVar("POLYGON_API_KEY"),
             base_url=settings.polygon_base_url,
+            warehouse=warehouse,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
+        ),
+        "alpaca": AlpacaResource(
+            key_id=dg.EnvVar("ALPACA_KEY_ID") if settings.alpaca_key_id else None,
+            secret_key=dg.EnvVar("ALPACA_SECRET_KEY") if settings.alpaca_secret_key else None,
+            base_url=settings.alpaca_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,
         ),

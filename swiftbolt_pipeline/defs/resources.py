@@ -7,6 +7,8 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline.providers.alpaca import AlpacaClient
+from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline.storage import database
@@ -83,6 +85,51 @@ class TradierResource(dg.ConfigurableResource):
         client = TradierClient(
             self.base_url,
             self.token,
+            limiter,
+            clock,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+            breaker=breaker,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+            limiter.close()
+            breaker.close()
+
+
+class AlpacaResource(dg.ConfigurableResource):
+    """Alpaca multi-symbol bars: a history fallback (or primary) through the same limiter.
+    Unconfigured (no keys) it refuses with PROVIDER_UNAVAILABLE instead of failing every run."""
+
+    key_id: str | None = None
+    secret_key: str | None = None
+    base_url: str = "https://data.alpaca.markets"
+    warehouse: WarehouseResource
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    breaker_cooldown_s: float = 60.0
+
+    @contextmanager
+    def client(self) -> Iterator[AlpacaClient]:
+        if not self.key_id or not self.secret_key:
+            raise ProviderError(
+                PROVIDER_UNAVAILABLE,
+                "not configured: set ALPACA_KEY_ID and ALPACA_SECRET_KEY",
+                provider="alpaca",
+            )
+        clock = SystemClock()
+        limiter = PostgresTokenLimiter(self.warehouse.database_url, "alpaca", clock)
+        breaker = PostgresCircuitBreaker(
+            self.warehouse.database_url, "alpaca", cooldown_s=self.breaker_cooldown_s
+        )
+        client = AlpacaClient(
+            self.base_url,
+            self.key_id,
+            self.secret_key,
             limiter,
             clock,
             timeout_s=self.timeout_s,

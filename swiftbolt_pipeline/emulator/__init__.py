@@ -1,4 +1,5 @@
-"""Local server compatible with Polygon aggregates and Tradier time & sales (no Dagster)."""
+"""Local server compatible with Polygon aggregates, Tradier time & sales and Alpaca bars (no
+Dagster)."""
 
 from .app import EmulatorSettings, create_app
 from .server import run, running_emulator

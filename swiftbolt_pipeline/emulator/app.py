@@ -2,7 +2,8 @@
 
 Admin API (no auth), under ``/_emulator/``:
 
-* ``POST /_emulator/faults`` — queue a fault (object or list): ``{"route": "polygon"|"tradier"|"*",
+* ``POST /_emulator/faults`` — queue a fault (object or list): ``{"route": "polygon"|"tradier"|
+  "alpaca"|"*",
   "kind": "status"|"malformed"|"delay"|"disconnect", "count": 1, "status": 503, "seconds": 1}``.
   ``status``: respond with that status; ``malformed``: 200 with the real body truncated to half
   (invalid JSON); ``delay``: sleep ``seconds`` then answer normally; ``disconnect``: close the TCP
@@ -10,7 +11,9 @@ Admin API (no auth), under ``/_emulator/``:
   disconnected"). Faults apply after auth and rate limiting, and faulted requests count toward
   the rate window. ``GET`` lists pending faults, ``DELETE`` clears them.
 * ``GET /_emulator/stats`` — ``{"requests", "rejected_429", "by_status", "faults_pending",
-  "config", "log"}`` (log: last 200 provider requests, ``apiKey`` redacted).
+  "config", "log"}`` (log: last 200 provider requests, ``apiKey`` redacted). ``requests`` and
+  ``rejected_429`` always list ``polygon`` and ``tradier``; ``alpaca`` appears once it has been
+  called since the last reset (read it as ``.get("alpaca", 0)``).
 * ``POST /_emulator/reset`` — clear counters, faults and rate windows.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
   ``page_size``.
@@ -34,12 +37,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import polygon, sessions, tradier
+from . import alpaca, polygon, sessions, tradier
 from .data import BarStore
 from .state import EmulatorState, Fault, RuntimeConfig
 
 API_KEY_ENV = "SWIFTBOLT_EMULATOR_API_KEY"
 TRADIER_TOKEN_ENV = "SWIFTBOLT_EMULATOR_TRADIER_TOKEN"
+ALPACA_KEY_ID_ENV = "SWIFTBOLT_EMULATOR_ALPACA_KEY_ID"
+ALPACA_SECRET_KEY_ENV = "SWIFTBOLT_EMULATOR_ALPACA_SECRET_KEY"
 _RAW_RECEIVE = "swiftbolt.emulator.raw_receive"
 
 
@@ -49,9 +54,12 @@ class EmulatorSettings:
 
     ``api_key``: expected Polygon key (None: any non-empty key is accepted).
     ``tradier_token``: expected Tradier bearer token (None: falls back to ``api_key``).
+    ``alpaca_key_id``/``alpaca_secret_key``: expected Alpaca ``APCA-API-KEY-ID`` /
+    ``APCA-API-SECRET-KEY`` (None: each falls back to ``api_key``).
     ``rate_limit``/``rate_window_s``: N accepted requests per rolling W seconds, per provider
     route over all clients (None: unlimited). ``retry_after``: send ``Retry-After`` on 429.
-    ``page_size``: server-forced maximum of aggregated bars per Polygon page.
+    ``page_size``: server-forced maximum of aggregated bars per Polygon page (and of bars, over
+    all symbols, per Alpaca page).
     ``shared_data``: folder holding the shared CSV (None: ``SWIFTBOLT_SHARED_DATA`` or default).
     """
 
@@ -62,14 +70,19 @@ class EmulatorSettings:
     page_size: int | None = None
     shared_data: Path | None = None
     tradier_token: str | None = None
+    alpaca_key_id: str | None = None
+    alpaca_secret_key: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> EmulatorSettings:
-        """Settings from ``SWIFTBOLT_EMULATOR_API_KEY`` / ``SWIFTBOLT_EMULATOR_TRADIER_TOKEN``,
-        then explicit overrides (None overrides are ignored)."""
+        """Settings from ``SWIFTBOLT_EMULATOR_API_KEY`` / ``SWIFTBOLT_EMULATOR_TRADIER_TOKEN`` /
+        ``SWIFTBOLT_EMULATOR_ALPACA_KEY_ID`` / ``SWIFTBOLT_EMULATOR_ALPACA_SECRET_KEY``, then
+        explicit overrides (None overrides are ignored)."""
         base = cls(
             api_key=os.environ.get(API_KEY_ENV) or None,
             tradier_token=os.environ.get(TRADIER_TOKEN_ENV) or None,
+            alpaca_key_id=os.environ.get(ALPACA_KEY_ID_ENV) or None,
+            alpaca_secret_key=os.environ.get(ALPACA_SECRET_KEY_ENV) or None,
         )
         values = asdict(base) | {k: v for k, v in overrides.items() if v is not None}
         return cls(**values)
@@ -137,6 +150,16 @@ def _truncate(response: Response) -> Response:
     return Response(body[: max(1, len(body) // 2)], 200, media_type="application/json")
 
 
+def _alpaca_auth(settings: EmulatorSettings) -> Callable[[Request, str | None], Response | None]:
+    key_id = settings.alpaca_key_id or settings.api_key
+    secret = settings.alpaca_secret_key or settings.api_key
+
+    def authenticate(request: Request, _: str | None) -> Response | None:
+        return alpaca.authenticate(request, key_id, secret)
+
+    return authenticate
+
+
 def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     """Build the emulator app; ``app.state.emulator`` is the live :class:`EmulatorState`."""
     settings = settings or EmulatorSettings()
@@ -156,10 +179,12 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         "tradier": _Provider("tradier", settings.tradier_token or settings.api_key,
                              tradier.authenticate, tradier.rate_limited,
                              tradier.fault_response, tradier.serve),
+        "alpaca": _Provider("alpaca", None, _alpaca_auth(settings), alpaca.rate_limited,
+                            alpaca.fault_response, alpaca.serve),
     }  # fmt: skip
 
     async def guarded(request: Request, p: _Provider) -> Response:
-        state.requests[p.name] += 1
+        state.count_request(p.name)
         fault: Fault | None = None
         response = p.authenticate(request, p.expected_key)
         if response is None and (wait := state.rate_check(p.name)):
@@ -185,6 +210,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     async def tradier_timesales(request: Request) -> Response:
         return await guarded(request, providers["tradier"])
+
+    async def alpaca_bars(request: Request) -> Response:
+        return await guarded(request, providers["alpaca"])
 
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
@@ -223,6 +251,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     routes = [
         Route(agg_path, polygon_aggs, methods=["GET"]),
         Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
+        Route("/v2/stocks/bars", alpaca_bars, methods=["GET"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/stats", stats, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),

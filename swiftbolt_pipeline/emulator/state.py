@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-ROUTES = ("polygon", "tradier")
+ROUTES = ("polygon", "tradier", "alpaca")
+# Counters always list these routes; other routes appear once called since the last reset.
+REPORTED_ROUTES = ("polygon", "tradier")
 FAULT_KINDS = ("status", "malformed", "delay", "disconnect")
 LOG_SIZE = 200
 
@@ -109,15 +111,19 @@ class EmulatorState:
         default_factory=lambda: {r: RollingWindow() for r in ROUTES}
     )
     faults: list[Fault] = field(default_factory=list)
-    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
-    rejected_429: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REPORTED_ROUTES, 0))
+    rejected_429: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REPORTED_ROUTES, 0))
     by_status: dict[str, int] = field(default_factory=dict)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+
+    def count_request(self, route: str) -> None:
+        self.requests[route] = self.requests.get(route, 0) + 1
+        self.rejected_429.setdefault(route, 0)
 
     def rate_check(self, route: str) -> float:
         wait = self.windows[route].try_acquire(self.config.rate_limit, self.config.rate_window_s)
         if wait:
-            self.rejected_429[route] += 1
+            self.rejected_429[route] = self.rejected_429.get(route, 0) + 1
         return wait
 
     def retry_after_header(self, wait: float) -> dict[str, str]:
@@ -158,9 +164,12 @@ class EmulatorState:
 
     def reset(self) -> None:
         self.faults.clear()
-        for r in ROUTES:
+        self.requests.clear()
+        self.rejected_429.clear()
+        for r in REPORTED_ROUTES:
             self.requests[r] = 0
             self.rejected_429[r] = 0
-            self.windows[r].clear()
+        for window in self.windows.values():
+            window.clear()
         self.by_status.clear()
         self.log.clear()

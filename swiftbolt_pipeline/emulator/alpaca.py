@@ -1,0 +1,242 @@
+"""Alpaca market data v2, multi-symbol bars: ``GET /v2/stocks/bars``.
+
+* Auth: headers ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY``. Missing or wrong credentials
+  answer **403** ``{"message": "forbidden"}``, as Alpaca's market data endpoints do.
+* ``symbols``: comma-separated, at most 50 distinct symbols (more: 400). Symbols are served in
+  sorted order, each symbol's bars together (Alpaca's multi-symbol order); a symbol without bars
+  in the range, or unlisted (``ZZ*``), is simply absent from ``bars``.
+* ``timeframe``: ``{N}Min`` / ``{N}T`` with N in 1..59, buckets aligned to the clock and built from
+  the same base bars as the Polygon handler (extended hours included), so a 15-minute bar has the
+  same values here and there. Hour/Day/Week/Month timeframes are valid Alpaca syntax the emulator
+  does not serve (400); anything else is ``422 {"code": 42210000, "message": "invalid timeframe"}``.
+* ``start`` / ``end``: RFC 3339 with an offset (or a bare ``YYYY-MM-DD`` = 00:00 UTC); bars whose
+  start lies in ``[start, end]``. Defaults: today 00:00 America/New_York and "now". ``end``
+  before ``start``: 422. Bars starting after "now" never appear (the bar in progress does).
+* ``limit`` (1..10000, default 1000) counts **bars across all symbols** in one page; the runtime
+  ``page_size`` setting caps a page further. When bars remain, ``next_page_token`` is an opaque
+  token; send it back as ``page_token`` with the other parameters unchanged. Else it is null.
+* ``adjustment`` (raw/split/dividend/all), ``feed``, ``sort`` (asc/desc: time order within each
+  symbol), ``asof``, ``currency`` are accepted; any other parameter is a 400, like Alpaca.
+* Bars: ``{"t": "2025-06-02T13:30:00Z", "o", "h", "l", "c", "v", "n", "vw"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .aggregate import Aggregates, aggregate, round_prices
+from .data import BarStore
+from .sessions import MINUTE_MS, NY, now_ms
+from .state import RuntimeConfig
+
+KEY_ID_HEADER = "APCA-API-KEY-ID"
+SECRET_HEADER = "APCA-API-SECRET-KEY"
+MAX_SYMBOLS = 50
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10000
+ADJUSTMENTS = ("raw", "split", "dividend", "all")
+FEEDS = ("sip", "iex", "delayed_sip", "otc", "boats", "overnight")
+PARAMS = frozenset(
+    {"symbols", "timeframe", "start", "end", "limit", "adjustment", "feed", "sort",
+     "page_token", "asof", "currency"}
+)  # fmt: skip
+BAD_REQUEST_CODE = 40010000
+UNPROCESSABLE_CODE = 42210000
+TOO_MANY_CODE = 42910000
+_TIMEFRAME = re.compile(r"^([1-9]\d*)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,20}$")
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    code = {400: BAD_REQUEST_CODE, 422: UNPROCESSABLE_CODE, 429: TOO_MANY_CODE}.get(
+        status, status * 100000
+    )
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def authenticate(
+    request: Request, expected_key_id: str | None, expected_secret: str | None
+) -> Response | None:
+    key_id = request.headers.get(KEY_ID_HEADER, "").strip()
+    secret = request.headers.get(SECRET_HEADER, "").strip()
+    if (
+        not key_id
+        or not secret
+        or (expected_key_id is not None and key_id != expected_key_id)
+        or (expected_secret is not None and secret != expected_secret)
+    ):
+        return JSONResponse({"message": "forbidden"}, status_code=403)
+    return None
+
+
+def rate_limited(headers: dict[str, str]) -> Response:
+    return error(429, "too many requests.", headers)
+
+
+def fault_response(status: int) -> Response:
+    return error(status, f"Injected fault: HTTP {status}")
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _timeframe_minutes(raw: str) -> int:
+    m = _TIMEFRAME.match(raw)
+    if m is None:
+        raise BadRequest("invalid timeframe", 422)
+    amount, unit = int(m.group(1)), m.group(2)
+    if unit not in ("Min", "T"):
+        raise BadRequest(f"timeframe {raw!r} is not supported by the emulator (use NMin)")
+    if amount > 59:
+        raise BadRequest("invalid timeframe", 422)
+    return amount
+
+
+def _instant(raw: str, name: str) -> int:
+    raw = raw.strip()
+    try:
+        if len(raw) == 10:
+            d = date.fromisoformat(raw)
+            return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        dt = None
+    if dt is None or dt.tzinfo is None:
+        raise BadRequest(f"invalid {name}: {raw!r} is not an RFC-3339 time")
+    return int(dt.timestamp() * 1000)
+
+
+def _symbols(raw: str) -> list[str]:
+    symbols = sorted({s.strip().upper() for s in raw.split(",") if s.strip()})
+    if not symbols:
+        raise BadRequest("missing symbols")
+    for s in symbols:
+        if not _SYMBOL.match(s):
+            raise BadRequest(f"invalid symbol: {s!r}")
+    if len(symbols) > MAX_SYMBOLS:
+        raise BadRequest(f"too many symbols: {len(symbols)} (max {MAX_SYMBOLS})")
+    return symbols
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"invalid limit: must be an integer between 1 and {MAX_LIMIT}")
+    return int(raw)
+
+
+def encode_token(symbol: str, t_ms: int) -> str:
+    return base64.urlsafe_b64encode(f"{symbol}|{t_ms}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, symbols: list[str]) -> tuple[str, int]:
+    """(symbol, bar start) where the next page starts; the symbol must be one requested."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        symbol, t_raw = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        t_ms = int(t_raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("invalid page token") from None
+    if symbol not in symbols:
+        raise BadRequest("invalid page token")
+    return symbol, t_ms
+
+
+def _rfc3339(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bars_json(aggs: Aggregates) -> list[dict[str, Any]]:
+    return [
+        {"t": _rfc3339(t), "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
+        for t, o, h, low, c, v, n, vw in zip(
+            aggs.t.tolist(),
+            round_prices(aggs.o),
+            round_prices(aggs.h),
+            round_prices(aggs.l),
+            round_prices(aggs.c),
+            aggs.v.tolist(),
+            aggs.n.tolist(),
+            round_prices(aggs.vw),
+            strict=True,
+        )
+    ]
+
+
+# ---------------------------------------------------------------- the handler
+
+
+def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+    q = request.query_params
+    now = now_ms()
+    try:
+        unexpected = sorted(set(q.keys()) - PARAMS)
+        if unexpected:
+            raise BadRequest(f"unexpected parameter(s): {', '.join(unexpected)}")
+        symbols = _symbols(q.get("symbols", ""))
+        if "timeframe" not in q:
+            raise BadRequest("missing timeframe", 422)
+        minutes = _timeframe_minutes(q["timeframe"])
+        today = datetime.fromtimestamp(now / 1000, NY).date()
+        start = (
+            _instant(q["start"], "start")
+            if q.get("start")
+            else int(datetime(today.year, today.month, today.day, tzinfo=NY).timestamp() * 1000)
+        )
+        end = _instant(q["end"], "end") if q.get("end") else now
+        if end < start:
+            raise BadRequest("end should not be before start", 422)
+        limit = _limit(q.get("limit"))
+        if q.get("adjustment", "raw") not in ADJUSTMENTS:
+            raise BadRequest(f"invalid adjustment: {q.get('adjustment')!r}")
+        if q.get("feed", "sip") not in FEEDS:
+            raise BadRequest(f"invalid feed: {q.get('feed')!r}")
+        sort = q.get("sort", "asc")
+        if sort not in ("asc", "desc"):
+            raise BadRequest("invalid sort: must be asc or desc")
+        token = decode_token(q["page_token"], symbols) if q.get("page_token") else None
+    except BadRequest as exc:
+        return error(exc.status, str(exc))
+
+    width = minutes * MINUTE_MS
+    first = -(-start // width) * width  # buckets whose start lies in [start, end] and <= now
+    stop = min((end // width) * width + width, now + 1)
+    room = limit if config.page_size is None else min(limit, max(1, config.page_size))
+    page: dict[str, list[dict[str, Any]]] = {}
+    next_token: str | None = None
+    begin = symbols.index(token[0]) if token else 0
+    for symbol in symbols[begin:]:
+        aggs = aggregate(store.bars(symbol, first, stop), minutes) if stop > first else None
+        if aggs is None or len(aggs) == 0:
+            continue
+        if sort == "desc":
+            aggs = aggs.take(slice(None, None, -1))
+        if token is not None and symbol == token[0]:
+            keep = aggs.t >= token[1] if sort == "asc" else aggs.t <= token[1]
+            aggs = aggs.take(keep)
+            if len(aggs) == 0:
+                continue
+        if room == 0:
+            next_token = encode_token(symbol, int(aggs.t[0]))
+            break
+        taken = aggs.take(slice(0, room))
+        page[symbol] = _bars_json(taken)
+        room -= len(taken)
+        if len(taken) < len(aggs):
+            next_token = encode_token(symbol, int(aggs.t[len(taken)]))
+            break
+    return JSONResponse({"bars": page, "next_page_token": next_token})

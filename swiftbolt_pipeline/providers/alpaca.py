@@ -1,0 +1,296 @@
+"""Alpaca market data v2 bars: 15-minute bars of up to 50 symbols per request, every page followed.
+
+`limit` (max 10000) counts bars across all the symbols of a request, so a batch of many symbols
+over a long range is split into pages by the server; `next_page_token` is sent back as
+`page_token` with the other parameters unchanged. Symbols come back grouped (a page may end in
+the middle of one), so each symbol's bars are gathered over all pages. A symbol without any bar
+is absent from every page: it is reported in `AlpacaBatch.missing` (SYMBOL_NOT_FOUND for the
+caller) instead of failing the batch. The key id and secret travel only in the
+`APCA-API-KEY-ID` / `APCA-API-SECRET-KEY` headers and are redacted from every message."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import httpx
+import polars as pl
+
+from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
+from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.core.ratemath import page_jitter
+from swiftbolt_pipeline.providers.errors import (
+    BAD_REQUEST,
+    INVALID_TIMEFRAME,
+    MALFORMED_RESPONSE,
+    SYMBOL_NOT_FOUND,
+    ProviderError,
+)
+from swiftbolt_pipeline.providers.http import (
+    CircuitBreaker,
+    RequestStats,
+    ResilientClient,
+    TokenLimiter,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SYMBOLS = 50
+MAX_LIMIT = 10_000
+TIMEFRAME = "15Min"
+BAR = timedelta(minutes=15)
+_NUMERIC_FIELDS = ("o", "h", "l", "c", "v")
+
+
+def plan_batches(tickers: Sequence[str], size: int = MAX_SYMBOLS) -> list[list[str]]:
+    """Distinct upper-cased tickers in order, grouped into requests of at most `size` symbols."""
+    unique = list(dict.fromkeys(t.strip().upper() for t in tickers if t.strip()))
+    return [unique[i : i + size] for i in range(0, len(unique), size)]
+
+
+def day_range_rfc3339(first: date, last: date) -> tuple[str, str]:
+    """`start`/`end` covering exchange days `first`..`last`: 00:00 America/New_York on `first`
+    to the last second before 00:00 after `last` (Alpaca's `end` is inclusive), in UTC."""
+    start = datetime.combine(first, time(), EXCHANGE_TZ).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), EXCHANGE_TZ).astimezone(UTC)
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return start.strftime(fmt), (end - timedelta(seconds=1)).strftime(fmt)
+
+
+@dataclass
+class AlpacaBatch:
+    """Bars per requested ticker (BAR_SCHEMA, sorted by `ts`, empty when none) and the tickers
+    that no page mentioned (unknown to Alpaca, or no bar in the range)."""
+
+    bars: dict[str, pl.DataFrame] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    batches: int = 0  # multi-symbol requests sent, not counting their extra pages and retries
+
+    def error_for(self, ticker: str) -> ProviderError | None:
+        """SYMBOL_NOT_FOUND for a missing ticker, else None."""
+        if ticker not in self.missing:
+            return None
+        return ProviderError(
+            SYMBOL_NOT_FOUND, f"no bars for {ticker} in the range", provider=AlpacaClient.provider
+        )
+
+
+class AlpacaBatchError(ProviderError):
+    """A batch failed for good; `completed` holds the batches fetched before it (their tickers
+    are done) and `pending` the tickers of the failed batch and those after it."""
+
+    def __init__(self, cause: ProviderError, *, completed: AlpacaBatch, pending: list[str]) -> None:
+        super().__init__(
+            cause.code, cause.message, provider=cause.provider, requests=cause.requests
+        )
+        self.completed = completed
+        self.pending = pending
+
+
+class AlpacaClient:
+    provider = "alpaca"
+
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret_key: str,
+        limiter: TokenLimiter,
+        clock: Clock,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
+        breaker: CircuitBreaker | None = None,
+        rng: random.Random | None = None,
+        feed: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.feed = feed
+        self._http = httpx.Client(
+            headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._client = ResilientClient(
+            self.provider,
+            self._http,
+            limiter,
+            clock,
+            secrets=[secret_key, key_id],
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            breaker=breaker,
+            rng=self.rng,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def fetch_m15_batch(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> AlpacaBatch:
+        """All 15-minute bars (extended hours included) of `tickers` from `first` to `last`
+        (exchange days, inclusive): one request per 50 symbols plus the pages the server forces.
+
+        Raises AlpacaBatchError (a ProviderError) when a batch fails for good, keeping the
+        batches already fetched."""
+        if first > last:
+            raise ValueError(f"first day {first} is after last day {last}")
+        result = AlpacaBatch()
+        batches = plan_batches(tickers)
+        for i, symbols in enumerate(batches):
+            try:
+                bars = self._fetch_batch(symbols, first, last, stats)
+            except ProviderError as exc:
+                pending = [t for batch in batches[i:] for t in batch]
+                raise AlpacaBatchError(exc, completed=result, pending=pending) from exc
+            result.batches += 1
+            for ticker in symbols:
+                rows = bars.get(ticker)
+                if rows is None:
+                    result.missing.append(ticker)
+                result.bars[ticker] = self._to_frame(ticker, rows or [], stats)
+        return result
+
+    def _fetch_batch(
+        self, symbols: list[str], first: date, last: date, stats: RequestStats
+    ) -> dict[str, list[dict[str, Any]]]:
+        start, end = day_range_rfc3339(first, last)
+        params = {
+            "symbols": ",".join(symbols),
+            "timeframe": TIMEFRAME,
+            "start": start,
+            "end": end,
+            "limit": str(MAX_LIMIT),
+            "adjustment": "all",
+            "sort": "asc",
+        }
+        if self.feed:
+            params["feed"] = self.feed
+        url = f"{self.base_url}/v2/stocks/bars"
+        wanted = set(symbols)
+        out: dict[str, list[dict[str, Any]]] = {}
+        seen_tokens: set[str] = set()
+        token: str | None = None
+        page = 0
+        while True:
+            page += 1
+            log.info(
+                "alpaca %d symbols (%s..) %s..%s page %d",
+                len(symbols),
+                symbols[0],
+                first,
+                last,
+                page,
+            )
+            query = params if token is None else {**params, "page_token": token}
+            payload = self._get(url, query, stats)
+            for symbol, bars in self._page_bars(payload, stats).items():
+                if symbol not in wanted:
+                    raise self._malformed(f"bars for a symbol not requested: {symbol!r:.20}", stats)
+                out.setdefault(symbol, []).extend(bars)
+            token = self._next_token(payload, stats)
+            if token is None:
+                return out
+            if token in seen_tokens:
+                raise self._malformed("next_page_token repeats: paging would never end", stats)
+            seen_tokens.add(token)
+            self.clock.sleep(page_jitter(self.rng))
+
+    def _get(self, url: str, params: dict[str, str], stats: RequestStats) -> Any:
+        try:
+            return self._client.get_json(url, stats, params=params)
+        except ProviderError as exc:
+            # Alpaca answers 422 "invalid timeframe": give it the contract's own code.
+            if exc.code == BAD_REQUEST and "invalid timeframe" in exc.message.lower():
+                raise ProviderError(
+                    INVALID_TIMEFRAME, exc.message, provider=self.provider, requests=exc.requests
+                ) from exc
+            raise
+
+    def _page_bars(self, payload: Any, stats: RequestStats) -> dict[str, list[Any]]:
+        if not isinstance(payload, dict) or "bars" not in payload:
+            raise self._malformed("response has no `bars`", stats)
+        bars = payload["bars"]
+        if bars is None:
+            return {}
+        if not isinstance(bars, dict):
+            raise self._malformed("`bars` is not an object keyed by symbol", stats)
+        for symbol, items in bars.items():
+            if not isinstance(items, list):
+                raise self._malformed(f"bars of {symbol!r:.20} are not a list", stats)
+        return bars
+
+    def _next_token(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
+        token = payload.get("next_page_token")
+        if token is None or token == "":
+            return None
+        if not isinstance(token, str):
+            raise self._malformed("next_page_token is not a string", stats)
+        return token
+
+    def _to_frame(self, ticker: str, rows: list[Any], stats: RequestStats) -> pl.DataFrame:
+        if not rows:
+            return pl.DataFrame(schema=BAR_SCHEMA)
+        parsed = [self._parse_bar(ticker, bar, stats) for bar in rows]
+        frame = pl.DataFrame(parsed, schema=BAR_SCHEMA, orient="row").sort("ts")
+        if frame["ts"].is_duplicated().any():
+            raise self._malformed(f"duplicate bar start times for {ticker}", stats)
+        return frame
+
+    def _parse_bar(self, ticker: str, bar: Any, stats: RequestStats) -> tuple[Any, ...]:
+        if not isinstance(bar, dict) or not all(_is_number(bar.get(k)) for k in _NUMERIC_FIELDS):
+            raise self._malformed(
+                f"{ticker} bar with missing or non-numeric fields: {bar!r:.120}", stats
+            )
+        vw, n = bar.get("vw"), bar.get("n")
+        if (vw is not None and not _is_number(vw)) or (n is not None and not _is_number(n)):
+            raise self._malformed(f"{ticker} bar with a non-numeric vw or n: {bar!r:.120}", stats)
+        ts = _parse_time(bar.get("t"))
+        if ts is None:
+            raise self._malformed(f"{ticker} bar with a bad time: {bar!r:.120}", stats)
+        # A bar off the 15-minute grid means another timeframe was served.
+        if ts.timestamp() % BAR.total_seconds():
+            raise self._malformed(f"{ticker} bar not aligned to the 15-minute grid", stats)
+        return (
+            ts,
+            float(bar["o"]),
+            float(bar["h"]),
+            float(bar["l"]),
+            float(bar["c"]),
+            round(bar["v"]),
+            None if vw is None else float(vw),
+            None if n is None else int(n),
+        )
+
+    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
+        return ProviderError(
+            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    """An RFC 3339 instant with an offset (`Z` included), in UTC; None when unusable."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(UTC)
