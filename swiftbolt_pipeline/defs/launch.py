@@ -31,7 +31,7 @@ class RunOutcome:
 
 
 # Pools cap concurrent fetching steps (not request rate: the token bucket does that).
-POOL_LIMITS = {"polygon": 1, "tradier": 2}
+POOL_LIMITS = {"polygon": 2, "tradier": 2}
 
 
 def configure_pools(instance: dg.DagsterInstance) -> None:

@@ -101,7 +101,7 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
     first = run_cli("db", "migrate", env=env).stdout.splitlines()
     assert first == [
         "applied 0001_schema.sql, 0002_circuit_breakers.sql",
-        "pools: polygon=1, tradier=2",
+        "pools: polygon=2, tradier=2",
     ]
     assert run_cli("db", "migrate", env=env).stdout.splitlines()[0] == "schema is up to date"
     added = run_cli("watch", "add", "aapl", "--window-days", "30", "--priority", "3", env=env)
