@@ -17,14 +17,15 @@ from typing import Annotated, Any
 
 import dagster as dg
 import psycopg
-from fastapi import FastAPI, Path, Query
+from fastapi import FastAPI, Path, Query, Response
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
 from swiftbolt_pipeline.api.auth import BearerTokenMiddleware
 from swiftbolt_pipeline.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from swiftbolt_pipeline.api.models import (
-    BarOut,
+    BAR_FIELDS,
+    BARS_JSON,
     BarsOut,
     CoverageOut,
     EnsureCoverageIn,
@@ -195,22 +196,12 @@ def create_app(
             rows = chart_bars(conn, symbol, timeframe, lo, hi)
             if not rows and not symbol_known(conn, symbol):
                 raise ApiError("SYMBOL_NOT_FOUND", f"the archive has no symbol {symbol}")
-        bars = [
-            BarOut.model_construct(
-                ts=ts.astimezone(UTC),
-                open=o,
-                high=h,
-                low=lo_,
-                close=c,
-                volume=v,
-                vwap=vw,
-                trade_count=n,
-                provider=provider,
-                is_intraday=intraday,
-            )
-            for ts, o, h, lo_, c, v, vw, n, provider, intraday in rows
-        ]
-        return BarsOut.model_construct(symbol=symbol, timeframe=timeframe, bars=bars)
+        body = {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "bars": [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows],
+        }
+        return Response(BARS_JSON.dump_json(body), media_type="application/json")
 
     @app.get("/v1/tokens/{provider}", response_model=TokenStatusOut, tags=["tokens"])
     def get_tokens(provider: Annotated[str, Path(min_length=1, max_length=32)]) -> Any:

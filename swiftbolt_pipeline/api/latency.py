@@ -170,6 +170,7 @@ def measure_api_latency(
     instance_factory: InstanceFactory | None = None,
     settings_factory: Callable[[], Settings] = Settings.from_env,
     seed: bool = True,
+    base_url: str | None = None,
 ) -> LatencyReport:
     """p50/p99 and requests/second of `GET /v1/bars` (one year of h1 bars of `symbol`) and
     `GET /v1/coverage` (its h1 coverage over 365 days), `requests` each, at every level of
@@ -178,7 +179,9 @@ def measure_api_latency(
     With `seed`, first writes one year of synthetic h1 bars for `symbol` (an inactive,
     never-watched symbols row) into `database_url`: use a scratch or benchmark database.
     `instance_factory` gives the Dagster instance coverage consults for in-flight runs
-    (None: coverage without it)."""
+    (None: coverage without it). With `base_url`, load that running server (e.g. `swiftbolt
+    serve` in another process, over the same database) instead of starting one in a thread,
+    whose load generator then shares the server's interpreter."""
     settings = settings_factory()
     with psycopg.connect(database_url) as conn:
         if seed:
@@ -193,9 +196,11 @@ def measure_api_latency(
         "end": last.isoformat(),
     }
     coverage_params = {"symbol": symbol, "timeframe": "h1", "window_days": "365"}
-    app = create_app(database_url, instance_factory, settings_factory, None)
     results: list[EndpointLatency] = []
-    with serving(app) as base_url:
+    with contextlib.ExitStack() as stack:
+        if base_url is None:
+            app = create_app(database_url, instance_factory, settings_factory, None)
+            base_url = stack.enter_context(serving(app))
         bars = httpx.get(f"{base_url}/v1/bars", params=bars_params, timeout=30)
         bars.raise_for_status()
         for level in concurrency:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from swiftbolt_pipeline.core.models import Timeframe
 
@@ -27,6 +28,13 @@ WindowDays = Annotated[
         description="Calendar days back from today (default: the symbol's, else 730).",
     ),
 ]
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's `integer`: 30 and 30.0 are, `true` and `"30"` are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be an integer")
+    return value
 
 
 class ErrorDetail(BaseModel):
@@ -69,7 +77,7 @@ class EnsureCoverageIn(BaseModel):
 
     symbol: Ticker
     timeframe: Timeframe = Timeframe.H1
-    window_days: WindowDays | None = None
+    window_days: Annotated[WindowDays, BeforeValidator(_json_integer)] | None = None
 
 
 class BarOut(BaseModel):
@@ -89,6 +97,31 @@ class BarsOut(BaseModel):
     symbol: str
     timeframe: Timeframe
     bars: list[BarOut]
+
+
+class _BarJson(TypedDict):
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    vwap: float | None
+    trade_count: int | None
+    provider: str
+    is_intraday: bool
+
+
+class _BarsJson(TypedDict):
+    symbol: str
+    timeframe: Timeframe
+    bars: list[_BarJson]
+
+
+BAR_FIELDS = tuple(_BarJson.__annotations__)
+# `BarsOut` serialized from plain rows in pydantic-core, without a model object per bar: the
+# same JSON (tests compare them), several times faster for a year of bars.
+BARS_JSON: TypeAdapter[Any] = TypeAdapter(_BarsJson)
 
 
 class TokenStatusOut(BaseModel):

@@ -15,7 +15,8 @@ def chart_bars(
     conn: psycopg.Connection, ticker: str, timeframe: Timeframe, start: datetime, end: datetime
 ) -> list[BarRow]:
     """`get_chart_data_v2`: bars with start <= ts <= end, ordered by ts (primary-key range)."""
-    cur = conn.execute(
+    # Binary results: timestamps and floats decode ~3x faster than from text.
+    cur = conn.cursor(binary=True).execute(
         """SELECT ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday
            FROM get_chart_data_v2(%s, %s, %s, %s)""",
         (ticker, timeframe.value, start, end),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -42,7 +43,8 @@ def bench(out_dir: Path, quick: bool, profile_dir: Path | None) -> None:
         progress=lambda name: console.print(f"  measuring {name}..."),
         profile_dir=profile_dir,
     )
-    render_table(report, Console())
+    # Wide enough for the table when piped (make bench | tee ...).
+    render_table(report, Console(width=None if sys.stdout.isatty() else 180))
     md, js = write_report(report, out_dir)
     missed = [r for r in report.rows if r.met is False]
     bad = [r for r in report.rows if not r.skipped and not math.isfinite(r.ratio)]

@@ -8,9 +8,9 @@ import click
 import dagster as dg
 
 from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
-from swiftbolt_pipeline.core.models import InvalidInput, normalize_ticker, parse_timeframes
-from swiftbolt_pipeline.defs.coverage import Coverage, coverage_report
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.core.models import normalize_ticker
+from swiftbolt_pipeline.defs.coverage import Coverage
+from swiftbolt_pipeline.defs.ensure import parse_timeframe, symbol_coverage
 
 
 @click.command()
@@ -25,36 +25,18 @@ def coverage(
 ) -> None:
     """Coverage of TICKER's window: status, backfill progress and gaps."""
     symbol = normalize_ticker(ticker)
-    frames = parse_timeframes(timeframe)
-    if len(frames) != 1:
-        raise InvalidInput("INVALID_TIMEFRAME", "give exactly one timeframe")
+    frame = parse_timeframe(timeframe)
     runtime = open_runtime()
     prepare_dagster_home(runtime)
     with runtime.connect() as conn, dg.DagsterInstance.get() as instance:
-        known = {s.ticker: s for s in watchlist.list_symbols(conn, active_only=False)}
-        current = known.get(symbol)
-        window = window_days or (current.window_days if current else 730)
-        symbol_id = current.id if current else None
-        if ensure:
-            # The coverage_gap_sensor launches the backfill of every watched symbol's gaps; a
-            # wider window than the watchlist's widens what it fills.
-            (added,) = watchlist.add(
-                conn,
-                [symbol],
-                window_days=max(
-                    window, current.window_days if current and current.is_active else 0
-                ),
-                priority=current.priority if current else 0,
-            )
-            symbol_id = added.id
-        report = coverage_report(
+        report = symbol_coverage(
             conn,
             instance,
             runtime.settings,
             symbol=symbol,
-            symbol_id=symbol_id,
-            timeframe=frames[0],
-            window_days=window,
+            timeframe=frame,
+            window_days=window_days,
+            ensure=ensure,
         )
     if as_json:
         click.echo(json.dumps(report.to_json()))

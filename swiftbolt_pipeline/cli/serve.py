@@ -7,9 +7,7 @@ import os
 
 import click
 import dagster as dg
-import uvicorn
 
-from swiftbolt_pipeline.api import create_app
 from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 
@@ -21,6 +19,11 @@ def serve(host: str, port: int) -> None:
     """Serve coverage, ensure-coverage and bars over HTTP (OpenAPI at /openapi.json).
 
     Set SWIFTBOLT_API_TOKEN to require `Authorization: Bearer <token>` on every request."""
+    # Imported here so other commands don't pay for the web stack.
+    import uvicorn
+
+    from swiftbolt_pipeline.api import create_app
+
     runtime = open_runtime()
     prepare_dagster_home(runtime)
     token = os.environ.get("SWIFTBOLT_API_TOKEN", "").strip() or None

@@ -4,15 +4,20 @@ TestClient that runs the app's lifespan (pool and instance opened once, closed a
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from swiftbolt_pipeline.api import create_app
 from swiftbolt_pipeline.config import Settings
+
+with warnings.catch_warnings():
+    # Starlette 1.x asks for `httpx2` behind its TestClient; the installed httpx works the same.
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
 
 TOKEN = "s3cret-token-for-tests"
 

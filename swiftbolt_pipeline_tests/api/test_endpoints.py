@@ -10,17 +10,17 @@ import dagster as dg
 import psycopg
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from swiftbolt_pipeline.api import app as app_module
 from swiftbolt_pipeline.api.auth import token_matches
+from swiftbolt_pipeline.api.models import BarsOut
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.ensure import symbol_coverage
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.storage import ratelimit, watchlist
-from swiftbolt_pipeline_tests.api.conftest import TOKEN, make_app
+from swiftbolt_pipeline_tests.api.conftest import TOKEN, TestClient, make_app
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
 
 
@@ -78,7 +78,7 @@ def test_coverage_counts_bars_and_inflight_runs_like_the_cli(
     _queue(
         instance,
         range_tags("SPY", "SPY", date(2026, 2, 18), date(2026, 2, 27)),
-        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,  # queued (no code location needed)
     )
     _queue(
         instance,
@@ -146,7 +146,7 @@ def test_ensure_coverage_adds_the_symbol_once_and_is_idempotent(
     _queue(
         instance,
         range_tags("MSFT", "MSFT", date(2026, 2, 3), date(2026, 3, 19)),
-        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,  # queued (no code location needed)
     )
     runs = len(instance.get_runs())
     again = [client.post("/v1/ensure-coverage", json=request).json() for _ in range(3)]
@@ -182,6 +182,8 @@ def test_ensure_coverage_widens_but_never_narrows_and_reactivates(
         (b'{"symbol": "1X"}', 422, "INVALID_SYMBOL"),
         (b'{"symbol": "SPY", "timeframe": "w1"}', 422, "INVALID_TIMEFRAME"),
         (b'{"symbol": "SPY", "window_days": -3}', 422, "INVALID_RANGE"),
+        (b'{"symbol": "SPY", "window_days": true}', 422, "INVALID_RANGE"),
+        (b'{"symbol": "SPY", "window_days": "30"}', 422, "INVALID_RANGE"),
         (b'{"symbol": "SPY", "extra": 1}', 422, "INVALID_REQUEST"),
     ],
 )
@@ -237,6 +239,8 @@ def test_bars_are_exactly_the_database_rows(
         assert response.status_code == 200, response.text
         body = response.json()
         assert (body["symbol"], body["timeframe"]) == ("AAPL", tf)
+        # The fast serializer writes exactly what the documented model would.
+        assert BarsOut.model_validate_json(response.content).model_dump(mode="json") == body
         expected = _db_bars(conn, "AAPL", tf, start, end)
         assert len(expected) == {"m15": 3 * 26, "h1": 3 * 7}[tf]
         assert _api_bars(body) == expected
