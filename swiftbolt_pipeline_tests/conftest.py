@@ -54,7 +54,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 RESET_SQL = """
-TRUNCATE ohlc_bars_v2, job_runs, provider_checkpoints, rate_grants;
+TRUNCATE ohlc_bars_v2, job_runs, provider_checkpoints, rate_grants, corporate_actions,
+         corporate_action_checks;
 UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
        probe_started_at = NULL;
 DELETE FROM symbols;

@@ -23,8 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
+from psycopg import sql
 
-from swiftbolt_pipeline.cli.runtime import Runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import Runtime, open_instance, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
@@ -62,14 +63,16 @@ def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
     if server_url:
         name = f"swiftbolt_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             version = admin.execute("SHOW server_version").fetchone()
         url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         try:
             yield url, f"PostgreSQL {version[0] if version else '?'} (DATABASE_URL, scratch db)"
         finally:
             with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
@@ -169,7 +172,7 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
             migrate(conn)
         settings = Settings.from_env()
         prepare_dagster_home(Runtime(settings=settings, database_url=url))
-        instance = stack.enter_context(dg.DagsterInstance.get())
+        instance = stack.enter_context(open_instance())
         env = BenchEnv(
             home=home,
             database_url=url,

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from swiftbolt_pipeline.cli.runtime import (
     Runtime,
     ensure_providers,
+    open_instance,
     open_runtime,
     prepare_dagster_home,
 )
@@ -68,7 +69,7 @@ def backfill(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         register_symbols(instance, tickers)
         started = time.monotonic()
         outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-import dagster as dg
 
-from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.core.models import normalize_ticker
 from swiftbolt_pipeline.defs.coverage import Coverage
 from swiftbolt_pipeline.defs.ensure import parse_timeframe, symbol_coverage
@@ -28,7 +27,7 @@ def coverage(
     frame = parse_timeframe(timeframe)
     runtime = open_runtime()
     prepare_dagster_home(runtime)
-    with runtime.connect() as conn, dg.DagsterInstance.get() as instance:
+    with runtime.connect() as conn, open_instance() as instance:
         report = symbol_coverage(
             conn,
             instance,

@@ -7,6 +7,7 @@ import dagster as dg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
+from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import bars_job
 from swiftbolt_pipeline.defs.partitions import bar_partitions
 from swiftbolt_pipeline.defs.resources import (
@@ -55,7 +56,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[build_m15_asset(partitions), *build_derived_assets(partitions)],
         jobs=[bars_job],
-        sensors=[watchlist_sensor, coverage_gap_sensor],
+        sensors=[watchlist_sensor, coverage_gap_sensor, corporate_actions_sensor],
         schedules=[today_intraday_schedule, finalize_previous_session_schedule],
         resources=build_resources(settings),
     )

@@ -67,12 +67,12 @@ class DeadlineTokenLimiter:
         url: str,
         provider: str = "polygon",
         *,
-        max_wait_s: float = TOKEN_WAIT_S,
+        max_wait_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.url = url
         self.provider = provider
-        self.max_wait_s = max_wait_s
+        self.max_wait_s = TOKEN_WAIT_S if max_wait_s is None else max_wait_s
         self.rng = rng or random.Random()
         self._conn: psycopg.Connection | None = None
 

@@ -14,10 +14,17 @@ Admin API (no auth), under ``/_emulator/``:
   "config", "log"}`` (log: last 200 provider requests, ``apiKey`` redacted). ``requests`` and
   ``rejected_429`` always list ``polygon`` and ``tradier``; ``alpaca`` appears once it has been
   called since the last reset (read it as ``.get("alpaca", 0)``).
-* ``POST /_emulator/reset`` — clear counters, faults and rate windows.
+* ``POST /_emulator/reset`` — clear counters, faults, rate windows and runtime splits.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
   ``page_size``.
 * ``GET /_emulator/health`` — ``{"status": "ok"}``.
+* ``POST /_emulator/splits`` — add a stock split (object or list): ``{"ticker": "SPY",
+  "execution_date": "2025-11-10", "split_from": 1, "split_to": 4}``; from then on Polygon's
+  ``/v3/reference/splits`` lists it and ``adjusted=true`` aggregates are adjusted for it (see
+  ``splits.py``). ``GET`` lists the splits, ``DELETE [?ticker=T]`` forgets them.
+
+Polygon's ``GET /v3/reference/splits`` shares the ``polygon`` route: same key, rate window,
+faults and counters as the aggregates.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import alpaca, polygon, sessions, tradier
+from . import alpaca, polygon, sessions, splits, tradier
 from .data import BarStore
 from .state import EmulatorState, Fault, RuntimeConfig
 
@@ -173,9 +180,19 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
             settings.page_size,
         )
     )
+    book = splits.SplitBook()
+
+    def serve_aggs(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+        return polygon.serve(request, store, config, book.adjust)
+
+    def serve_splits(request: Request, _: BarStore, config: RuntimeConfig) -> Response:
+        return splits.serve(request, book, config)
+
     providers = {
         "polygon": _Provider("polygon", settings.api_key, polygon.authenticate,
-                             polygon.rate_limited, polygon.fault_response, polygon.serve),
+                             polygon.rate_limited, polygon.fault_response, serve_aggs),
+        "polygon_splits": _Provider("polygon", settings.api_key, polygon.authenticate,
+                                    polygon.rate_limited, polygon.fault_response, serve_splits),
         "tradier": _Provider("tradier", settings.tradier_token or settings.api_key,
                              tradier.authenticate, tradier.rate_limited,
                              tradier.fault_response, tradier.serve),
@@ -208,6 +225,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     async def polygon_aggs(request: Request) -> Response:
         return await guarded(request, providers["polygon"])
 
+    async def polygon_splits(request: Request) -> Response:
+        return await guarded(request, providers["polygon_splits"])
+
     async def tradier_timesales(request: Request) -> Response:
         return await guarded(request, providers["tradier"])
 
@@ -231,7 +251,22 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     async def reset(_: Request) -> Response:
         state.reset()
+        book.remove()
         return JSONResponse({"status": "ok"})
+
+    async def admin_splits(request: Request) -> Response:
+        if request.method == "DELETE":
+            book.remove(request.query_params.get("ticker") or None)
+        elif request.method == "POST":
+            try:
+                data = await request.json()
+                items = data if isinstance(data, list) else [data]
+                parsed = [splits.Split.parse(item) for item in items]
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            for split in parsed:
+                book.add(split)
+        return JSONResponse({"splits": [s.to_json() for s in book.all()]})
 
     async def config(request: Request) -> Response:
         if request.method == "PUT":
@@ -250,6 +285,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     agg_path = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}"
     routes = [
         Route(agg_path, polygon_aggs, methods=["GET"]),
+        Route("/v3/reference/splits", polygon_splits, methods=["GET"]),
         Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
         Route("/v2/stocks/bars", alpaca_bars, methods=["GET"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
@@ -257,9 +293,11 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/config", config, methods=["GET", "PUT"]),
         Route("/_emulator/health", health, methods=["GET"]),
+        Route("/_emulator/splits", admin_splits, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(_KeepRawReceive)
     app.state.emulator = state
     app.state.store = store
+    app.state.splits = book
     return app

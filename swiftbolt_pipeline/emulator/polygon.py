@@ -10,6 +10,9 @@
   with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no
   API key. The cursor is base64url of ``limit=..&sort=..&adjusted=..``.
 * Only ``minute`` timespan is supported (others: 400). Bars starting after "now" never appear.
+* ``adjusted=true`` (the default) applies the splits added at runtime (see ``splits.py``): bars
+  before a split's execution date have prices / ratio and volume * ratio. ``adjusted=false``
+  serves the bars unadjusted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -25,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .aggregate import aggregate, page_count, round_prices
-from .data import BarStore, is_listed
+from .data import Bars, BarStore, is_listed
 from .sessions import MINUTE_MS, day_start_ms, now_ms
 from .state import RuntimeConfig
 
@@ -118,7 +122,13 @@ def _params(request: Request) -> tuple[bool, str, int, str | None]:
     return adjusted_raw == "true", sort, min(int(limit_raw), MAX_LIMIT), q.get("cursor")
 
 
-def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+Adjust = Callable[[str, Bars], Bars]
+
+
+def serve(
+    request: Request, store: BarStore, config: RuntimeConfig, adjust: Adjust | None = None
+) -> Response:
+    """Aggregates; ``adjust(ticker, base_bars)`` applies corporate actions when adjusted."""
     p = request.path_params
     ticker: str = p["ticker"].upper()
     timespan: str = p["timespan"]
@@ -148,7 +158,10 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     stop = min(end, now_ms()) + 1  # bar starts <= to and <= now
     if not is_listed(ticker) or stop <= start:
         return JSONResponse(body)
-    aggs = aggregate(store.bars(ticker, start, stop), multiplier)
+    base_bars = store.bars(ticker, start, stop)
+    if adjusted and adjust is not None:
+        base_bars = adjust(ticker, base_bars)
+    aggs = aggregate(base_bars, multiplier)
     if sort == "desc":
         aggs = aggs.take(slice(None, None, -1))
     count = page_count(aggs.base, limit, config.page_size)

@@ -100,7 +100,7 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
     }
     first = run_cli("db", "migrate", env=env).stdout.splitlines()
     assert first == [
-        "applied 0001_schema.sql, 0002_circuit_breakers.sql",
+        "applied 0001_schema.sql, 0002_circuit_breakers.sql, 0003_corporate_actions.sql",
         "pools: polygon=2, tradier=2",
     ]
     assert run_cli("db", "migrate", env=env).stdout.splitlines()[0] == "schema is up to date"

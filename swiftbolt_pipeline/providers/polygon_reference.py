@@ -1,0 +1,186 @@
+"""Polygon reference data: stock splits of one ticker (`GET /v3/reference/splits`).
+
+Every request (page, retry) goes through `ResilientClient`, so it takes a token from the same
+shared PostgreSQL bucket as the aggregates and trips the same circuit breaker. The key travels
+in the Authorization header, never in a URL; `next_url` is followed only on the configured host.
+
+Dividends are not fetched: Polygon's `adjusted=true` aggregates are adjusted for splits only,
+so dividends never change stored prices and would only spend the 5 requests/minute budget."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
+
+import httpx
+
+from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.ratemath import page_jitter
+from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
+from swiftbolt_pipeline.providers.http import (
+    CircuitBreaker,
+    RequestStats,
+    ResilientClient,
+    TokenLimiter,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 1000  # Polygon's maximum for reference endpoints
+MAX_PAGES = 50  # a ticker has a handful of splits; more pages means a looping cursor
+
+
+@dataclass(frozen=True)
+class SplitEvent:
+    """`split_from` old shares became `split_to` new ones on `execution_date` (4:1 = 1 -> 4)."""
+
+    ticker: str
+    execution_date: date
+    split_from: float
+    split_to: float
+
+    @property
+    def ratio(self) -> float:
+        """Prices before the split are divided by this in adjusted data; volumes multiplied."""
+        return self.split_to / self.split_from
+
+
+class PolygonReferenceClient:
+    provider = "polygon"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        limiter: TokenLimiter,
+        clock: Clock,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
+        breaker: CircuitBreaker | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._http = httpx.Client(
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._client = ResilientClient(
+            self.provider,
+            self._http,
+            limiter,
+            clock,
+            secrets=[api_key],
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            breaker=breaker,
+            rng=self.rng,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PolygonReferenceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def fetch_splits(
+        self, ticker: str, stats: RequestStats, *, since: date | None = None
+    ) -> list[SplitEvent]:
+        """Every split of `ticker` (executed on or after `since` when given), oldest first,
+        every page followed."""
+        url: str | None = f"{self.base_url}/v3/reference/splits"
+        params: dict[str, str] | None = {
+            "ticker": ticker,
+            "order": "asc",
+            "sort": "execution_date",
+            "limit": str(PAGE_LIMIT),
+        }
+        if since is not None:
+            params["execution_date.gte"] = since.isoformat()
+        found: dict[date, SplitEvent] = {}
+        pages = 0
+        while url:
+            pages += 1
+            if pages > MAX_PAGES:
+                raise self._malformed(f"more than {MAX_PAGES} pages of splits for {ticker}", stats)
+            log.info("polygon splits %s page %d", ticker, pages)
+            payload = self._client.get_json(url, stats, params=params)
+            for event in self._results(payload, ticker, stats):
+                found[event.execution_date] = event
+            url, params = self._next_page(payload, stats), None
+            if url:
+                self.clock.sleep(page_jitter(self.rng))
+        return [found[day] for day in sorted(found)]
+
+    def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[SplitEvent]:
+        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
+            raise self._malformed("response is not an OK splits payload", stats)
+        results = payload.get("results")
+        if results is None:
+            return []
+        if not isinstance(results, list):
+            raise self._malformed("`results` is not a list", stats)
+        events = []
+        for item in results:
+            event = _parse_split(item)
+            if event is None:
+                raise self._malformed(f"split with missing or invalid fields: {item!r:.160}", stats)
+            if event.ticker != ticker.upper():
+                raise self._malformed(f"split of {event.ticker} returned for {ticker}", stats)
+            events.append(event)
+        return events
+
+    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
+        next_url = payload.get("next_url")
+        if not next_url:
+            return None
+        if not isinstance(next_url, str):
+            raise self._malformed("next_url is not a string", stats)
+        # The bearer token must only ever go to the configured host, over the same scheme.
+        target, base = urlsplit(next_url), urlsplit(self.base_url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise self._malformed("next_url points at another host or scheme", stats)
+        return next_url
+
+    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
+        return ProviderError(
+            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
+        )
+
+
+def _positive(value: Any) -> TypeGuard[int | float]:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _parse_split(item: Any) -> SplitEvent | None:
+    if not isinstance(item, dict):
+        return None
+    ticker, raw_date = item.get("ticker"), item.get("execution_date")
+    split_from, split_to = item.get("split_from"), item.get("split_to")
+    if not isinstance(ticker, str) or not ticker or not isinstance(raw_date, str):
+        return None
+    if not _positive(split_from) or not _positive(split_to):
+        return None
+    try:
+        execution_date = date.fromisoformat(raw_date)
+    except ValueError:
+        return None
+    return SplitEvent(ticker.upper(), execution_date, float(split_from), float(split_to))
