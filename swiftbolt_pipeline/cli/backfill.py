@@ -64,7 +64,7 @@ def backfill(
     prepare_dagster_home(runtime)
     defs = build_definitions(runtime.settings)
     selection = [ASSET_FOR[tf] for tf in wanted]
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     console.print(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
@@ -88,7 +88,8 @@ def _run_all(
     selection: list[str],
     console: Console,
 ) -> list[RunOutcome]:
-    log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "ERROR"
+    # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
+    log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
@@ -141,12 +142,30 @@ def _print_summary(
     for outcome in failed:
         console.print(f"[red]FAILED[/red] {outcome.symbol} (run {outcome.run_id}): {outcome.error}")
     checks = [check for outcome in outcomes for check in outcome.checks]
-    failed_checks = [check for check in checks if not check.passed]
+    # Rejected provider bars are a warning with its own line, not a failed check.
+    data = [check for check in checks if check.name == "provider_data_clean"]
+    hard = [check for check in checks if check.name != "provider_data_clean"]
+    failed_checks = [check for check in hard if not check.passed]
     console.print(
-        f"Asset checks: {len(checks) - len(failed_checks)} passed, {len(failed_checks)} failed."
+        f"Asset checks: {len(hard) - len(failed_checks)} passed, {len(failed_checks)} failed."
     )
     for check in failed_checks:
         console.print(f"[red]CHECK FAILED[/red] {check.asset}:{check.name} {check.metadata}")
+    rejected = {
+        key.removeprefix("rejected_"): value
+        for check in data
+        for key, value in check.metadata.items()
+        if key.startswith("rejected_")
+        and key != "rejected_bars"
+        and isinstance(value, int)
+        and value
+    }
+    if rejected:
+        detail = ", ".join(f"{rule}={count}" for rule, count in sorted(rejected.items()))
+        console.print(
+            f"{sum(rejected.values())} bar(s) of bad provider data rejected ({detail}); "
+            "their intervals stay empty."
+        )
     empty = sum(
         value
         for check in checks
@@ -155,5 +174,3 @@ def _print_summary(
     )
     if empty:
         console.print(f"{empty} session(s) have 15-minute intervals without trades (not filled).")
-    if failed:
-        click.echo(f"{len(failed)} of {len(outcomes)} run(s) failed", err=True)

@@ -16,6 +16,7 @@ from swiftbolt_pipeline.cli.coverage import coverage
 from swiftbolt_pipeline.cli.dev import dev
 from swiftbolt_pipeline.cli.runtime import fail, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.cli.serve import serve
+from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.defs.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.providers.errors import ProviderError
@@ -196,3 +197,4 @@ cli.add_command(coverage)
 cli.add_command(dev)
 cli.add_command(serve)
 cli.add_command(bench)
+cli.add_command(status)

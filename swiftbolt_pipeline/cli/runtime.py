@@ -16,7 +16,8 @@ import click
 import dagster as dg
 import psycopg
 
-from swiftbolt_pipeline.config import EMULATOR_API_KEY, Settings
+from swiftbolt_pipeline.config import DEFAULT_POLYGON_BASE_URL, EMULATOR_API_KEY, Settings
+from swiftbolt_pipeline.core.models import InvalidInput
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.migrate import migrate
 
@@ -74,6 +75,12 @@ def ensure_providers(runtime: Runtime) -> str:
     serves both APIs. Returns where Polygon bars come from, for the user."""
     emulator_url: str | None = None
     real_polygon = bool(os.environ.get("POLYGON_API_KEY"))
+    base_url = os.environ.get("POLYGON_BASE_URL", "")
+    if not real_polygon and base_url.rstrip("/") == DEFAULT_POLYGON_BASE_URL:
+        raise InvalidInput(
+            "INVALID_CONFIG",
+            "POLYGON_API_KEY is not set; unset POLYGON_BASE_URL to use the built-in emulator",
+        )
     for key_vars, url_var in (
         (("POLYGON_API_KEY",), "POLYGON_BASE_URL"),
         (("TRADIER_TOKEN",), "TRADIER_BASE_URL"),

@@ -11,6 +11,7 @@ import polars as pl
 import psycopg
 
 from swiftbolt_pipeline.core import calendar, quality
+from swiftbolt_pipeline.core.clean import PROBLEM_RULES
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.storage import bars as bar_store
 
@@ -18,6 +19,7 @@ BAR_COUNTS = "bar_counts_match_calendar"
 OHLC_SANE = "ohlc_sane"
 NO_DUPLICATES = "no_duplicate_timestamps"
 CONSISTENT = "consistent_with_m15"
+PROVIDER_DATA = "provider_data_clean"
 
 
 def m15_check_specs() -> list[dg.AssetCheckSpec]:
@@ -29,6 +31,8 @@ def m15_check_specs() -> list[dg.AssetCheckSpec]:
                           description="low <= open, close <= high and volume >= 0."),
         dg.AssetCheckSpec(NO_DUPLICATES, asset="m15_bars",
                           description="One bar per timestamp per symbol."),
+        dg.AssetCheckSpec(PROVIDER_DATA, asset="m15_bars", description="Provider bars "
+                          "rejected by the cleaning rules (core/clean.py); warns when any."),
     ]  # fmt: skip
 
 
@@ -45,7 +49,7 @@ def _stored(
     conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, days: list[date]
 ) -> pl.DataFrame:
     bars = bar_store.read_bars(conn, symbol_id, timeframe, days[0], days[-1])
-    wanted = pl.Series(days, dtype=pl.Date)
+    wanted = pl.Series(days, dtype=pl.Date).implode()
     day = pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
     return bars.filter(day.is_in(wanted)).select(list(BAR_SCHEMA))
 
@@ -101,6 +105,20 @@ def check_m15(
             metadata={"duplicates": duplicates},
         ),
     ]
+
+
+def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
+    total = sum(rejected.values())
+    return dg.AssetCheckResult(
+        asset_key="m15_bars",
+        check_name=PROVIDER_DATA,
+        passed=total == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected_bars": total,
+            **{f"rejected_{rule}": rejected.get(rule, 0) for rule in PROBLEM_RULES},
+        },
+    )
 
 
 def check_derived(

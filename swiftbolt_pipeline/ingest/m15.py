@@ -2,7 +2,12 @@
 
 Historical days go to Polygon in coalesced windows (about 50 sessions per request); each
 window's partitions and the checkpoint are committed together, so a killed fetch resumes after
-the last committed window and never leaves a partition half written."""
+the last committed window and never leaves a partition half written.
+
+Every window's bars go through `core.clean` (explicit rules for bad provider data, counted per
+rule in `SymbolIngest.rejected`). Only sessions left with at least one clean bar are replaced:
+a session the provider served nothing usable for keeps what the archive has (never lose bars)
+and is listed in `empty_days`."""
 
 from __future__ import annotations
 
@@ -15,10 +20,14 @@ import polars as pl
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.clean import OFF_GRID, CleanReport, clean_m15, merge_counts
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
-from swiftbolt_pipeline.core.resample import regular_session
-from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND, ProviderError
+from swiftbolt_pipeline.providers.errors import (
+    MALFORMED_RESPONSE,
+    SYMBOL_NOT_FOUND,
+    ProviderError,
+)
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -41,6 +50,18 @@ class SymbolIngest:
     empty_days: list[date] = field(default_factory=list)
     first_ts: str | None = None
     last_ts: str | None = None
+    # Bars dropped as bad provider data, per `core.clean` rule (non-zero counts only).
+    rejected: dict[str, int] = field(default_factory=dict)
+    # Every rule's count incl. the routine ones (extended hours, identical duplicates).
+    cleaning: CleanReport = field(default_factory=CleanReport)
+
+    def note_cleaning(self, report: CleanReport) -> None:
+        self.cleaning.add(report)
+        merge_counts(self.rejected, report.rejected())
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
 
 
 def ingest_history(
@@ -109,20 +130,40 @@ def _fetch_window(
         raise
     finally:
         result.stats.add(stats)
-    if raw.is_empty():
-        # Nothing served: keep whatever the archive has for these days (never lose bars).
+    sessions = [calendar.session(day) for day in window.sessions]
+    bars, report = clean_m15(raw, sessions)
+    result.note_cleaning(report)
+    if report.wrong_interval:
+        exc = wrong_interval_error(polygon.provider, report, stats.requests)
+        ledger.finish_fetch(
+            conn,
+            fetch_id,
+            actual_cost=stats.requests,
+            rows_written=0,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        conn.commit()
+        raise exc
+    if report.rejected():
+        log.warning(
+            "%s %s..%s: dropped %d bad bar(s) from %s: %s",
+            symbol, window.first, window.last, report.rejected_total, polygon.provider,
+            ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
+        )  # fmt: skip
+    days = written_days(bars, window.sessions)
+    if not days:
+        # Nothing usable served: keep whatever the archive has for these days (never lose bars).
         ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=0)
         conn.commit()
         result.empty_days.extend(window.sessions)
-        return 0
-    sessions = [calendar.session(day) for day in window.sessions]
-    bars = regular_session(raw.unique("ts", keep="last"), sessions).sort("ts")
+        return raw.height
     with conn.transaction():
         rows = bar_store.replace_partitions(
             conn,
             symbol_id=symbol_id,
             timeframe=Timeframe.M15,
-            days=window.sessions,
+            days=days,
             bars=bars,
             provider=polygon.provider,
             is_intraday=False,
@@ -165,6 +206,25 @@ def _skip_resumed(conn: psycopg.Connection, symbol: str, result: SymbolIngest) -
             result.resumed_days,
         )
     return todo
+
+
+def wrong_interval_error(provider: str, report: CleanReport, requests: int) -> ProviderError:
+    off_grid = report.counts[OFF_GRID]
+    return ProviderError(
+        MALFORMED_RESPONSE,
+        f"{off_grid} of {off_grid + report.kept} session bars are off the 15-minute grid: "
+        "the response holds another bar size; nothing stored",
+        provider=provider,
+        requests=requests,
+    )
+
+
+def written_days(bars: pl.DataFrame, sessions: Sequence[date]) -> list[date]:
+    """The sessions (in order) that have at least one of `bars`: the partitions to replace."""
+    if bars.is_empty():
+        return []
+    present = set(bars["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date())
+    return [day for day in sessions if day in present]
 
 
 def _note_span(result: SymbolIngest, bars: pl.DataFrame, days: Sequence[date]) -> None:

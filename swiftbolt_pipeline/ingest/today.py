@@ -1,5 +1,8 @@
 """Today's session from Tradier time & sales, stored as intraday bars until Polygon replaces
-them once the day is historical (design §3 provider routing)."""
+them once the day is historical (design §3 provider routing).
+
+The bars go through the same `core.clean` rules as history. The partition is replaced only when
+at least one clean bar remains: an empty or wholly rejected answer keeps what is stored."""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from datetime import date, datetime
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.clean import clean_m15
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest, written_days, wrong_interval_error
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.tradier import TradierClient
@@ -47,7 +51,7 @@ def ingest_today(
     )
     conn.commit()
     try:
-        bars = tradier.fetch_session_m15(symbol, session, now, stats)
+        raw = tradier.fetch_session_m15(symbol, session, now, stats)
     except ProviderError as exc:
         ledger.finish_fetch(
             conn,
@@ -61,6 +65,33 @@ def ingest_today(
         raise
     finally:
         result.stats.add(stats)
+    bars, report = clean_m15(raw, [session])
+    result.note_cleaning(report)
+    if report.wrong_interval:
+        exc = wrong_interval_error(tradier.provider, report, stats.requests)
+        ledger.finish_fetch(
+            conn,
+            fetch_id,
+            actual_cost=stats.requests,
+            rows_written=0,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        conn.commit()
+        raise exc
+    if report.rejected():
+        log.warning(
+            "%s today (%s): dropped %d bad bar(s) from %s: %s",
+            symbol, day, report.rejected_total, tradier.provider,
+            ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
+        )  # fmt: skip
+    if not written_days(bars, [day]):
+        # Nothing usable yet: keep whatever is stored for today (never lose bars).
+        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=0)
+        conn.commit()
+        result.empty_days.append(day)
+        log.info("%s today (%s): no complete bars from Tradier yet", symbol, day)
+        return result
     with conn.transaction():
         rows = bar_store.replace_partitions(
             conn,
@@ -74,9 +105,6 @@ def ingest_today(
         ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=rows)
     conn.commit()
     result.bars_written = rows
-    if rows:
-        result.first_ts, result.last_ts = str(bars["ts"].min()), str(bars["ts"].max())
-    else:
-        result.empty_days.append(day)
+    result.first_ts, result.last_ts = str(bars["ts"].min()), str(bars["ts"].max())
     log.info("%s today (%s): %d complete bars from Tradier", symbol, day, rows)
     return result

@@ -11,13 +11,12 @@ import polars as pl
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.defs.launch import RunOutcome
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline_tests.realdata import regular_m15
+from swiftbolt_pipeline_tests.reliability.helpers import materialize
 
 FIRST, LAST = date(2025, 10, 27), date(2025, 11, 21)  # 4 weeks across the 2025-11-02 DST change
 
@@ -28,20 +27,8 @@ def _run(
     instance: dg.DagsterInstance,
     selection: Sequence[str] = ("m15_bars",),
 ) -> RunOutcome:
-    defs = build_definitions(Settings.from_env())
-    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    resources = dict(defs.resources or {})
-    # Same client, retry backoff scaled down so outage tests don't sleep for seconds.
-    resources["polygon"] = resources["polygon"].model_copy(update={"backoff_base_s": 0.01})
-    register_symbols(instance, [symbol])
-    return materialize_range(
-        instance,
-        assets,
-        resources,
-        symbol=symbol,
-        days=days,
-        selection=selection,
-    )
+    """One in-process run over `days` (retry backoff scaled down, so outages don't sleep)."""
+    return materialize(symbol, days, instance, selection=selection)
 
 
 def _stored(conn: psycopg.Connection, symbol: str) -> pl.DataFrame:
@@ -63,6 +50,7 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
             ("m15_bars", "bar_counts_match_calendar", True),
             ("m15_bars", "ohlc_sane", True),
             ("m15_bars", "no_duplicate_timestamps", True),
+            ("m15_bars", "provider_data_clean", True),
             *{(f"{tf}_bars", "bar_counts_match_calendar", True) for tf in ("h1", "h4", "d1")},
             *{(f"{tf}_bars", "consistent_with_m15", True) for tf in ("h1", "h4", "d1")},
         }

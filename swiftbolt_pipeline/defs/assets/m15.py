@@ -5,9 +5,10 @@ from contextlib import ExitStack
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.clean import merge_counts
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
-from swiftbolt_pipeline.defs.checks import check_m15, m15_check_specs
+from swiftbolt_pipeline.defs.checks import check_m15, check_provider_data, m15_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import PolygonResource, TradierResource, WarehouseResource
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest, ingest_history
@@ -75,7 +76,10 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                             now=now,
                         )
                     )
-            checks = check_m15(conn, plan, ids)
+            rejected: dict[str, int] = {}
+            for result in results:
+                merge_counts(rejected, result.rejected)
+            checks = [*check_m15(conn, plan, ids), check_provider_data(rejected)]
             symbol, days = next(iter(plan.items()))
             sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
         return dg.MaterializeResult(
@@ -101,6 +105,10 @@ def _metadata(results: list[SymbolIngest]) -> dict[str, dg.MetadataValue]:
         "sessions": dg.MetadataValue.int(sum(len(r.days) for r in results)),
         "resumed_sessions": dg.MetadataValue.int(sum(r.resumed_days for r in results)),
         "empty_sessions": dg.MetadataValue.int(sum(len(r.empty_days) for r in results)),
+        "rejected_bars": dg.MetadataValue.int(sum(r.rejected_total for r in results)),
+        "extended_hours_dropped": dg.MetadataValue.int(
+            sum(r.cleaning.counts.get("extended_hours", 0) for r in results)
+        ),
         "first_bar": dg.MetadataValue.text(first or "-"),
         "last_bar": dg.MetadataValue.text(last or "-"),
     }
