@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(SWIFTBOLT) db migrate
 	$(SWIFTBOLT) watch add $(subst $(comma), ,$(DEMO_SYMBOLS))
-	$(SWIFTBOLT) backfill --symbols $(DEMO_SYMBOLS) --start $(DEMO_START) --end $(DEMO_END) --timeframes m15
+	$(SWIFTBOLT) backfill --symbols $(DEMO_SYMBOLS) --start $(DEMO_START) --end $(DEMO_END) --timeframes m15,h1,h4,d1
 	$(SWIFTBOLT) tokens polygon
 	@echo
 	@echo "Bars are in PostgreSQL (embedded under .swiftbolt/ unless DATABASE_URL is set)."
@@ -33,6 +33,14 @@ test: install
 
 test-all: install
 	$(BIN)/pytest -m "not browser"
+
+# Headless Chromium from Debian (Playwright drives it; no browser download), then the UI suite.
+# SWIFTBOLT_DOCS_SCREENSHOTS=1 also refreshes the README's pictures in docs/.
+test-browser: install
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; }
+	$(BIN)/pytest -m browser swiftbolt_pipeline_tests/browser
 
 lint: install
 	$(BIN)/ruff check swiftbolt_pipeline swiftbolt_pipeline_tests
