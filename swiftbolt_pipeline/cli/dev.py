@@ -73,7 +73,7 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     runtime = open_runtime()
     source = ensure_providers(runtime)
     home = prepare_dagster_home(runtime)
-    # Create Dagster's tables (and pool limits) once here, before two processes race to.
+    # Pool limits live in Dagster's storage (its tables exist: prepare_dagster_home made them).
     with dg.DagsterInstance.get() as instance:
         configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)

@@ -19,7 +19,7 @@ import psycopg
 from swiftbolt_pipeline.config import DEFAULT_POLYGON_BASE_URL, EMULATOR_API_KEY, Settings
 from swiftbolt_pipeline.core.models import InvalidInput
 from swiftbolt_pipeline.storage import database
-from swiftbolt_pipeline.storage.migrate import migrate
+from swiftbolt_pipeline.storage.migrate import MIGRATION_LOCK_KEY, migrate
 
 
 @dataclass
@@ -55,7 +55,22 @@ def prepare_dagster_home(runtime: Runtime) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["SWIFTBOLT_DAGSTER_PG_URL"] = database.sqlalchemy_url(runtime.database_url)
     os.environ["SWIFTBOLT_DAGSTER_ARTIFACTS"] = str(home / "storage")
+    _create_dagster_storage_once(runtime.database_url)
     return home
+
+
+def _create_dagster_storage_once(url: str) -> None:
+    """Dagster creates its tables on first use, and two processes doing that at once on a
+    fresh schema collide; the first one creates them under our migration lock."""
+    with database.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('dagster.instance_info')").fetchone() != (None,):
+            return
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            with dg.DagsterInstance.get():
+                pass
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
 @contextlib.contextmanager

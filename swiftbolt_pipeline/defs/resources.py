@@ -1,7 +1,9 @@
-"""Resources: the warehouse (PostgreSQL) and the Polygon client that owns the rate limiter."""
+"""Resources: the warehouse (PostgreSQL) and the provider clients, each of which takes every
+request's token from the shared PostgreSQL bucket and reports to the shared circuit breaker."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -27,91 +29,76 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
 
 
-class PolygonResource(dg.ConfigurableResource):
-    """Polygon aggregates client; every request (page, retry) takes a token from the shared
-    PostgreSQL bucket, so all runs and processes share one 5 requests/minute budget."""
+class _ProviderResource(dg.ConfigurableResource):
+    """What every provider client shares: the warehouse holding the limiter and breaker, and
+    the retry policy."""
+
+    warehouse: WarehouseResource
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    breaker_cooldown_s: float = 60.0
+
+    @contextmanager
+    def _policy(self, provider: str) -> Iterator[dict[str, Any]]:
+        """Keyword arguments for a provider client, closed again afterwards."""
+        clock = SystemClock()
+        url = self.warehouse.database_url
+        limiter = PostgresTokenLimiter(url, provider, clock)
+        breaker = PostgresCircuitBreaker(url, provider, cooldown_s=self.breaker_cooldown_s)
+        try:
+            yield {
+                "limiter": limiter,
+                "clock": clock,
+                "timeout_s": self.timeout_s,
+                "max_attempts": self.max_attempts,
+                "backoff_base_s": self.backoff_base_s,
+                "breaker": breaker,
+            }
+        finally:
+            limiter.close()
+            breaker.close()
+
+
+class PolygonResource(_ProviderResource):
+    """Polygon aggregates (history): all runs and processes share one 5 requests/minute."""
 
     api_key: str
     base_url: str = "https://api.polygon.io"
-    warehouse: WarehouseResource
-    timeout_s: float = 30.0
-    max_attempts: int = 5
-    backoff_base_s: float = 1.0
-    breaker_cooldown_s: float = 60.0
 
     @contextmanager
     def client(self) -> Iterator[PolygonClient]:
-        clock = SystemClock()
-        limiter = PostgresTokenLimiter(self.warehouse.database_url, "polygon", clock)
-        breaker = PostgresCircuitBreaker(
-            self.warehouse.database_url, "polygon", cooldown_s=self.breaker_cooldown_s
-        )
-        client = PolygonClient(
-            self.base_url,
-            self.api_key,
-            limiter,
-            clock,
-            timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            backoff_base_s=self.backoff_base_s,
-            breaker=breaker,
-        )
-        try:
-            yield client
-        finally:
-            client.close()
-            limiter.close()
-            breaker.close()
+        with self._policy("polygon") as policy:
+            client = PolygonClient(self.base_url, self.api_key, **policy)
+            try:
+                yield client
+            finally:
+                client.close()
 
 
-class TradierResource(dg.ConfigurableResource):
-    """Tradier time & sales for today's session, through the same shared limiter."""
+class TradierResource(_ProviderResource):
+    """Tradier time & sales for today's session."""
 
     token: str
     base_url: str = "https://api.tradier.com"
-    warehouse: WarehouseResource
-    timeout_s: float = 30.0
-    max_attempts: int = 5
-    backoff_base_s: float = 1.0
-    breaker_cooldown_s: float = 60.0
 
     @contextmanager
     def client(self) -> Iterator[TradierClient]:
-        clock = SystemClock()
-        limiter = PostgresTokenLimiter(self.warehouse.database_url, "tradier", clock)
-        breaker = PostgresCircuitBreaker(
-            self.warehouse.database_url, "tradier", cooldown_s=self.breaker_cooldown_s
-        )
-        client = TradierClient(
-            self.base_url,
-            self.token,
-            limiter,
-            clock,
-            timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            backoff_base_s=self.backoff_base_s,
-            breaker=breaker,
-        )
-        try:
-            yield client
-        finally:
-            client.close()
-            limiter.close()
-            breaker.close()
+        with self._policy("tradier") as policy:
+            client = TradierClient(self.base_url, self.token, **policy)
+            try:
+                yield client
+            finally:
+                client.close()
 
 
-class AlpacaResource(dg.ConfigurableResource):
-    """Alpaca multi-symbol bars: a history fallback (or primary) through the same limiter.
+class AlpacaResource(_ProviderResource):
+    """Alpaca multi-symbol bars: a history fallback (or primary).
     Unconfigured (no keys) it refuses with PROVIDER_UNAVAILABLE instead of failing every run."""
 
     key_id: str | None = None
     secret_key: str | None = None
     base_url: str = "https://data.alpaca.markets"
-    warehouse: WarehouseResource
-    timeout_s: float = 30.0
-    max_attempts: int = 5
-    backoff_base_s: float = 1.0
-    breaker_cooldown_s: float = 60.0
 
     @contextmanager
     def client(self) -> Iterator[AlpacaClient]:
@@ -121,25 +108,9 @@ class AlpacaResource(dg.ConfigurableResource):
                 "not configured: set ALPACA_KEY_ID and ALPACA_SECRET_KEY",
                 provider="alpaca",
             )
-        clock = SystemClock()
-        limiter = PostgresTokenLimiter(self.warehouse.database_url, "alpaca", clock)
-        breaker = PostgresCircuitBreaker(
-            self.warehouse.database_url, "alpaca", cooldown_s=self.breaker_cooldown_s
-        )
-        client = AlpacaClient(
-            self.base_url,
-            self.key_id,
-            self.secret_key,
-            limiter,
-            clock,
-            timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            backoff_base_s=self.backoff_base_s,
-            breaker=breaker,
-        )
-        try:
-            yield client
-        finally:
-            client.close()
-            limiter.close()
-            breaker.close()
+        with self._policy("alpaca") as policy:
+            client = AlpacaClient(self.base_url, self.key_id, self.secret_key, **policy)
+            try:
+                yield client
+            finally:
+                client.close()

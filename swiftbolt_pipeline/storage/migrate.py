@@ -9,7 +9,7 @@ from importlib import resources
 
 import psycopg
 
-_LOCK_KEY = 0x5B01_7001  # arbitrary, constant: "swiftbolt migrations"
+MIGRATION_LOCK_KEY = 0x5B01_7001  # arbitrary, constant: "swiftbolt migrations"
 
 
 def available_migrations() -> list[tuple[int, str, str]]:
@@ -27,7 +27,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date)."""
     applied: list[str] = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version integer PRIMARY KEY,
