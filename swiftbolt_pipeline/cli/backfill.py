@@ -19,7 +19,7 @@ from swiftbolt_pipeline.cli.runtime import (
     open_runtime,
     prepare_dagster_home,
 )
-from swiftbolt_pipeline.config import parse_day
+from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
@@ -27,8 +27,10 @@ from swiftbolt_pipeline.core.models import (
     normalize_tickers,
     parse_timeframes,
 )
+from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 
@@ -45,7 +47,12 @@ ASSET_FOR = {
 @click.option("--start", "start_raw", required=True, help="First session, YYYY-MM-DD.")
 @click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
 @click.option("--timeframes", default="m15", show_default=True, help="m15,h1,h4,d1")
-@click.option("--provider", default=None, help="Force one history provider (polygon).")
+@click.option(
+    "--provider",
+    default=None,
+    help="Force one history provider for these runs (polygon or alpaca); default: "
+    "SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
+)
 def backfill(
     symbols: str, start_raw: str, end_raw: str, timeframes: str, provider: str | None
 ) -> None:
@@ -53,14 +60,24 @@ def backfill(
     tickers = normalize_tickers(symbols)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     wanted = parse_timeframes(timeframes)
-    if provider not in (None, "polygon"):
-        raise InvalidInput("INVALID_PROVIDER", f"unknown history provider {provider!r}")
+    forced = _forced_provider(provider)
     runtime = open_runtime()
     runtime.settings.check_range(start, end)
     days = calendar.sessions_between(start, end)
     if not days:
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
     source = ensure_providers(runtime)
+    if forced == "alpaca" and not (
+        runtime.settings.alpaca_key_id and runtime.settings.alpaca_secret_key
+    ):
+        raise ProviderError(
+            PROVIDER_UNAVAILABLE,
+            "not configured: set ALPACA_KEY_ID and ALPACA_SECRET_KEY",
+            provider="alpaca",
+        )
+    providers = (forced,) if forced else runtime.settings.history_providers
+    if providers != ("polygon",):
+        source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
     prepare_dagster_home(runtime)
     defs = build_definitions(runtime.settings)
     selection = [ASSET_FOR[tf] for tf in wanted]
@@ -72,7 +89,7 @@ def backfill(
     with open_instance() as instance:
         register_symbols(instance, tickers)
         started = time.monotonic()
-        outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console)
+        outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console, forced)
         elapsed = time.monotonic() - started
     _print_summary(runtime, outcomes, elapsed, console)
     if not all(o.success for o in outcomes):
@@ -87,6 +104,7 @@ def _run_all(
     days: list[date],
     selection: list[str],
     console: Console,
+    provider: str | None,
 ) -> list[RunOutcome]:
     # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
@@ -112,7 +130,7 @@ def _run_all(
                 future = pool.submit(
                     materialize_range,
                     instance, assets, resources, symbol=ticker, days=days, selection=selection,
-                    log_level=log_level,
+                    log_level=log_level, tags={PROVIDER_TAG: provider} if provider else None,
                 )  # fmt: skip
                 while not wait([future], timeout=0.5).done:
                     done = bar_store.sessions_with_bars(
@@ -125,6 +143,16 @@ def _run_all(
                     progress.update(task, completed=len(days))
                 outcomes.append(outcome)
     return outcomes
+
+
+def _forced_provider(raw: str | None) -> str | None:
+    """`--provider NAME`: exactly one known history provider, or None (use the configuration)."""
+    if raw is None:
+        return None
+    names = parse_providers(raw)
+    if len(names) != 1:
+        raise InvalidInput("INVALID_PROVIDER", f"--provider takes one provider, not {raw!r}")
+    return names[0]
 
 
 def _print_summary(

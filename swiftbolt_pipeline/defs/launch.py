@@ -58,6 +58,7 @@ def materialize_range(
     days: Sequence[date],
     selection: Sequence[str],
     log_level: str = "INFO",
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
     result = dg.materialize(
@@ -71,6 +72,7 @@ def materialize_range(
             "dagster/asset_partition_range_start": partition_key(symbol, days[0]),
             "dagster/asset_partition_range_end": partition_key(symbol, days[-1]),
             "swiftbolt/symbol": symbol,
+            **(tags or {}),
         },
     )
     error = None

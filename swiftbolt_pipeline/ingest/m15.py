@@ -7,7 +7,11 @@ the last committed window and never leaves a partition half written.
 Every window's bars go through `core.clean` (explicit rules for bad provider data, counted per
 rule in `SymbolIngest.rejected`). Only sessions left with at least one clean bar are replaced:
 a session the provider served nothing usable for keeps what the archive has (never lose bars)
-and is listed in `empty_days`."""
+and is listed in `empty_days`.
+
+The ledger/clean/write steps (`start_window`, `fail_window`, `store_window`) are shared by every
+history provider: Polygon here, Alpaca's multi-symbol batches in `ingest.alpaca`, and the
+provider routing with fallback in `ingest.history`."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from datetime import date
 import polars as pl
 import psycopg
 
+from swiftbolt_pipeline.config import HISTORY_PROVIDERS
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clean import OFF_GRID, CleanReport, clean_m15, merge_counts
 from swiftbolt_pipeline.core.models import Timeframe
@@ -42,6 +47,8 @@ class SymbolIngest:
 
     symbol: str
     days: list[date]
+    # The provider(s) that served this symbol, in the order used ("polygon,alpaca" when the
+    # fallback took over part of the range).
     provider: str = "polygon"
     bars_written: int = 0
     expected_requests: int = 0
@@ -54,10 +61,25 @@ class SymbolIngest:
     rejected: dict[str, int] = field(default_factory=dict)
     # Every rule's count incl. the routine ones (extended hours, identical duplicates).
     cleaning: CleanReport = field(default_factory=CleanReport)
+    # Providers that were unavailable for this symbol (PROVIDER_UNAVAILABLE: retries exhausted,
+    # circuit breaker open, or not configured), in the order tried.
+    unavailable: list[str] = field(default_factory=list)
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
         merge_counts(self.rejected, report.rejected())
+
+    def note_provider(self, provider: str) -> None:
+        """Record that `provider` served (part of) this symbol."""
+        used = [p for p in self.provider.split(",") if p]
+        if provider not in used:
+            self.provider = ",".join([*used, provider])
+
+    @property
+    def fallback_used(self) -> bool:
+        return bool(self.unavailable) and any(
+            p not in self.unavailable for p in self.provider.split(",") if p
+        )
 
     @property
     def rejected_total(self) -> int:
@@ -73,27 +95,20 @@ def ingest_history(
     symbol_id: int,
     days: Sequence[date],
 ) -> SymbolIngest:
-    """Fetch and store m15 bars of `symbol` for historical session `days` from Polygon."""
-    result = SymbolIngest(symbol=symbol, days=sorted(days))
-    todo = _skip_resumed(conn, symbol, result)
+    """Fetch and store m15 bars of `symbol` for historical session `days` from Polygon alone
+    (no fallback; `ingest.history.ingest_history_routed` routes between providers)."""
+    result = SymbolIngest(symbol=symbol, days=sorted(days), provider=polygon.provider)
+    todo = skip_resumed(conn, symbol, result)
     windows = plan_requests(todo)
     result.expected_requests = len(windows)
     received = 0
     for window in windows:
-        received += _fetch_window(conn, polygon, run_id, symbol_id, window, result)
-    if windows and received == 0:
-        raise ProviderError(
-            SYMBOL_NOT_FOUND,
-            f"no bars for {symbol} from {todo[0]} to {todo[-1]}: unknown or untraded ticker",
-            provider=polygon.provider,
-            requests=result.stats.requests,
-        )
-    ledger.clear_checkpoint(conn, polygon.provider, symbol, Timeframe.M15.value)
-    conn.commit()
+        received += fetch_window(conn, polygon, run_id, symbol_id, window, result)
+    finish_symbol(conn, result, planned=bool(windows), received=received, todo=todo)
     return result
 
 
-def _fetch_window(
+def fetch_window(
     conn: psycopg.Connection,
     polygon: PolygonClient,
     run_id: str,
@@ -101,54 +116,83 @@ def _fetch_window(
     window: RequestWindow,
     result: SymbolIngest,
 ) -> int:
-    """One planned request (plus the pages and retries it takes); returns bars received."""
-    symbol = result.symbol
+    """One planned Polygon request (plus the pages and retries it takes); returns bars
+    received."""
     stats = RequestStats()
+    fetch_id = start_window(conn, run_id, polygon.provider, result.symbol, window, expected=1)
+    try:
+        raw = polygon.fetch_m15(result.symbol, window.first, window.last, stats)
+    except ProviderError as exc:
+        fail_window(conn, fetch_id, stats.requests, exc)
+        raise
+    finally:
+        result.stats.add(stats)
+    store_window(conn, polygon.provider, fetch_id, symbol_id, window, raw, stats, result)
+    return raw.height
+
+
+def start_window(
+    conn: psycopg.Connection,
+    run_id: str,
+    provider: str,
+    symbol: str,
+    window: RequestWindow,
+    *,
+    expected: int,
+) -> int:
+    """The ledger row of one symbol-window fetch, committed before anything is sent."""
     fetch_id = ledger.start_fetch(
         conn,
         run_id=run_id,
-        provider=polygon.provider,
+        provider=provider,
         symbol=symbol,
         timeframe=Timeframe.M15.value,
         first=window.first,
         last=window.last,
-        expected_cost=1,
+        expected_cost=expected,
     )
     conn.commit()
-    try:
-        raw = polygon.fetch_m15(symbol, window.first, window.last, stats)
-    except ProviderError as exc:
-        ledger.finish_fetch(
-            conn,
-            fetch_id,
-            actual_cost=stats.requests,
-            rows_written=0,
-            error_code=exc.code,
-            error_message=exc.message,
-        )
-        conn.commit()
-        raise
-    finally:
-        result.stats.add(stats)
+    return fetch_id
+
+
+def fail_window(conn: psycopg.Connection, fetch_id: int, requests: int, exc: ProviderError) -> None:
+    ledger.finish_fetch(
+        conn,
+        fetch_id,
+        actual_cost=requests,
+        rows_written=0,
+        error_code=exc.code,
+        error_message=exc.message,
+    )
+    conn.commit()
+
+
+def store_window(
+    conn: psycopg.Connection,
+    provider: str,
+    fetch_id: int,
+    symbol_id: int,
+    window: RequestWindow,
+    raw: pl.DataFrame,
+    stats: RequestStats,
+    result: SymbolIngest,
+) -> None:
+    """Clean one window's raw bars and replace its partitions, with the checkpoint and the
+    ledger row in the same transaction. `stats` is this fetch's cost (for the ledger).
+
+    Raises MALFORMED_RESPONSE (ledger row failed, nothing stored) for off-grid bars."""
+    symbol = result.symbol
     sessions = [calendar.session(day) for day in window.sessions]
     bars, report = clean_m15(raw, sessions)
     result.note_cleaning(report)
     if report.wrong_interval:
-        exc = wrong_interval_error(polygon.provider, report, stats.requests)
-        ledger.finish_fetch(
-            conn,
-            fetch_id,
-            actual_cost=stats.requests,
-            rows_written=0,
-            error_code=exc.code,
-            error_message=exc.message,
-        )
-        conn.commit()
+        exc = wrong_interval_error(provider, report, stats.requests)
+        fail_window(conn, fetch_id, stats.requests, exc)
         raise exc
     if report.rejected():
         log.warning(
             "%s %s..%s: dropped %d bad bar(s) from %s: %s",
-            symbol, window.first, window.last, report.rejected_total, polygon.provider,
+            symbol, window.first, window.last, report.rejected_total, provider,
             ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
         )  # fmt: skip
     days = written_days(bars, window.sessions)
@@ -157,7 +201,7 @@ def _fetch_window(
         ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=0)
         conn.commit()
         result.empty_days.extend(window.sessions)
-        return raw.height
+        return
     with conn.transaction():
         rows = bar_store.replace_partitions(
             conn,
@@ -165,13 +209,13 @@ def _fetch_window(
             timeframe=Timeframe.M15,
             days=days,
             bars=bars,
-            provider=polygon.provider,
+            provider=provider,
             is_intraday=False,
         )
         # Committed with the bars: a killed fetch resumes after this window.
         ledger.advance_checkpoint(
             conn,
-            polygon.provider,
+            provider,
             symbol,
             Timeframe.M15.value,
             range_start=result.days[0],
@@ -183,28 +227,48 @@ def _fetch_window(
     result.bars_written += rows
     _note_span(result, bars, window.sessions)
     log.info(
-        "%s %s..%s: %d bars in %d request(s), waited %.1fs for tokens",
-        symbol, window.first, window.last, rows, stats.requests, stats.token_wait_s,
+        "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
+        symbol, window.first, window.last, rows, provider, stats.requests, stats.token_wait_s,
     )  # fmt: skip
-    return raw.height
 
 
-def _skip_resumed(conn: psycopg.Connection, symbol: str, result: SymbolIngest) -> list[date]:
-    """Days still to fetch: those a killed fetch of this symbol already committed are skipped."""
-    saved = ledger.checkpoint(conn, "polygon", symbol, Timeframe.M15.value)
-    if saved is None:
-        return result.days
-    range_start, last_ts = saved
-    done_through = calendar.exchange_date(last_ts)
-    todo = [d for d in result.days if not (range_start <= d <= done_through)]
+def finish_symbol(
+    conn: psycopg.Connection,
+    result: SymbolIngest,
+    *,
+    planned: bool,
+    received: int,
+    todo: Sequence[date],
+) -> None:
+    """After every window of a symbol: SYMBOL_NOT_FOUND when no provider served a single bar,
+    else the fetch is complete and its checkpoints go."""
+    if planned and received == 0:
+        raise ProviderError(
+            SYMBOL_NOT_FOUND,
+            f"no bars for {result.symbol} from {todo[0]} to {todo[-1]}: unknown or untraded ticker",
+            provider=result.provider,
+            requests=result.stats.requests,
+        )
+    for provider in HISTORY_PROVIDERS:
+        ledger.clear_checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
+    conn.commit()
+
+
+def skip_resumed(conn: psycopg.Connection, symbol: str, result: SymbolIngest) -> list[date]:
+    """Days still to fetch: those a killed fetch of this symbol already committed (through any
+    history provider, e.g. Polygon before a fallback to Alpaca) are skipped."""
+    todo = result.days
+    for provider in HISTORY_PROVIDERS:
+        saved = ledger.checkpoint(conn, provider, symbol, Timeframe.M15.value)
+        if saved is None:
+            continue
+        range_start, last_ts = saved
+        done_through = calendar.exchange_date(last_ts)
+        todo = [d for d in todo if not (range_start <= d <= done_through)]
+        log.info("%s: resuming after %s (%s)", symbol, done_through, provider)
     result.resumed_days = len(result.days) - len(todo)
     if result.resumed_days:
-        log.info(
-            "%s: resuming after %s, %d day(s) already stored",
-            symbol,
-            done_through,
-            result.resumed_days,
-        )
+        log.info("%s: %d day(s) already stored", symbol, result.resumed_days)
     return todo
 
 

@@ -1,19 +1,44 @@
-"""`m15_bars`: raw 15-minute bars per symbol x session, from Polygon (history) and Tradier."""
+"""`m15_bars`: raw 15-minute bars per symbol x session: history from the configured history
+providers (Polygon, Alpaca; primary first, fallback on outage), today's session from Tradier."""
 
 from contextlib import ExitStack
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.config import Settings, parse_providers
 from swiftbolt_pipeline.core.clean import merge_counts
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import check_m15, check_provider_data, m15_check_specs
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
-from swiftbolt_pipeline.defs.resources import PolygonResource, TradierResource, WarehouseResource
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, ingest_history
+from swiftbolt_pipeline.defs.resources import (
+    AlpacaResource,
+    PolygonResource,
+    TradierResource,
+    WarehouseResource,
+)
+from swiftbolt_pipeline.ingest.history import HistoryClient, HistoryTask, ingest_history_routed
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
+from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.storage import watchlist
+
+# Run tag forcing one history provider for the run (`swiftbolt backfill --provider NAME`, or
+# set by hand when launching from the UI); else SWIFTBOLT_HISTORY_PROVIDERS decides.
+PROVIDER_TAG = "swiftbolt/provider"
+
+
+def history_providers(tags: dict[str, str], settings: Settings) -> tuple[str, ...]:
+    """The run's history providers in order: the forced one (run tag), else the configured."""
+    forced = tags.get(PROVIDER_TAG)
+    if forced is None:
+        return settings.history_providers
+    names = parse_providers(forced)
+    if len(names) != 1:
+        raise InvalidInput(
+            "INVALID_PROVIDER", f"run tag {PROVIDER_TAG}={forced!r} must name one provider"
+        )
+    return names
 
 
 def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
@@ -31,44 +56,63 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
             "session, stored in `ohlc_bars_v2` (timeframe m15). Historical sessions come from "
-            "Polygon aggregates, requested in coalesced windows of about 50 sessions; today's "
-            "session from Tradier time & sales (`is_intraday`), replaced by Polygon later."
+            "the history providers (SWIFTBOLT_HISTORY_PROVIDERS, or the run tag "
+            f"`{PROVIDER_TAG}`): Polygon aggregates in coalesced windows of about 50 sessions, "
+            "Alpaca in multi-symbol batches of up to 50 symbols; when one is unavailable "
+            "(outage, open circuit breaker) the next takes the remaining windows. Today's "
+            "session comes from Tradier time & sales (`is_intraday`), replaced later."
         ),
     )
     def m15_bars(
         context: dg.AssetExecutionContext,
         polygon: PolygonResource,
+        alpaca: AlpacaResource,
         tradier: TradierResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         settings = Settings.from_env()
+        providers = history_providers(dict(context.run.tags), settings)
         now, today = settings.now(), settings.today
         plan = days_by_symbol(list(context.partition_keys))
         results: list[SymbolIngest] = []
-        with warehouse.connect() as conn, ExitStack() as clients:
+        with warehouse.connect() as conn, ExitStack() as stack:
             ids = watchlist.ensure(conn, list(plan))
+            opened: dict[str, HistoryClient] = {}
+
+            def open_client(provider: str) -> HistoryClient:
+                if provider not in opened:
+                    resource = alpaca if provider == "alpaca" else polygon
+                    opened[provider] = stack.enter_context(resource.client())
+                return opened[provider]
+
+            # Routed by each day, not by the end of the range: history from the history
+            # providers, today's session from Tradier.
+            tasks = [
+                HistoryTask(symbol, ids[symbol], [d for d in days if d < today])
+                for symbol, days in plan.items()
+                if any(d < today for d in days)
+            ]
             for symbol, days in plan.items():
-                # Routed by each day, not by the end of the range: history from Polygon,
-                # today's session from Tradier.
-                history = [d for d in days if d < today]
                 context.log.info(f"{symbol}: {len(days)} session(s) {days[0]}..{days[-1]}")
-                if history:
-                    client = clients.enter_context(polygon.client())
-                    results.append(
-                        ingest_history(
-                            conn,
-                            client,
-                            run_id=context.run.run_id,
-                            symbol=symbol,
-                            symbol_id=ids[symbol],
-                            days=history,
+            if tasks:
+                context.log.info(f"history providers: {', '.join(providers)}")
+            history_error: ProviderError | None = None
+            try:
+                if tasks:
+                    results.extend(
+                        ingest_history_routed(
+                            conn, providers, open_client, run_id=context.run.run_id, tasks=tasks
                         )
                     )
+            except ProviderError as exc:
+                # Today's sessions are still fetched; the run fails below.
+                history_error = exc
+            for symbol, days in plan.items():
                 if today in days:
                     results.append(
                         ingest_today(
                             conn,
-                            clients.enter_context(tradier.client()),
+                            stack.enter_context(tradier.client()),
                             run_id=context.run.run_id,
                             symbol=symbol,
                             symbol_id=ids[symbol],
@@ -76,6 +120,8 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                             now=now,
                         )
                     )
+            if history_error is not None:
+                raise history_error
             rejected: dict[str, int] = {}
             for result in results:
                 merge_counts(rejected, result.rejected)
@@ -83,15 +129,23 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
             symbol, days = next(iter(plan.items()))
             sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
         return dg.MaterializeResult(
-            metadata={**_metadata(results), "preview": sample}, check_results=checks
+            metadata={**_metadata(results, providers), "preview": sample}, check_results=checks
         )
 
     return m15_bars
 
 
-def _metadata(results: list[SymbolIngest]) -> dict[str, dg.MetadataValue]:
+def _providers_used(results: list[SymbolIngest], order: tuple[str, ...]) -> list[str]:
+    used = {p for r in results for p in r.provider.split(",") if p}
+    return [p for p in order if p in used] + sorted(used - set(order))
+
+
+def _metadata(
+    results: list[SymbolIngest], providers: tuple[str, ...]
+) -> dict[str, dg.MetadataValue]:
     first = min((r.first_ts for r in results if r.first_ts), default=None)
     last = max((r.last_ts for r in results if r.last_ts), default=None)
+    unavailable = sorted({p for r in results for p in r.unavailable}, key=providers.index)
     return {
         "rows": dg.MetadataValue.int(sum(r.bars_written for r in results)),
         "requests": dg.MetadataValue.int(sum(r.stats.requests for r in results)),
@@ -100,7 +154,12 @@ def _metadata(results: list[SymbolIngest]) -> dict[str, dg.MetadataValue]:
         "token_wait_s": dg.MetadataValue.float(
             round(sum(r.stats.token_wait_s for r in results), 2)
         ),
-        "provider": dg.MetadataValue.text(",".join(sorted({r.provider for r in results}))),
+        # Providers that actually served bars, the run's order first ("polygon,alpaca" when
+        # the fallback took over part of the run).
+        "provider": dg.MetadataValue.text(",".join(_providers_used(results, providers))),
+        "history_providers": dg.MetadataValue.text(",".join(providers)),
+        "fallback_used": dg.MetadataValue.bool(any(r.fallback_used for r in results)),
+        "providers_unavailable": dg.MetadataValue.text(",".join(unavailable) or "-"),
         "symbols": dg.MetadataValue.text(",".join(r.symbol for r in results)),
         "sessions": dg.MetadataValue.int(sum(len(r.days) for r in results)),
         "resumed_sessions": dg.MetadataValue.int(sum(r.resumed_days for r in results)),
