@@ -82,6 +82,7 @@ class Settings:
     alpaca_key_id: str | None
     alpaca_secret_key: str | None
     history_providers: tuple[str, ...]
+    extended_hours: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -103,6 +104,7 @@ class Settings:
             alpaca_key_id=_env("ALPACA_KEY_ID"),
             alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
             history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
+            extended_hours=(_env("SWIFTBOLT_EXTENDED_HOURS") or "").lower() in ("1", "true", "yes"),
         )
 
     def now(self) -> datetime:

@@ -118,13 +118,16 @@ def merge_counts(into: dict[str, int], counts: Mapping[str, int]) -> None:
             into[rule] = into.get(rule, 0) + n
 
 
-def _session_bounds(sessions: Sequence[Session]) -> pl.DataFrame:
+def _session_bounds(sessions: Sequence[Session], extended_hours: bool) -> pl.DataFrame:
+    """Per day the span bars may start in: regular hours, or 04:00-20:00 ET when kept."""
     by_day = {s.day: s for s in sessions}.values()
+    opens = [s.extended_open if extended_hours else s.open for s in by_day]
+    closes = [s.extended_close if extended_hours else s.close for s in by_day]
     return pl.DataFrame(
         {
             _DAY: [s.day for s in by_day],
-            _OPEN: [round(s.open.timestamp() * 1e6) for s in by_day],
-            _CLOSE: [round(s.close.timestamp() * 1e6) for s in by_day],
+            _OPEN: [round(t.timestamp() * 1e6) for t in opens],
+            _CLOSE: [round(t.timestamp() * 1e6) for t in closes],
         },
         schema={_DAY: pl.Date, _OPEN: pl.Int64, _CLOSE: pl.Int64},
     )
@@ -166,9 +169,12 @@ def _rule() -> pl.Expr:
     )
 
 
-def clean_m15(raw: pl.DataFrame, sessions: Sequence[Session]) -> tuple[pl.DataFrame, CleanReport]:
-    """The regular-session bars of `sessions` in `raw` that pass every rule, one per timestamp,
-    ordered by ts (BAR_SCHEMA columns), and the count of bars each rule dropped."""
+def clean_m15(
+    raw: pl.DataFrame, sessions: Sequence[Session], *, extended_hours: bool = False
+) -> tuple[pl.DataFrame, CleanReport]:
+    """The bars of `sessions` in `raw` that pass every rule, one per timestamp, ordered by ts
+    (BAR_SCHEMA columns), and the count of bars each rule dropped. Regular-session bars only,
+    unless `extended_hours` keeps 04:00-20:00 ET (the 15-minute grid is the same)."""
     columns = list(BAR_SCHEMA)
     report = CleanReport(served=raw.height)
     if raw.is_empty():
@@ -179,7 +185,7 @@ def clean_m15(raw: pl.DataFrame, sessions: Sequence[Session]) -> tuple[pl.DataFr
         raw.select(columns)
         .with_row_index(_SEQ)
         .with_columns(ts.alias(_TS), day.alias(_DAY))
-        .join(_session_bounds(sessions), on=_DAY, how="left", maintain_order="left")
+        .join(_session_bounds(sessions, extended_hours), on=_DAY, how="left", maintain_order="left")
         .with_columns(_rule())
     )
     for rule, n in judged.group_by(_RULE).len().drop_nulls(_RULE).iter_rows():

@@ -13,6 +13,7 @@ import psycopg
 from swiftbolt_pipeline.core import calendar, quality
 from swiftbolt_pipeline.core.clean import PROBLEM_RULES
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.core.resample import regular_session
 from swiftbolt_pipeline.storage import bars as bar_store
 
 BAR_COUNTS = "bar_counts_match_calendar"
@@ -79,15 +80,20 @@ def _count_result(asset: str, reports: Mapping[str, quality.CountReport]) -> dg.
 
 
 def check_m15(
-    conn: psycopg.Connection, plan: Mapping[str, list[date]], ids: Mapping[str, int]
+    conn: psycopg.Connection,
+    plan: Mapping[str, list[date]],
+    ids: Mapping[str, int],
+    *,
+    extended_hours: bool = False,
 ) -> list[dg.AssetCheckResult]:
+    """With extended hours kept, the calendar count applies to the regular-session bars."""
     counts: dict[str, quality.CountReport] = {}
     bad_ohlc = duplicates = 0
     for symbol, days in plan.items():
         bars = _stored(conn, ids[symbol], Timeframe.M15, days)
-        counts[symbol] = quality.check_counts(
-            bars, [calendar.session(d) for d in days], Timeframe.M15
-        )
+        sessions = [calendar.session(d) for d in days]
+        regular = regular_session(bars, sessions) if extended_hours else bars
+        counts[symbol] = quality.check_counts(regular, sessions, Timeframe.M15)
         bad_ohlc += quality.ohlc_violations(bars).height
         duplicates += quality.duplicate_timestamps(bars)
     return [

@@ -87,6 +87,7 @@ def ingest_history_routed(
     *,
     run_id: str,
     tasks: Sequence[HistoryTask],
+    extended_hours: bool = False,
 ) -> list[SymbolIngest]:
     """Fetch and store the m15 history of every task, routed over `providers` in order.
 
@@ -95,7 +96,12 @@ def ingest_history_routed(
     SYMBOL_NOT_FOUND) naming every failed symbol. Any other provider error is raised at once."""
     states: list[_Symbol] = []
     for task in tasks:
-        result = SymbolIngest(symbol=task.symbol, days=sorted(task.days), provider="")
+        result = SymbolIngest(
+            symbol=task.symbol,
+            days=sorted(task.days),
+            provider="",
+            extended_hours=extended_hours,
+        )
         todo = skip_resumed(conn, task.symbol, result)
         windows = plan_requests(todo)
         states.append(_Symbol(result, task.symbol_id, todo, windows, planned=bool(windows)))

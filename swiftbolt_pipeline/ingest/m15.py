@@ -64,6 +64,8 @@ class SymbolIngest:
     # Providers that were unavailable for this symbol (PROVIDER_UNAVAILABLE: retries exhausted,
     # circuit breaker open, or not configured), in the order tried.
     unavailable: list[str] = field(default_factory=list)
+    # Keep extended-hours (04:00-20:00 ET) m15 bars too (SWIFTBOLT_EXTENDED_HOURS).
+    extended_hours: bool = False
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
@@ -183,7 +185,7 @@ def store_window(
     Raises MALFORMED_RESPONSE (ledger row failed, nothing stored) for off-grid bars."""
     symbol = result.symbol
     sessions = [calendar.session(day) for day in window.sessions]
-    bars, report = clean_m15(raw, sessions)
+    bars, report = clean_m15(raw, sessions, extended_hours=result.extended_hours)
     result.note_cleaning(report)
     if report.wrong_interval:
         exc = wrong_interval_error(provider, report, stats.requests)

@@ -101,7 +101,12 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                 if tasks:
                     results.extend(
                         ingest_history_routed(
-                            conn, providers, open_client, run_id=context.run.run_id, tasks=tasks
+                            conn,
+                            providers,
+                            open_client,
+                            run_id=context.run.run_id,
+                            tasks=tasks,
+                            extended_hours=settings.extended_hours,
                         )
                     )
             except ProviderError as exc:
@@ -125,7 +130,10 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
             rejected: dict[str, int] = {}
             for result in results:
                 merge_counts(rejected, result.rejected)
-            checks = [*check_m15(conn, plan, ids), check_provider_data(rejected)]
+            checks = [
+                *check_m15(conn, plan, ids, extended_hours=settings.extended_hours),
+                check_provider_data(rejected),
+            ]
             symbol, days = next(iter(plan.items()))
             sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
         return dg.MaterializeResult(
