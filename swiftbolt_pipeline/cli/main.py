@@ -50,6 +50,9 @@ def cli(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # dagster.yaml raises our loggers to INFO so runs record what they fetch; on the terminal
+    # those lines only show with -v (the run log in the UI always has them).
+    logging.getLogger("swiftbolt_pipeline").propagate = verbose
     # Dagster flags some of the APIs we rely on (backfill policies, pools) as beta/preview.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
