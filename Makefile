@@ -10,7 +10,7 @@ DEMO_START ?= 2026-02-09
 DEMO_END ?= 2026-03-06
 comma := ,
 
-.PHONY: install demo dev test test-all test-browser lint format bench clean
+.PHONY: install demo dev test test-all test-slow test-browser lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ test: install
 
 test-all: install
 	$(BIN)/pytest -m "not browser"
+
+test-slow: install
+	$(BIN)/pytest -m slow
 
 # Headless Chromium from Debian (Playwright drives it; no browser download), then the UI suite.
 # SWIFTBOLT_DOCS_SCREENSHOTS=1 also refreshes the README's pictures in docs/.
