@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Unpack
 
-import httpx
 import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
@@ -33,9 +31,9 @@ from swiftbolt_pipeline.providers.errors import (
     ProviderError,
 )
 from swiftbolt_pipeline.providers.http import (
-    CircuitBreaker,
+    ClientOptions,
+    ProviderClient,
     RequestStats,
-    ResilientClient,
     TokenLimiter,
 )
 
@@ -93,7 +91,7 @@ class AlpacaBatchError(ProviderError):
         self.pending = pending
 
 
-class AlpacaClient:
+class AlpacaClient(ProviderClient):
     provider = "alpaca"
 
     def __init__(
@@ -104,37 +102,13 @@ class AlpacaClient:
         limiter: TokenLimiter,
         clock: Clock,
         *,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
-        breaker: CircuitBreaker | None = None,
-        rng: random.Random | None = None,
         feed: str | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
-        self.rng = rng or random.Random()
+        headers = {"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key}
+        secrets = [secret_key, key_id]
+        super().__init__(base_url, limiter, clock, headers=headers, secrets=secrets, **options)
         self.feed = feed
-        self._http = httpx.Client(
-            headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key},
-            timeout=timeout_s,
-            transport=transport,
-        )
-        self._client = ResilientClient(
-            self.provider,
-            self._http,
-            limiter,
-            clock,
-            secrets=[secret_key, key_id],
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            breaker=breaker,
-            rng=self.rng,
-        )
-
-    def close(self) -> None:
-        self._http.close()
 
     def fetch_m15_batch(
         self, tickers: Sequence[str], first: date, last: date, stats: RequestStats

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import httpx
 
@@ -186,3 +186,54 @@ class ResilientClient:
             else PROVIDER_UNAVAILABLE
         )
         raise self._fail(code, f"{problem} after {self.max_attempts} attempts", stats)
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options every provider client accepts (tests inject transports and clocks)."""
+
+    transport: httpx.BaseTransport | None
+    timeout_s: float
+    max_attempts: int
+    backoff_base_s: float
+    breaker: CircuitBreaker | None
+    rng: random.Random | None
+
+
+class ProviderClient:
+    """Plumbing shared by the provider clients: one pooled httpx client carrying the
+    credentials in headers (never in URLs), behind the resilient request loop."""
+
+    provider: str
+
+    def __init__(
+        self,
+        base_url: str,
+        limiter: TokenLimiter,
+        clock: Clock,
+        *,
+        headers: dict[str, str],
+        secrets: list[str],
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.rng = options.get("rng") or random.Random()
+        self._http = httpx.Client(
+            headers=headers,
+            timeout=options.get("timeout_s", 30.0),
+            transport=options.get("transport"),
+        )
+        self._client = ResilientClient(
+            self.provider,
+            self._http,
+            limiter,
+            clock,
+            secrets=secrets,
+            max_attempts=options.get("max_attempts", 5),
+            backoff_base_s=options.get("backoff_base_s", 1.0),
+            breaker=options.get("breaker"),
+            rng=self.rng,
+        )
+
+    def close(self) -> None:
+        self._http.close()

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from datetime import date
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
-import httpx
 import polars as pl
 
 from swiftbolt_pipeline.core.clock import Clock
@@ -21,9 +19,9 @@ from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
-    CircuitBreaker,
+    ClientOptions,
+    ProviderClient,
     RequestStats,
-    ResilientClient,
     TokenLimiter,
 )
 
@@ -33,7 +31,7 @@ MAX_LIMIT = 50_000
 _NUMERIC_FIELDS = ("t", "o", "h", "l", "c", "v")
 
 
-class PolygonClient:
+class PolygonClient(ProviderClient):
     provider = "polygon"
 
     def __init__(
@@ -42,36 +40,10 @@ class PolygonClient:
         api_key: str,
         limiter: TokenLimiter,
         clock: Clock,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
-        breaker: CircuitBreaker | None = None,
-        rng: random.Random | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self._http = httpx.Client(
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
-        self._client = ResilientClient(
-            self.provider,
-            self._http,
-            limiter,
-            clock,
-            secrets=[api_key],
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            breaker=breaker,
-            rng=self.rng,
-        )
-
-    def close(self) -> None:
-        self._http.close()
+        headers = {"Authorization": f"Bearer {api_key}"}
+        super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
 
     def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
         """All 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive)."""

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, Unpack
 from urllib.parse import urlsplit
-
-import httpx
 
 from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
-    CircuitBreaker,
+    ClientOptions,
+    ProviderClient,
     RequestStats,
-    ResilientClient,
     TokenLimiter,
 )
 
@@ -50,7 +47,7 @@ class SplitEvent:
         return self.split_to / self.split_from
 
 
-class PolygonReferenceClient:
+class PolygonReferenceClient(ProviderClient):
     provider = "polygon"
 
     def __init__(
@@ -59,36 +56,10 @@ class PolygonReferenceClient:
         api_key: str,
         limiter: TokenLimiter,
         clock: Clock,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
-        breaker: CircuitBreaker | None = None,
-        rng: random.Random | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self._http = httpx.Client(
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
-        self._client = ResilientClient(
-            self.provider,
-            self._http,
-            limiter,
-            clock,
-            secrets=[api_key],
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            breaker=breaker,
-            rng=self.rng,
-        )
-
-    def close(self) -> None:
-        self._http.close()
+        headers = {"Authorization": f"Bearer {api_key}"}
+        super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
 
     def __enter__(self) -> PolygonReferenceClient:
         return self

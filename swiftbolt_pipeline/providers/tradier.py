@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
-import httpx
 import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ, Session
@@ -21,9 +19,9 @@ from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
-    CircuitBreaker,
+    ClientOptions,
+    ProviderClient,
     RequestStats,
-    ResilientClient,
     TokenLimiter,
 )
 
@@ -34,7 +32,7 @@ _PRICE_FIELDS = ("open", "high", "low", "close")
 _WALL_CLOCK = "%Y-%m-%d %H:%M"
 
 
-class TradierClient:
+class TradierClient(ProviderClient):
     provider = "tradier"
 
     def __init__(
@@ -43,35 +41,10 @@ class TradierClient:
         token: str,
         limiter: TokenLimiter,
         clock: Clock,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
-        breaker: CircuitBreaker | None = None,
-        rng: random.Random | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
-        self._http = httpx.Client(
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout_s,
-            transport=transport,
-        )
-        self._client = ResilientClient(
-            self.provider,
-            self._http,
-            limiter,
-            clock,
-            secrets=[token],
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            breaker=breaker,
-            rng=rng or random.Random(),
-        )
-
-    def close(self) -> None:
-        self._http.close()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        super().__init__(base_url, limiter, clock, headers=headers, secrets=[token], **options)
 
     def fetch_session_m15(
         self, ticker: str, session: Session, now: datetime, stats: RequestStats
