@@ -61,3 +61,50 @@ def test_watch_add_backfills_the_window_by_itself(
     assert rows == [("polygon", False, 8 * 7), ("tradier", True, 3)]
     # The backfill started within a minute of `watch add` (sensor ticks every 15 s).
     assert started_after is None or started_after < 60
+
+
+def test_a_deleted_week_is_refilled_in_one_run(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    assert run_cli("watch", "add", "QQQ", "--window-days", "14", env=pipeline_env).returncode == 0
+    query = (
+        '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "QQQ"}]}) '
+        "{ ... on Runs { results { status tags { key value } } } } }"
+    )
+
+    def finished_runs(server) -> list[dict]:
+        deadline = time.monotonic() + 180
+        while True:
+            runs = server.graphql(query)["runsOrError"]["results"]
+            if runs and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs):
+                return runs
+            assert time.monotonic() < deadline, runs
+            time.sleep(1)
+
+    with dev_server(pipeline_env, tmp_path) as server:
+        assert len(finished_runs(server)) == 1
+        # Lose the week of 2026-03-09 .. 03-13 (all timeframes), as an accident would.
+        conn.execute(
+            """DELETE FROM ohlc_bars_v2 WHERE ts >= '2026-03-09 04:00+00'
+               AND ts < '2026-03-14 04:00+00'"""
+        )
+        conn.commit()
+        assert _coverage_of("QQQ", pipeline_env)["gaps"] == [
+            {"start": "2026-03-09", "end": "2026-03-13", "sessions": 5}
+        ]
+        deadline = time.monotonic() + 120
+        while len(runs := server.graphql(query)["runsOrError"]["results"]) < 2:
+            assert time.monotonic() < deadline, runs
+            time.sleep(1)
+        runs = finished_runs(server)
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+    refill = {t["key"]: t["value"] for t in runs[0]["tags"]}  # newest first
+    assert refill["dagster/asset_partition_range_start"] == "2026-03-09|QQQ"
+    assert refill["dagster/asset_partition_range_end"] == "2026-03-13|QQQ"
+    assert _coverage_of("QQQ", pipeline_env)["status"] == "coverage_complete"
+
+
+def _coverage_of(symbol: str, env: dict[str, str]) -> dict:
+    result = run_cli("coverage", symbol, "--timeframe", "h1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

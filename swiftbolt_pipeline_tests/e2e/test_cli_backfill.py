@@ -135,3 +135,26 @@ def test_no_api_key_uses_the_built_in_emulator(tmp_path, db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "built-in emulator" in result.stderr
     assert "26 m15 bars written" in result.stderr
+
+
+def test_today_from_tradier_then_polygon_through_the_cli(
+    env: dict[str, str], conn: psycopg.Connection
+) -> None:
+    """The hand-over of design §3, as a user drives it with SWIFTBOLT_NOW."""
+    day = "2026-03-11"
+    during = {**env, "SWIFTBOLT_NOW": "2026-03-11T11:05:00-04:00"}
+    result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=during)
+    assert result.returncode == 0, result.stderr
+    rows = conn.execute(
+        "SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2"
+    ).fetchall()
+    conn.commit()
+    assert rows == [("tradier", True, 6)]  # 09:30 .. 10:45 ET: the complete bars at 11:05
+
+    after = {**env, "SWIFTBOLT_NOW": "2026-03-12T09:00:00-04:00"}
+    result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=after)
+    assert result.returncode == 0, result.stderr
+    rows = conn.execute(
+        "SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2"
+    ).fetchall()
+    assert rows == [("polygon", False, 26)]
