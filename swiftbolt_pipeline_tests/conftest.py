@@ -56,6 +56,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 RESET_SQL = """
 TRUNCATE ohlc_bars_v2, job_runs, provider_checkpoints, rate_grants, corporate_actions,
          corporate_action_checks;
+-- Runs a test left behind (e.g. a backfill killed with SIGKILL stays STARTED) would count as
+-- "in flight" for the next test's coverage and sensors.
+DO $$ BEGIN
+    IF to_regclass('dagster.runs') IS NOT NULL THEN
+        TRUNCATE dagster.runs CASCADE;
+    END IF;
+END $$;
 UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
        probe_started_at = NULL;
 DELETE FROM symbols;
