@@ -284,8 +284,8 @@ def test_run_log_says_what_was_fetched(
     page_line = re.compile(rf"polygon {WATCHED} {FIRST_DAY}\.\.{LAST_DAY} page 1")
     expect(page.get_by_text(page_line).first).to_be_visible()
     fetched = re.compile(
-        rf"{WATCHED} {FIRST_DAY}\.\.{LAST_DAY}: {SESSIONS * BARS_PER_SESSION} bars in 1 "
-        r"request\(s\), waited [\d.]+s for tokens"
+        rf"{WATCHED} {FIRST_DAY}\.\.{LAST_DAY}: {SESSIONS * BARS_PER_SESSION} bars from polygon "
+        r"in 1 request\(s\), waited [\d.]+s for tokens"
     )
     expect(page.get_by_text(fetched).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"apiKey=|Bearer "))).to_have_count(0)
