@@ -31,7 +31,10 @@ MAX_LIMIT = 50_000
 _NUMERIC_FIELDS = ("t", "o", "h", "l", "c", "v")
 
 
-class PolygonClient(ProviderClient):
+class PolygonApi(ProviderClient):
+    """What every Polygon endpoint client shares: the key as a Bearer header, `next_url`
+    pagination confined to the configured host, and payload errors as MALFORMED_RESPONSE."""
+
     provider = "polygon"
 
     def __init__(
@@ -44,6 +47,27 @@ class PolygonClient(ProviderClient):
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
+
+    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
+        next_url = payload.get("next_url")
+        if not next_url:
+            return None
+        if not isinstance(next_url, str):
+            raise self._malformed("next_url is not a string", stats)
+        # The bearer token must only ever go to the configured host, over the same scheme.
+        target, base = urlsplit(next_url), urlsplit(self.base_url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise self._malformed("next_url points at another host or scheme", stats)
+        return next_url
+
+    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
+        return ProviderError(
+            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
+        )
+
+
+class PolygonClient(PolygonApi):
+    """Polygon aggregates: 15-minute bars of one ticker."""
 
     def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
         """All 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive)."""
@@ -78,21 +102,6 @@ class PolygonClient(ProviderClient):
                     f"bar with missing or non-numeric fields: {bar!r:.120}", stats
                 )
         return results
-
-    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
-        next_url = payload.get("next_url")
-        if not next_url:
-            return None
-        # The bearer token must only ever go to the configured host, over the same scheme.
-        target, base = urlsplit(next_url), urlsplit(self.base_url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            raise self._malformed("next_url points at another host or scheme", stats)
-        return next_url
-
-    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
-        return ProviderError(
-            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
-        )
 
 
 def _is_number(value: Any) -> bool:

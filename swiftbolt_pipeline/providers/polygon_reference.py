@@ -13,18 +13,13 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeGuard, Unpack
-from urllib.parse import urlsplit
+from typing import Any, TypeGuard
 
-from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.ratemath import page_jitter
-from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
-    ClientOptions,
-    ProviderClient,
     RequestStats,
-    TokenLimiter,
 )
+from swiftbolt_pipeline.providers.polygon import PolygonApi
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +42,8 @@ class SplitEvent:
         return self.split_to / self.split_from
 
 
-class PolygonReferenceClient(ProviderClient):
-    provider = "polygon"
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        limiter: TokenLimiter,
-        clock: Clock,
-        **options: Unpack[ClientOptions],
-    ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"}
-        super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
+class PolygonReferenceClient(PolygonApi):
+    """Polygon reference data: stock splits."""
 
     def __enter__(self) -> PolygonReferenceClient:
         return self
@@ -113,23 +97,6 @@ class PolygonReferenceClient(ProviderClient):
                 raise self._malformed(f"split of {event.ticker} returned for {ticker}", stats)
             events.append(event)
         return events
-
-    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
-        next_url = payload.get("next_url")
-        if not next_url:
-            return None
-        if not isinstance(next_url, str):
-            raise self._malformed("next_url is not a string", stats)
-        # The bearer token must only ever go to the configured host, over the same scheme.
-        target, base = urlsplit(next_url), urlsplit(self.base_url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            raise self._malformed("next_url points at another host or scheme", stats)
-        return next_url
-
-    def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
-        return ProviderError(
-            MALFORMED_RESPONSE, message, provider=self.provider, requests=stats.requests
-        )
 
 
 def _positive(value: Any) -> TypeGuard[int | float]:
