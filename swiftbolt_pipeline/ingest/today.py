@@ -14,7 +14,12 @@ import psycopg
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clean import clean_m15
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, written_days, wrong_interval_error
+from swiftbolt_pipeline.ingest.m15 import (
+    SymbolIngest,
+    fail_window,
+    written_days,
+    wrong_interval_error,
+)
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.tradier import TradierClient
@@ -53,15 +58,7 @@ def ingest_today(
     try:
         raw = tradier.fetch_session_m15(symbol, session, now, stats)
     except ProviderError as exc:
-        ledger.finish_fetch(
-            conn,
-            fetch_id,
-            actual_cost=stats.requests,
-            rows_written=0,
-            error_code=exc.code,
-            error_message=exc.message,
-        )
-        conn.commit()
+        fail_window(conn, fetch_id, stats.requests, exc)
         raise
     finally:
         result.stats.add(stats)
@@ -69,15 +66,7 @@ def ingest_today(
     result.note_cleaning(report)
     if report.wrong_interval:
         exc = wrong_interval_error(tradier.provider, report, stats.requests)
-        ledger.finish_fetch(
-            conn,
-            fetch_id,
-            actual_cost=stats.requests,
-            rows_written=0,
-            error_code=exc.code,
-            error_message=exc.message,
-        )
-        conn.commit()
+        fail_window(conn, fetch_id, stats.requests, exc)
         raise exc
     if report.rejected():
         log.warning(
