@@ -5,7 +5,8 @@ Query: ``symbol``, ``interval`` (``1min``/``5min``/``15min``, default ``1min``),
 ``[start, end]``; defaults: the current day 00:00 and "now"), ``session_filter`` (``all``
 default, ``open`` = regular session only). Bars whose start is after "now" are never served; the
 in-progress bar is included like the real API. Quirks kept: one bar is an object rather than a
-list, and no data is ``{"series": null}``. ``price`` is ``(high + low) / 2``.
+list, and no data is ``{"series": "null"}`` (a string, as the real API answers). ``price`` is
+``(high + low) / 2``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .sessions import MINUTE_MS, NY, now_ms, sessions_between
 from .state import RuntimeConfig
 
 INTERVALS = {"1min": 1, "5min": 5, "15min": 15}
+NO_DATA = {"series": "null"}
 _FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 
 
@@ -84,7 +86,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     first = -(-start // width) * width  # bars whose start lies in [start, end] (and <= now)
     stop = min((end // width) * width + width, now + 1)
     if not is_listed(symbol) or stop <= first:
-        return JSONResponse({"series": None})
+        return JSONResponse(NO_DATA)
     bars = store.bars(symbol, first, stop)
     if session_filter == "open" and len(bars):
         ss = sessions_between(first, stop)
@@ -95,7 +97,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
         bars = bars.take(ok)
     aggs = aggregate(bars, INTERVALS[interval])
     if len(aggs) == 0:
-        return JSONResponse({"series": None})
+        return JSONResponse(NO_DATA)
     data: list[dict[str, Any]] = [
         {
             "time": datetime.fromtimestamp(t / 1000, NY).strftime("%Y-%m-%dT%H:%M:%S"),

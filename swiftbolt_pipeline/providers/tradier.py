@@ -83,11 +83,12 @@ class TradierClient(ProviderClient):
         )
 
     def _series(self, payload: Any, stats: RequestStats) -> list[Any]:
-        """`series.data` as a list: Tradier sends one bar as a bare object, none as null."""
+        """`series.data` as a list: Tradier sends one bar as a bare object, and a day without
+        trades as `"series": "null"` (a string; JSON null is accepted too)."""
         if not isinstance(payload, dict) or "series" not in payload:
             raise self._malformed("response has no `series`", stats)
         series = payload["series"]
-        if series is None:
+        if series is None or series == "null":
             return []
         if not isinstance(series, dict):
             raise self._malformed("`series` is not an object", stats)

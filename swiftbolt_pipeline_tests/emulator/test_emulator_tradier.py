@@ -56,9 +56,9 @@ def test_single_object_and_null_quirks(emu: str) -> None:
     assert isinstance(data, dict) and data["time"] == "2025-06-02T09:30:00"
     weekend = ts(emu, symbol="SPY", interval="15min", start="2025-06-07 09:30",
                  end="2025-06-07 16:00")  # fmt: skip
-    assert weekend.status_code == 200 and weekend.json() == {"series": None}
+    assert weekend.status_code == 200 and weekend.json() == {"series": "null"}
     unknown = ts(emu, symbol="ZZFAKE", start="2025-06-02 09:30", end="2025-06-02 16:00")
-    assert unknown.json() == {"series": None}
+    assert unknown.json() == {"series": "null"}
 
 
 def test_auth_required(emu: str) -> None:

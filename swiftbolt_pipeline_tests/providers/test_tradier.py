@@ -160,6 +160,15 @@ def test_single_object_and_null_quirks() -> None:
         assert frame.is_empty() and frame.schema == BAR_SCHEMA
 
 
+def test_a_day_without_trades_as_tradier_answers_it_is_empty() -> None:
+    """Tradier answers a day without trades with `"series": "null"`, the string (client
+    libraries' recorded fixtures keep exactly this body): an empty day, not a broken answer."""
+    body = '{\n\t"series": "null"\n}'
+    frame, stats = fetch(lambda _: httpx.Response(200, text=body, headers=JSON), et(DAY, 18, 0))
+    assert frame.is_empty() and frame.schema == BAR_SCHEMA
+    assert stats.requests == 1
+
+
 def test_extended_hours_rows_dropped() -> None:
     rows = [bar(et(DAY, 9, 15)), *bars_from(et(DAY, 9, 30), 2), bar(et(DAY, 16, 0))]
     frame, _ = fetch(answering({"series": {"data": rows}}), now=et(DAY, 20, 0))
@@ -215,7 +224,9 @@ def test_malformed_rows(row: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{"data": []}, {"series": []}, {"series": {"data": 5}}, [1, 2]], ids=str
+    "body",
+    [{"data": []}, {"series": []}, {"series": {"data": 5}}, {"series": "none"}, [1, 2]],
+    ids=str,
 )
 def test_malformed_payloads(body: Any) -> None:
     with pytest.raises(ProviderError) as info:
@@ -316,3 +327,22 @@ def test_emulator_rejects_wrong_token(emulator_url: str, monkeypatch: pytest.Mon
         tradier.fetch_session_m15("SPY", SESSION, et(DAY, 11, 5), RequestStats())
     tradier.close()
     assert info.value.code == AUTH_FAILED and "wrong-token" not in str(info.value)
+
+
+def test_emulator_day_without_bars_is_empty(
+    emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = et(DAY, 16, 30)
+    monkeypatch.setenv("SWIFTBOLT_NOW", now.isoformat())
+    raw = httpx.get(
+        f"{emulator_url}/v1/markets/timesales",
+        params={"symbol": "ZZNOPE", "interval": "15min", "start": "2026-03-11 09:30"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert raw.json() == {"series": "null"}  # the real API's answer, string and all
+    tradier = TradierClient(emulator_url, TOKEN, UnlimitedLimiter(), FakeClock(now))
+    try:
+        frame = tradier.fetch_session_m15("ZZNOPE", SESSION, now, RequestStats())
+    finally:
+        tradier.close()
+    assert frame.is_empty() and frame.schema == BAR_SCHEMA
