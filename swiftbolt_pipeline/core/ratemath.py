@@ -1,23 +1,67 @@
 """Rate and retry arithmetic, free of I/O so it is testable with a fake clock and a seeded RNG.
 
-The authoritative token bucket lives in PostgreSQL (`take_token`); `RollingWindowBucket` is the
-same rule in Python, used to reason about it and to test it without a server."""
+The authoritative token bucket lives in PostgreSQL (`take_token_or_wait`); `RollingWindowBucket`
+is the same rule in Python, used to reason about it and to test it without a server."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-TOKEN_WAIT_RANGE_S = (0.7, 1.3)
+from swiftbolt_pipeline.core.clock import Clock
+
 PAGE_JITTER_RANGE_S = (0.25, 0.5)
+# A waiting worker wakes when its token is due plus a random spread of a tenth of the wait
+# (within these bounds), so workers waiting for the same token do not ask at the same instant.
+TOKEN_SPREAD_FRACTION = 0.1
+TOKEN_SPREAD_RANGE_S = (0.005, 0.25)
+# ...and asks again at least this often, so new limits (`tokens set`) take effect soon.
+MAX_TOKEN_SLEEP_S = 5.0
 
 
-def token_wait(rng: random.Random) -> float:
-    """Randomized pause before asking the bucket again, so waiting workers don't stampede."""
-    return rng.uniform(*TOKEN_WAIT_RANGE_S)
+def window_cap(refill_per_min: float, window_s: float) -> int:
+    """Most grants in any `window_s` seconds: the sustained rate's share of the window (at least
+    one). The 1e-9 absorbs float rounding, as in the SQL `token_window_cap`."""
+    return max(1, math.floor(refill_per_min * window_s / 60 + 1e-9))
+
+
+def sustained_per_min(refill_per_min: float, window_s: float) -> float:
+    """Requests per minute granted under constant demand: the refill rate, unless rounding the
+    window cap down to whole requests makes the window the tighter limit."""
+    return min(refill_per_min, window_cap(refill_per_min, window_s) * 60 / window_s)
+
+
+def token_pause(due_s: float, rng: random.Random) -> float:
+    """How long a refused worker sleeps before asking again: until its token is due, plus a
+    small randomized spread."""
+    low, high = TOKEN_SPREAD_RANGE_S
+    spread = min(high, max(low, due_s * TOKEN_SPREAD_FRACTION))
+    return min(due_s, MAX_TOKEN_SLEEP_S) + rng.uniform(0, spread)
+
+
+def wait_for_token(
+    ask: Callable[[], float],
+    clock: Clock,
+    rng: random.Random,
+    *,
+    max_wait_s: float | None = None,
+) -> float | None:
+    """Ask the bucket until it grants. `ask()` returns 0 for a grant, else the seconds until a
+    token is due. Returns the seconds slept, or None (without sleeping further) as soon as the
+    next token is due later than `max_wait_s` after the first ask."""
+    waited = 0.0
+    while (due := ask()) > 0:
+        if max_wait_s is not None and waited + due > max_wait_s:
+            return None
+        pause = token_pause(due, rng)
+        clock.sleep(pause)
+        waited += pause
+    return waited
 
 
 def page_jitter(rng: random.Random) -> float:
@@ -51,11 +95,12 @@ def parse_retry_after(value: str | None, now: datetime, *, cap_s: float = 300.0)
 
 @dataclass
 class RollingWindowBucket:
-    """A token bucket that also allows at most `capacity` grants in any `window_s` seconds.
+    """A token bucket (`capacity` C stored, refilled at `refill_per_min` R) that also grants at
+    most `window_cap(R, window_s)` in any `window_s` seconds.
 
-    A plain bucket of capacity N refilled N/min lets 2N requests through in its first minute
-    (N stored + N refilled); the window cap makes it safe against a server that counts requests
-    in a rolling window, while the sustained rate stays N per window."""
+    A plain bucket with C = R lets 2R requests through in its first minute (R stored + R
+    refilled); the window cap makes it safe against a server that counts requests in a rolling
+    window. The cap follows R, not C: C = 1, R = 600 is 10 requests a second without bursts."""
 
     capacity: int
     refill_per_min: float
@@ -68,18 +113,30 @@ class RollingWindowBucket:
         if self.tokens < 0:
             self.tokens = float(self.capacity)
 
+    @property
+    def window_cap(self) -> int:
+        return window_cap(self.refill_per_min, self.window_s)
+
     def _refill(self, now: float) -> float:
         elapsed = max(0.0, now - self.updated_at)
         return min(self.capacity, self.tokens + elapsed * self.refill_per_min / 60)
 
-    def take(self, now: float) -> bool:
+    def take_or_wait(self, now: float) -> float:
+        """0 when a token is granted at `now`, else the seconds until one is due."""
         tokens = self._refill(now)
         while self.grants and self.grants[0] <= now - self.window_s:
             self.grants.popleft()
         self.updated_at = max(now, self.updated_at)
-        if tokens >= 1 and len(self.grants) < self.capacity:
+        cap = self.window_cap
+        if tokens >= 1 and len(self.grants) < cap:
             self.tokens = tokens - 1
             self.grants.append(now)
-            return True
+            return 0.0
         self.tokens = tokens
-        return False
+        token_due = (1 - tokens) * 60 / self.refill_per_min if tokens < 1 else 0.0
+        # The cap-th newest grant must leave the window before there is room.
+        window_due = self.grants[-cap] + self.window_s - now if len(self.grants) >= cap else 0.0
+        return max(token_due, window_due, 1e-6)
+
+    def take(self, now: float) -> bool:
+        return self.take_or_wait(now) == 0

@@ -18,7 +18,6 @@ Each tick does two things:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,6 @@ import psycopg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.core.ratemath import token_wait
 from swiftbolt_pipeline.defs.coverage import InflightRange, inflight_ranges, recently_failed
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
@@ -44,6 +42,7 @@ from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient
 from swiftbolt_pipeline.storage import corporate_actions as ca_store
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
+from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
 SENSOR_NAME = "corporate_actions_sensor"
 TRIGGER = "split"
@@ -58,52 +57,12 @@ MAX_ATTEMPTS = 2
 FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
-class DeadlineTokenLimiter:
-    """The shared `take_token` bucket, but giving up after `max_wait_s`: a sensor tick defers
-    its work instead of blocking behind a backfill that is using the whole budget."""
-
-    def __init__(
-        self,
-        url: str,
-        provider: str = "polygon",
-        *,
-        max_wait_s: float | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.url = url
-        self.provider = provider
-        self.max_wait_s = TOKEN_WAIT_S if max_wait_s is None else max_wait_s
-        self.rng = rng or random.Random()
-        self._conn: psycopg.Connection | None = None
-
-    def acquire(self) -> float:
-        started = time.monotonic()
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-        while True:
-            row = self._conn.execute("SELECT take_token(%s)", (self.provider,)).fetchone()
-            waited = time.monotonic() - started
-            if row and row[0]:
-                return waited
-            pause = token_wait(self.rng)
-            if waited + pause > self.max_wait_s:
-                raise ProviderError(
-                    RATE_LIMIT_EXCEEDED,
-                    f"no {self.provider} token within {self.max_wait_s:.0f}s; check deferred",
-                    provider=self.provider,
-                )
-            time.sleep(pause)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-
 @contextmanager
 def reference_client(polygon: PolygonResource) -> Iterator[PolygonReferenceClient]:
     """A splits client configured like the `polygon` resource, sharing its bucket and breaker."""
     url = polygon.warehouse.database_url
-    limiter = DeadlineTokenLimiter(url, "polygon")
+    # A sensor tick never waits long for a token: when the budget is busy the check is deferred.
+    limiter = PostgresTokenLimiter(url, "polygon", SystemClock(), max_wait_s=TOKEN_WAIT_S)
     breaker = PostgresCircuitBreaker(url, "polygon", cooldown_s=polygon.breaker_cooldown_s)
     client = PolygonReferenceClient(
         polygon.base_url,

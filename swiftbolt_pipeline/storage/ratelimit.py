@@ -1,30 +1,40 @@
-"""The shared token bucket: every process asks PostgreSQL (`take_token`) before each request."""
+"""The shared token bucket: every process asks PostgreSQL (`take_token_or_wait`) before each
+request, and sleeps until the bucket says its token is due."""
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass
 
 import psycopg
 
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.ratemath import token_wait
+from swiftbolt_pipeline.core.ratemath import sustained_per_min, wait_for_token
+from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
 
 log = logging.getLogger(__name__)
 
 
 class PostgresTokenLimiter:
-    """Blocks until `take_token(provider)` grants a token, pausing 0.7-1.3 s between asks."""
+    """Blocks until `take_token_or_wait(provider)` grants a token. With `max_wait_s`, gives up
+    with `RATE_LIMIT_EXCEEDED` as soon as the next token is due later than that (a sensor tick
+    defers its work rather than block behind a backfill using the whole budget)."""
 
     def __init__(
-        self, url: str, provider: str, clock: Clock, rng: random.Random | None = None
+        self,
+        url: str,
+        provider: str,
+        clock: Clock,
+        rng: random.Random | None = None,
+        *,
+        max_wait_s: float | None = None,
     ) -> None:
         self.url = url
         self.provider = provider
         self.clock = clock
         self.rng = rng or random.Random()
+        self.max_wait_s = max_wait_s
         self._conn: psycopg.Connection | None = None
 
     def _connection(self) -> psycopg.Connection:
@@ -32,13 +42,23 @@ class PostgresTokenLimiter:
             self._conn = psycopg.connect(self.url, autocommit=True)
         return self._conn
 
+    def _ask(self) -> float:
+        row = (
+            self._connection().execute("SELECT take_token_or_wait(%s)", (self.provider,)).fetchone()
+        )
+        assert row is not None  # a scalar function always returns one row
+        return float(row[0])
+
     def acquire(self) -> float:
-        started = time.monotonic()
-        while True:
-            row = self._connection().execute("SELECT take_token(%s)", (self.provider,)).fetchone()
-            if row and row[0]:
-                return time.monotonic() - started
-            self.clock.sleep(token_wait(self.rng))
+        """Seconds spent waiting for the token."""
+        waited = wait_for_token(self._ask, self.clock, self.rng, max_wait_s=self.max_wait_s)
+        if waited is None:
+            raise ProviderError(
+                RATE_LIMIT_EXCEEDED,
+                f"no {self.provider} token within {self.max_wait_s:g}s",
+                provider=self.provider,
+            )
+        return waited
 
     def close(self) -> None:
         if self._conn is not None:
@@ -47,13 +67,22 @@ class PostgresTokenLimiter:
 
 @dataclass(frozen=True)
 class TokenStatus:
+    """The `get_token_status` row, plus the window it is enforced over."""
+
     provider: str
     available_tokens: float
     capacity: int
     refill_rate: float
     seconds_until_full: float
+    window_s: float
+
+    @property
+    def sustained_per_min(self) -> float:
+        """Requests per minute granted under constant demand."""
+        return sustained_per_min(self.refill_rate, self.window_s)
 
     def to_json(self) -> dict[str, object]:
+        """The contract's fields (the `get_token_status` columns)."""
         return {
             "provider": self.provider,
             "available_tokens": self.available_tokens,
@@ -71,13 +100,22 @@ def token_status(conn: psycopg.Connection, provider: str | None = None) -> list[
     )
     result = []
     for name in providers:
-        row = conn.execute("SELECT * FROM get_token_status(%s)", (name,)).fetchone()
+        row = conn.execute(
+            """SELECT s.*, b.window_s FROM get_token_status(%s) s
+                 JOIN rate_buckets b USING (provider)""",
+            (name,),
+        ).fetchone()
         if row is None:
             raise LookupError(f"unknown provider {name!r}")
-        name, available, capacity, refill_rate, until_full = row
+        name, available, capacity, refill_rate, until_full, window_s = row
         result.append(
             TokenStatus(
-                name, float(available), int(capacity), float(refill_rate), float(until_full)
+                name,
+                float(available),
+                int(capacity),
+                float(refill_rate),
+                float(until_full),
+                float(window_s),
             )
         )
     return result
@@ -91,7 +129,8 @@ def set_limits(
     refill_per_min: float,
     window_s: float | None = None,
 ) -> None:
-    """Change a provider's limits; the bucket starts full at the new capacity."""
+    """Change a provider's limits: `refill_per_min` is the sustained rate (also capping the
+    grants in any `window_s`), `capacity` the largest burst. The bucket starts full."""
     with conn.transaction():
         updated = conn.execute(
             """UPDATE rate_buckets SET capacity = %s, refill_per_min = %s, tokens = %s,

@@ -12,6 +12,7 @@ import pytest
 
 from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.ratemath import RollingWindowBucket
+from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
 from swiftbolt_pipeline.storage import ratelimit
 from swiftbolt_pipeline_tests.storage import token_worker
 
@@ -88,17 +89,30 @@ def test_long_stretch_respects_every_rolling_window_and_keeps_throughput(
     assert recorded == [t for t in granted if t > asks[-1] - 2 * 61]
 
 
+def take_or_wait(conn: psycopg.Connection, seconds: float) -> float:
+    row = conn.execute("SELECT take_token_or_wait('polygon', %s)", (at(seconds),)).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
 @pytest.mark.parametrize(
-    ("capacity", "refill_per_min", "window_s", "seed"),
+    ("capacity", "refill_per_min", "window_s", "cap", "seed"),
     [
-        (3, 30, 2, 1),  # refill binds (0.5 token/s) more than the window
-        (3, 60, 5, 2),  # the window binds
-        (1, 120, 0.5, 3),
-        (4, 15, 3, 4),
+        (3, 30, 2, 1, 1),  # 1 per 2 s: the window cap follows the rate, not the 3 stored
+        (3, 60, 5, 5, 2),  # 5 per 5 s, bursts of 3
+        (1, 120, 0.5, 1, 3),
+        (4, 15, 3, 1, 4),  # under one per window: one at a time, the refill holds the rate
+        (3, 90, 2.5, 3, 5),  # the window binds right after a burst
+        (6, 120, 2, 4, 6),  # ...and caps a burst below the capacity
     ],
 )
 def test_sql_function_and_python_bucket_decide_alike(
-    aconn: psycopg.Connection, capacity: int, refill_per_min: float, window_s: float, seed: int
+    aconn: psycopg.Connection,
+    capacity: int,
+    refill_per_min: float,
+    window_s: float,
+    cap: int,
+    seed: int,
 ) -> None:
     configure(aconn, capacity, refill_per_min, window_s)
     bucket = RollingWindowBucket(
@@ -110,12 +124,38 @@ def test_sql_function_and_python_bucket_decide_alike(
     for _ in range(300):
         now += rng.choice([0, 0, 0.25, 0.25, 0.5, 1.0, 2.5])  # exact in binary and numeric
         asks.append(now)
-    sql = [take(aconn, t) for t in asks]
-    py = [bucket.take(t) for t in asks]
-    assert sql == py
-    granted = [t for t, ok in zip(asks, sql, strict=True) if ok]
-    assert max_in_window(granted, window_s) <= capacity
+    sql = [take_or_wait(aconn, t) for t in asks]
+    py = [bucket.take_or_wait(t) for t in asks]
+    assert sql == pytest.approx(py, abs=1e-6)
+    granted = [t for t, wait in zip(asks, sql, strict=True) if wait == 0]
+    assert max_in_window(granted, window_s) <= cap
     assert 0 < len(granted) < len(asks)
+
+
+def test_take_token_or_wait_says_when_the_token_is_due(aconn: psycopg.Connection) -> None:
+    configure(aconn, 5, 5, 61)
+    assert [take_or_wait(aconn, 0) for _ in range(5)] == [0] * 5
+    assert take_or_wait(aconn, 0) == pytest.approx(61)  # the window, not the 12 s refill
+    assert take_or_wait(aconn, 30) == pytest.approx(31)
+    assert take(aconn, 60.5) is False
+    assert take_or_wait(aconn, 61) == 0
+    configure(aconn, 1, 60, 61)  # one per second: the refill decides
+    assert take_or_wait(aconn, 100) == 0
+    assert take_or_wait(aconn, 100.25) == pytest.approx(0.75)
+    assert take_or_wait(aconn, 101) == 0
+
+
+def test_window_cap_follows_the_refill_rate_not_the_capacity(aconn: psycopg.Connection) -> None:
+    configure(aconn, 1, 600, 61)  # 10 per second without bursts
+    asks = [i / 10 for i in range(60)]
+    assert [take(aconn, t) for t in asks] == [True] * 60
+    assert take(aconn, 5.95) is False  # no burst: the next token is due at 6.0
+    configure(aconn, 100, 6000, 61)  # a paid plan: bursts of 100, 6000 per minute
+    assert [take(aconn, 100) for _ in range(101)] == [True] * 100 + [False]
+    assert [take(aconn, 101) for _ in range(101)] == [True] * 100 + [False]
+    configure(aconn, 5, 5, 61)  # the free plan keeps 5 per 61 s even with 10 stored
+    aconn.execute("UPDATE rate_buckets SET capacity = 10, tokens = 10 WHERE provider = 'polygon'")
+    assert [take(aconn, 200) for _ in range(6)] == [True] * 5 + [False]
 
 
 def test_get_token_status_values(aconn: psycopg.Connection) -> None:
@@ -138,7 +178,9 @@ def test_get_token_status_unknown_provider_is_empty(aconn: psycopg.Connection) -
 def test_token_status_helper(aconn: psycopg.Connection) -> None:
     configure(aconn, 7, 14, 61)
     (row,) = ratelimit.token_status(aconn, "polygon")
-    assert row == ratelimit.TokenStatus("polygon", 7.0, 7, 14.0, 0.0)
+    assert row == ratelimit.TokenStatus("polygon", 7.0, 7, 14.0, 0.0, 61.0)
+    # 14/min is 14.23 per 61 s window, rounded down to 14 grants: 13.77 per minute.
+    assert row.sustained_per_min == pytest.approx(14 * 60 / 61)
     assert isinstance(row.available_tokens, float)
     assert row.to_json() == {
         "provider": "polygon",
@@ -213,21 +255,58 @@ class _FreeingClock(FakeClock):
                 conn.execute("UPDATE rate_buckets SET tokens = 1 WHERE provider = 'polygon'")
 
 
-def test_limiter_waits_0_7_to_1_3_s_per_refused_ask(aconn: psycopg.Connection, db_url: str) -> None:
-    configure(aconn, 2, 2, 61)
-    clock = _FreeingClock(db_url, free_after=40)
+def test_limiter_sleeps_until_the_bucket_says_the_token_is_due(
+    aconn: psycopg.Connection, db_url: str
+) -> None:
+    configure(aconn, 1, 30, 61)  # one token every 2 s
+    clock = _FreeingClock(db_url, free_after=1)
+    limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, rng=random.Random(7))
+    try:
+        assert limiter.acquire() == 0
+        assert clock.sleeps == []  # a token was available: no waiting
+        waited = limiter.acquire()
+    finally:
+        limiter.close()
+    # One sleep: the 2 s until the next token (less the real milliseconds since the grant),
+    # plus at most a tenth of it as spread.
+    assert len(clock.sleeps) == 1 and waited == clock.sleeps[0]
+    assert 1.8 <= waited <= 2.2
+
+
+def test_limiter_asks_again_every_few_seconds_during_a_long_wait(
+    aconn: psycopg.Connection, db_url: str
+) -> None:
+    configure(aconn, 2, 2, 61)  # two per 61 s: after two grants, the next is due in 61 s
+    clock = _FreeingClock(db_url, free_after=3)
     limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, rng=random.Random(7))
     try:
         limiter.acquire()
         limiter.acquire()
-        assert clock.sleeps == []  # tokens were available: no waiting
-        limiter.acquire()  # refused 40 times, then the bucket is freed
+        limiter.acquire()  # refused 3 times, then the bucket is freed
     finally:
         limiter.close()
-    assert len(clock.sleeps) == 40
-    assert all(0.7 <= s <= 1.3 for s in clock.sleeps)
-    assert max(clock.sleeps) - min(clock.sleeps) > 0.2  # randomized, not a constant pause
-    assert aconn.execute("SELECT count(*) FROM rate_grants WHERE provider = 'polygon'").fetchone()
+    assert len(clock.sleeps) == 3
+    assert all(5.0 <= s <= 5.25 for s in clock.sleeps)
+    assert len(set(clock.sleeps)) == 3  # randomized, not a constant pause
+
+
+def test_limiter_with_a_deadline_gives_up_at_once_when_the_token_is_due_later(
+    aconn: psycopg.Connection, db_url: str
+) -> None:
+    configure(aconn, 1, 0.6, 61)  # one token per 100 s
+    clock = FakeClock(T0)
+    limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, max_wait_s=8)
+    try:
+        limiter.acquire()
+        with pytest.raises(ProviderError) as info:
+            limiter.acquire()
+    finally:
+        limiter.close()
+    assert info.value.code == RATE_LIMIT_EXCEEDED
+    assert clock.sleeps == []
+    assert aconn.execute(
+        "SELECT count(*) FROM rate_grants WHERE provider = 'polygon'"
+    ).fetchone() == (1,)
 
 
 def test_limiter_surfaces_unknown_provider(db_url: str) -> None:
