@@ -1,14 +1,16 @@
 """Polygon aggregates: ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``.
 
 * ``from``/``to``: ``YYYY-MM-DD`` (whole America/New_York days, inclusive) or epoch ms
-  (inclusive bar starts).
+  (inclusive bar starts, whole bars: an ms ``from`` inside a bar's span starts at the next
+  bar, an ms ``to`` inside one ends with that whole bar).
 * ``limit`` (default 5000, max 50000) counts **base minute aggregates**: a page holds as many
   whole aggregated bars as fit in ``limit`` base minutes, where a generated 1-minute bar counts 1
   and a shared-data 5-minute bar counts 5 (always at least one bar per page). The runtime
   setting ``page_size`` additionally caps a page at that many aggregated bars.
 * When bars remain, ``next_url`` = ``{base}/v2/aggs/ticker/T/range/M/minute/{from}/{to}?cursor=..``
   with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no
-  API key. The cursor is base64url of ``limit=..&sort=..&adjusted=..``.
+  API key. The cursor is base64url of ``limit=..&sort=..&adjusted=..``. The runtime setting
+  ``next_url_base`` makes ``{base}`` another host, as the real API names ``api.massive.com``.
 * Only ``minute`` timespan is supported (others: 400). Bars starting after "now" never appear.
 * ``adjusted=true`` (the default) applies the splits added at runtime (see ``splits.py``): bars
   before a split's execution date have prices / ratio and volume * ratio. ``adjusted=false``
@@ -142,6 +144,11 @@ def serve(
         if timespan != "minute":
             raise BadRequest(f"timespan '{timespan}' is not supported by the emulator (minute)")
         start, end = _bound(p["from"], True), _bound(p["to"], False)
+        width = multiplier * MINUTE_MS
+        if p["from"].isdigit():  # from the first bar starting at or after `from`
+            start = -(-start // width) * width
+        if p["to"].isdigit():  # to the end of the last bar starting at or before `to`
+            end = (end // width) * width + width - 1
         adjusted, sort, limit, _ = _params(request)
     except BadRequest as exc:
         return error(400, str(exc))
@@ -197,7 +204,7 @@ def serve(
             .rstrip("=")
         )
         query = urlencode({"cursor": cursor, "adjusted": adj, "sort": sort, "limit": limit})
-        base = str(request.base_url).rstrip("/")
+        base = config.next_url_base or str(request.base_url).rstrip("/")
         body["next_url"] = (
             f"{base}/v2/aggs/ticker/{ticker}/range/{multiplier}/minute/{new_from}/{new_to}?{query}"
         )

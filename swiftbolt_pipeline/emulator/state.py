@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 ROUTES = ("polygon", "tradier", "alpaca")
 # Counters always list these routes; other routes appear once called since the last reset.
@@ -22,6 +23,9 @@ class RuntimeConfig:
     rate_window_s: float = 60.0
     retry_after: bool = False
     page_size: int | None = None
+    # The scheme and host Polygon's `next_url` names (e.g. "https://api.massive.com", as the
+    # real API does since its rebrand, whatever host was asked); None: the host asked.
+    next_url_base: str | None = None
 
     def update(self, data: dict[str, Any]) -> None:
         unknown = set(data) - set(asdict(self))
@@ -40,6 +44,24 @@ class RuntimeConfig:
             self.retry_after = data["retry_after"]
         if "page_size" in data:
             self.page_size = _opt_pos_int(data["page_size"], "page_size")
+        if "next_url_base" in data:
+            self.next_url_base = _opt_base_url(data["next_url_base"])
+
+
+def _opt_base_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError("next_url_base must be an http(s) scheme and host, or null")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _opt_pos_int(value: Any, name: str) -> int | None:

@@ -1,4 +1,4 @@
-"""Polygon aggregates: 15-minute bars for one ticker over a range of days, every page followed.
+"""Polygon aggregates: 15-minute bars for one ticker over a range of days, page by page.
 
 `limit` counts base minute aggregates (max 50000), so the caller plans ranges of about 50
 sessions; a server may still paginate at any size, and `next_url` carries a cursor but not the
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import date
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
 from typing import Any, Unpack
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import polars as pl
 
+from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.ratemath import page_jitter
@@ -29,11 +31,17 @@ log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50_000
 _NUMERIC_FIELDS = ("t", "o", "h", "l", "c", "v")
+# The page cap of one aggregates fetch. The finest page that still makes progress holds a single
+# 15-minute bar, and a calendar day has at most 96 of them (crypto trades around the clock), so
+# a range of D days can never legitimately need more than 96 * D pages plus a final empty one.
+# Beyond that the cursor is going round without repeating itself exactly.
+_MAX_BARS_PER_DAY = 96
+_BAR_MS = 15 * 60_000
 
 
 class PolygonApi(ProviderClient):
     """What every Polygon endpoint client shares: the key as a Bearer header, `next_url`
-    pagination confined to the configured host, and payload errors as MALFORMED_RESPONSE."""
+    pagination kept on the configured base URL, and payload errors as MALFORMED_RESPONSE."""
 
     provider = "polygon"
 
@@ -48,17 +56,63 @@ class PolygonApi(ProviderClient):
         headers = {"Authorization": f"Bearer {api_key}"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
 
-    def _next_page(self, payload: dict[str, Any], stats: RequestStats) -> str | None:
-        next_url = payload.get("next_url")
+    def _pages(
+        self,
+        url: str,
+        params: dict[str, str],
+        stats: RequestStats,
+        *,
+        label: str,
+        max_pages: int,
+        path_prefix: str = "/",
+    ) -> Iterator[Any]:
+        """Each page's payload of a paginated GET, the next one requested only once the caller
+        has handled (validated) this one. A cursor seen twice, or more than `max_pages` pages,
+        is MALFORMED_RESPONSE: paging would never end."""
+        seen: set[str] = set()
+        next_url: str | None = url
+        query: dict[str, str] | None = params
+        page = 0
+        while next_url:
+            page += 1
+            if page > max_pages:
+                raise self._malformed(f"more than {max_pages} pages for {label}", stats)
+            log.info("polygon %s page %d", label, page)
+            payload = self._client.get_json(next_url, stats, params=query)
+            yield payload
+            next_url, query = self._next_page(payload, stats, path_prefix), None
+            if next_url is None:
+                return
+            if next_url in seen:
+                raise self._malformed("next_url repeats: paging would never end", stats)
+            seen.add(next_url)
+            self.clock.sleep(page_jitter(self.rng))
+
+    def _next_page(self, payload: Any, stats: RequestStats, path_prefix: str = "/") -> str | None:
+        """The next page's URL: the cursor's path and query on the configured base URL.
+
+        Polygon names its own public host in `next_url` (since its rebrand, `api.massive.com`,
+        whatever host was asked), and the client may be configured for another one (a proxy, an
+        emulator). Following the cursor on the configured base keeps the bearer token on that
+        host, and a rebrand never breaks pagination."""
+        next_url = payload.get("next_url") if isinstance(payload, dict) else None
         if not next_url:
             return None
         if not isinstance(next_url, str):
             raise self._malformed("next_url is not a string", stats)
-        # The bearer token must only ever go to the configured host, over the same scheme.
-        target, base = urlsplit(next_url), urlsplit(self.base_url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            raise self._malformed("next_url points at another host or scheme", stats)
-        return next_url
+        base, target = urlsplit(self.base_url), urlsplit(next_url)
+        path = target.path
+        if base.path and not path.startswith(f"{base.path}/"):
+            path = base.path + path
+        # Another endpoint or ticker is not this fetch's next page (tickers compare as Polygon
+        # echoes them: upper case).
+        if not path.casefold().startswith((base.path + path_prefix).casefold()):
+            raise self._malformed(f"next_url leaves {path_prefix}: {target.path!r:.120}", stats)
+        # The key travels in the header only: never copy one from a cursor into a URL.
+        query = urlencode(
+            [(k, v) for k, v in parse_qsl(target.query, keep_blank_values=True) if k != "apiKey"]
+        )
+        return f"{base.scheme}://{base.netloc}{path}" + (f"?{query}" if query else "")
 
     def _malformed(self, message: str, stats: RequestStats) -> ProviderError:
         return ProviderError(
@@ -71,26 +125,57 @@ class PolygonClient(PolygonApi):
 
     def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
         """All 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive)."""
-        url: str | None = (
-            f"{self.base_url}/v2/aggs/ticker/{ticker}/range/15/minute/"
-            f"{first.isoformat()}/{last.isoformat()}"
-        )
-        params: dict[str, str] | None = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
-        rows: list[dict[str, Any]] = []
-        page = 0
-        while url:
-            page += 1
-            log.info("polygon %s %s..%s page %d", ticker, first, last, page)
-            payload = self._client.get_json(url, stats, params=params)
-            rows.extend(self._results(payload, stats))
-            url, params = self._next_page(payload, stats), None
-            if url:
-                self.clock.sleep(page_jitter(self.rng))
-        return _to_frame(rows)
+        pages = list(self.iter_m15_pages(ticker, first, last, stats))
+        return pl.concat(pages) if pages else pl.DataFrame(schema=BAR_SCHEMA)
 
-    def _results(self, payload: Any, stats: RequestStats) -> list[dict[str, Any]]:
+    def iter_m15_pages(
+        self,
+        ticker: str,
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        after: datetime | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """The 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive), one
+        frame (BAR_SCHEMA, possibly empty) per page as it arrives, so each can be committed
+        before the next is requested.
+
+        `after` (a stored bar's start) resumes just after it: Polygon takes a millisecond
+        timestamp as `from` as well as a date, and `from` becomes the next 15-minute slot, as
+        in Polygon's own `next_url`. Not `after` + 1 ms: a server that buckets the minutes from
+        `from` on would serve a partial bar for the slot of `after` itself. An `after` at or
+        past the end of `last` makes no request."""
+        if first > last:
+            raise ValueError(f"first day {first} is after last day {last}")
+        start: str = first.isoformat()
+        if after is not None:
+            if after.tzinfo is None:
+                raise ValueError("`after` must be timezone-aware")
+            from_ms = (_epoch_ms(after) // _BAR_MS + 1) * _BAR_MS
+            if from_ms >= _epoch_ms(_day_start(last + timedelta(days=1))):
+                return
+            if from_ms > _epoch_ms(_day_start(first)):
+                start = str(from_ms)
+        prefix = f"/v2/aggs/ticker/{ticker}/range/15/minute/"
+        url = f"{self.base_url}{prefix}{start}/{last.isoformat()}"
+        params = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
+        max_pages = ((last - first).days + 1) * _MAX_BARS_PER_DAY + 1
+        label = f"{ticker} {start}..{last}"
+        for payload in self._pages(
+            url, params, stats, label=label, max_pages=max_pages, path_prefix=prefix
+        ):
+            frame = _to_frame(self._results(payload, ticker, stats))
+            # Whatever the server does with `from`, a stored bar is never served again.
+            yield frame if after is None else frame.filter(pl.col("ts") > after)
+
+    def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[dict[str, Any]]:
         if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
             raise self._malformed("response is not an OK aggregates payload", stats)
+        # Bars of another ticker stored under this one would be wrong data that looks right.
+        served = payload.get("ticker")
+        if served is not None and (not isinstance(served, str) or served.upper() != ticker.upper()):
+            raise self._malformed(f"aggregates of {served!r:.20} returned for {ticker}", stats)
         results = payload.get("results") or []
         if not isinstance(results, list):
             raise self._malformed("`results` is not a list", stats)
@@ -102,6 +187,15 @@ class PolygonClient(PolygonApi):
                     f"bar with missing or non-numeric fields: {bar!r:.120}", stats
                 )
         return results
+
+
+def _day_start(day: date) -> datetime:
+    """00:00 America/New_York on `day`: where Polygon's date bounds begin and end."""
+    return datetime.combine(day, time(), EXCHANGE_TZ)
+
+
+def _epoch_ms(instant: datetime) -> int:
+    return round(instant.timestamp() * 1000)
 
 
 def _is_number(value: Any) -> bool:

@@ -2,26 +2,20 @@
 
 Every request (page, retry) goes through `ResilientClient`, so it takes a token from the same
 shared PostgreSQL bucket as the aggregates and trips the same circuit breaker. The key travels
-in the Authorization header, never in a URL; `next_url` is followed only on the configured host.
+in the Authorization header, never in a URL; `next_url` is followed on the configured host.
 
 Dividends are not fetched: Polygon's `adjusted=true` aggregates are adjusted for splits only,
 so dividends never change stored prices and would only spend the 5 requests/minute budget."""
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeGuard
 
-from swiftbolt_pipeline.core.ratemath import page_jitter
-from swiftbolt_pipeline.providers.http import (
-    RequestStats,
-)
+from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonApi
-
-log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000  # Polygon's maximum for reference endpoints
 MAX_PAGES = 50  # a ticker has a handful of splits; more pages means a looping cursor
@@ -56,8 +50,8 @@ class PolygonReferenceClient(PolygonApi):
     ) -> list[SplitEvent]:
         """Every split of `ticker` (executed on or after `since` when given), oldest first,
         every page followed."""
-        url: str | None = f"{self.base_url}/v3/reference/splits"
-        params: dict[str, str] | None = {
+        url = f"{self.base_url}/v3/reference/splits"
+        params = {
             "ticker": ticker,
             "order": "asc",
             "sort": "execution_date",
@@ -66,18 +60,13 @@ class PolygonReferenceClient(PolygonApi):
         if since is not None:
             params["execution_date.gte"] = since.isoformat()
         found: dict[date, SplitEvent] = {}
-        pages = 0
-        while url:
-            pages += 1
-            if pages > MAX_PAGES:
-                raise self._malformed(f"more than {MAX_PAGES} pages of splits for {ticker}", stats)
-            log.info("polygon splits %s page %d", ticker, pages)
-            payload = self._client.get_json(url, stats, params=params)
+        label = f"splits {ticker}"
+        prefix = "/v3/reference/splits"
+        for payload in self._pages(
+            url, params, stats, label=label, max_pages=MAX_PAGES, path_prefix=prefix
+        ):
             for event in self._results(payload, ticker, stats):
                 found[event.execution_date] = event
-            url, params = self._next_page(payload, stats), None
-            if url:
-                self.clock.sleep(page_jitter(self.rng))
         return [found[day] for day in sorted(found)]
 
     def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[SplitEvent]:

@@ -22,6 +22,12 @@ def emu(emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
     httpx.put(
         f"{emulator_url}/_emulator/config",
-        json={"rate_limit": None, "rate_window_s": 60, "retry_after": False, "page_size": None},
+        json={
+            "rate_limit": None,
+            "rate_window_s": 60,
+            "retry_after": False,
+            "page_size": None,
+            "next_url_base": None,
+        },
     ).raise_for_status()
     yield emulator_url

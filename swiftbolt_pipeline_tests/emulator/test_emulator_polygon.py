@@ -190,3 +190,25 @@ def test_nothing_after_now(emu: str, monkeypatch: pytest.MonkeyPatch) -> None:
     before = now - timedelta(days=1)
     monkeypatch.setenv("SWIFTBOLT_NOW", before.isoformat())
     assert aggs(emu, "SPY", "2025-06-02", "2025-06-02").json()["resultsCount"] == 0
+
+
+def test_millisecond_bounds_are_inclusive_bar_starts(emu: str) -> None:
+    day = aggs(emu, "GEND", "2025-03-03", "2025-03-03").json()["results"]
+    start, end = day[3]["t"], day[9]["t"]
+    got = aggs(emu, "GEND", str(start + 1), str(end)).json()["results"]
+    assert got == day[4:10]
+    assert aggs(emu, "GEND", str(start), "2025-03-03").json()["results"] == day[3:]
+
+
+def test_next_url_base_setting(emu: str) -> None:
+    url = f"{emu}/_emulator/config"
+    conf = {"page_size": 5, "next_url_base": "https://api.massive.com/"}
+    assert httpx.put(url, json=conf).json()["next_url_base"] == "https://api.massive.com"
+    body = aggs(emu, "GEND", "2025-03-03", "2025-03-03").json()
+    assert body["next_url"].startswith("https://api.massive.com/v2/aggs/ticker/GEND/range/15/")
+    for bad in ("api.massive.com", "ftp://x.test", "https://x.test/path", 5):
+        r = httpx.put(url, json={"next_url_base": bad})
+        assert r.status_code == 400 and "next_url_base" in r.json()["error"]
+    httpx.put(url, json={"next_url_base": None}).raise_for_status()
+    body = aggs(emu, "GEND", "2025-03-03", "2025-03-03").json()
+    assert body["next_url"].startswith(f"{emu}/v2/aggs/ticker/GEND/")

@@ -140,33 +140,170 @@ def test_retry_inside_a_page_counts_every_attempt() -> None:
 
 
 @pytest.mark.parametrize(
-    "next_url",
+    "host",
     [
-        "https://evil.test/v2/aggs/ticker/AAPL/range/15/minute/1/2?cursor=x",
-        "https://api.polygon.test.evil.test/v2/aggs?cursor=x",
-        "https://api.polygon.test@evil.test/v2/aggs?cursor=x",
-        "https://api.polygon.test:8443/v2/aggs?cursor=x",
+        "https://api.massive.com",  # Polygon's own host since its rebrand
+        "https://evil.test",
+        "https://api.polygon.test@evil.test",
+        "https://api.polygon.test:8443",
+        "http://api.polygon.test",  # a downgrade to plain http
+        "",  # a bare path
     ],
 )
-def test_next_url_to_another_host_is_refused(next_url: str) -> None:
+def test_next_url_is_followed_on_the_configured_host(host: str) -> None:
+    """The cursor's path and query are followed on the configured base URL: the key never goes
+    to another host or over plain http, and pagination does not fail for a host it names."""
+    script = Script(ok(page([bar(0)], cursor_url(1, host=host))), ok(page([bar(1)])))
+    client, _, _ = polygon(script)
+    frame = fetch(client)
+    assert frame.height == 2
+    assert [str(r.url) for r in script.requests[1:]] == [cursor_url(1)]
+    assert script.requests[1].headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_next_url_keeps_the_base_path_and_drops_a_key() -> None:
+    script = Script(
+        ok(page([bar(0)], cursor_url(1, host="https://api.massive.com") + "&apiKey=leaked")),
+        ok(page([bar(1)])),
+    )
+    clock, limiter = fake_clock(), CountingLimiter()
+    client = PolygonClient(BASE + "/proxy/", KEY, limiter, clock, transport=script.transport)
+    assert fetch(client).height == 2
+    expected = cursor_url(1).replace(BASE, BASE + "/proxy")
+    assert [str(r.url) for r in script.requests] == [
+        f"{BASE}/proxy/v2/aggs/ticker/AAPL/range/15/minute/2024-03-04/2024-03-08"
+        "?adjusted=true&sort=asc&limit=50000",
+        expected,
+    ]
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        f"{BASE}/v2/aggs/ticker/MSFT/range/15/minute/1/2024-03-08?cursor=x",
+        f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/1/2024-03-08?cursor=x",
+        f"{BASE}/v3/reference/tickers?cursor=x",
+        "https://api.polygon.test.evil.test/v2/aggs?cursor=x",
+    ],
+    ids=["other-ticker", "other-bar-size", "other-endpoint", "other-path"],
+)
+def test_next_url_of_another_request_is_malformed(next_url: str) -> None:
     script = Script(ok(page([bar(0)], next_url)), ok(page([bar(1)])))
     client, _, _ = polygon(script)
     with pytest.raises(errors.ProviderError) as info:
         fetch(client)
     assert info.value.code == errors.MALFORMED_RESPONSE
-    assert "another host" in str(info.value)
-    assert len(script.requests) == 1  # the key never went there
+    assert len(script.requests) == 1
 
 
-def test_next_url_downgrading_to_plain_http_is_refused() -> None:
+def test_a_repeated_cursor_is_malformed_not_an_endless_loop() -> None:
     script = Script(
-        ok(page([bar(0)], cursor_url(1, host=BASE.replace("https://", "http://")))),
-        ok(page([bar(1)])),
+        ok(page([bar(0)], cursor_url(1))),
+        ok(page([bar(1)], cursor_url(2))),
+        ok(page([bar(2)], cursor_url(1, host="https://api.massive.com"))),  # back to page 2
+        ok(page([bar(3)])),
     )
     client, _, _ = polygon(script)
-    with pytest.raises(errors.ProviderError):
+    stats = RequestStats()
+    with pytest.raises(errors.ProviderError) as info:
+        fetch(client, stats)
+    assert info.value.code == errors.MALFORMED_RESPONSE
+    assert "repeats" in str(info.value)
+    assert len(script.requests) == stats.requests == 3
+
+
+def test_pages_are_capped_for_a_cursor_that_never_repeats() -> None:
+    """One day has at most 96 fifteen-minute bars: a server still paging after 96 pages of
+    one bar each (plus a final empty page) is going round in circles."""
+    script = Script(lambda request: ok(page([bar(0)], cursor_url(len(script.requests)))))
+    client, _, _ = polygon(script)
+    with pytest.raises(errors.ProviderError) as info:
+        client.fetch_m15("AAPL", FIRST, FIRST, RequestStats())
+    assert info.value.code == errors.MALFORMED_RESPONSE
+    assert "more than 97 pages" in str(info.value)
+    assert len(script.requests) == 97
+
+
+def test_a_payload_for_another_ticker_is_malformed() -> None:
+    script = Script(ok(page([bar(0)]) | {"ticker": "MSFT"}))
+    client, _, _ = polygon(script)
+    with pytest.raises(errors.ProviderError) as info:
         fetch(client)
-    assert all(r.url.scheme == "https" for r in script.requests)
+    assert info.value.code == errors.MALFORMED_RESPONSE
+    assert "MSFT" in str(info.value)
+
+
+def test_pages_arrive_one_by_one_and_stop_at_another_ticker() -> None:
+    script = Script(
+        ok(page([bar(0), bar(1)], cursor_url(2))),
+        ok(page([bar(2)]) | {"ticker": "AAPLX"}),
+    )
+    client, _, _ = polygon(script)
+    pages = client.iter_m15_pages("AAPL", FIRST, LAST, RequestStats())
+    first = next(pages)
+    assert first["open"].to_list() == [10.0, 11.0]
+    assert len(script.requests) == 1  # the next page is asked for only when wanted
+    with pytest.raises(errors.ProviderError) as info:
+        next(pages)
+    assert info.value.code == errors.MALFORMED_RESPONSE
+    client.close()
+
+
+def test_after_resumes_at_the_next_slot_and_never_serves_a_stored_bar_again() -> None:
+    stored = datetime(2024, 3, 6, 20, 45, tzinfo=UTC)  # 15:45 ET, the last regular bar
+    at = int(stored.timestamp() * 1000)
+    # A server bucketing from a mid-slot `from` would label a partial bar with the stored start.
+    script = Script(ok(page([bar(0, t=at, o=1.0), bar(0, t=at + STEP)])))
+    client, _, _ = polygon(script)
+    pages = list(client.iter_m15_pages("AAPL", FIRST, LAST, RequestStats(), after=stored))
+    assert [p["ts"].to_list() for p in pages] == [[datetime(2024, 3, 6, 21, 0, tzinfo=UTC)]]
+    (req,) = script.requests
+    assert req.url.path == f"/v2/aggs/ticker/AAPL/range/15/minute/{at + 900_000}/2024-03-08"
+
+
+def test_after_outside_the_range() -> None:
+    script = Script(ok(page([bar(0)])))
+    client, _, _ = polygon(script)
+    before = datetime(2024, 3, 1, 21, 0, tzinfo=UTC)  # the previous Friday
+    assert sum(p.height for p in client.iter_m15_pages(
+        "AAPL", FIRST, LAST, RequestStats(), after=before)) == 1  # fmt: skip
+    assert script.requests[0].url.path.endswith("/2024-03-04/2024-03-08")
+    # 23:59:59.999 ET on the last day: nothing can start after it inside the range.
+    end = datetime(2024, 3, 9, 4, 59, 59, 999000, tzinfo=UTC)
+    assert list(client.iter_m15_pages("AAPL", FIRST, LAST, RequestStats(), after=end)) == []
+    assert len(script.requests) == 1
+    with pytest.raises(ValueError, match="timezone"):
+        next(client.iter_m15_pages("AAPL", FIRST, LAST, RequestStats(), after=datetime(2024, 3, 5)))
+
+
+def test_recorded_payload_shape_replays() -> None:
+    """The shapes Polygon's documented example and its client library's recorded mocks show:
+    `next_url` on api.massive.com with an ms `from` and a date `to`, `v` as a float, `vw`/`n`
+    missing, `status` DELAYED. Sent as JSON text in that key order, through the client."""
+    t1 = T0 + STEP
+    first = (
+        '{"adjusted": true, "next_url": "https://api.massive.com/v2/aggs/ticker/AAPL/range/15/'
+        f'minute/{t1}/2024-03-08?cursor=Y3Vyc29yLTE", "queryCount": 15, "request_id": "r1", '
+        f'"results": [{{"c": 172.5, "h": 173.0, "l": 171.25, "n": 812, "o": 171.75, "t": {T0}, '
+        '"v": 1204577, "vw": 172.1}], "resultsCount": 1, "status": "OK", "ticker": "AAPL"}'
+    )
+    second = (
+        '{"ticker": "AAPL", "queryCount": 15, "resultsCount": 1, "adjusted": true, '
+        '"results": [{"v": 988123.0, "o": 172.5, "c": 172.0, "h": 172.75, "l": 171.5, '
+        f'"t": {t1}}}], "status": "DELAYED", "request_id": "r2", "count": 1}}'
+    )
+    script = Script(raw(first), raw(second))
+    client, _, _ = polygon(script)
+    frame = fetch(client)
+    assert str(script.requests[1].url) == (
+        f"{BASE}/v2/aggs/ticker/AAPL/range/15/minute/{t1}/2024-03-08?cursor=Y3Vyc29yLTE"
+    )
+    assert frame.to_dicts() == [
+        {"ts": datetime(2024, 3, 4, 14, 30, tzinfo=UTC), "open": 171.75, "high": 173.0,
+         "low": 171.25, "close": 172.5, "volume": 1204577, "vwap": 172.1, "trade_count": 812},
+        {"ts": datetime(2024, 3, 4, 14, 45, tzinfo=UTC), "open": 172.5, "high": 172.75,
+         "low": 171.5, "close": 172.0, "volume": 988123, "vwap": None, "trade_count": None},
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -229,7 +366,7 @@ def test_unknown_ticker_is_an_empty_frame() -> None:
             "status": "OK", "request_id": "x", "count": 0}  # fmt: skip
     script = Script(ok(body))
     client, limiter, clock = polygon(script)
-    frame = fetch(client)
+    frame = client.fetch_m15("ZZNOPE", FIRST, LAST, RequestStats())
     assert frame.height == 0
     assert frame.schema == pl.Schema(BAR_SCHEMA)
     assert limiter.calls == 1 and clock.sleeps == []

@@ -21,7 +21,13 @@ from swiftbolt_pipeline_tests.providers.helpers import CountingLimiter
 
 FIRST, LAST = date(2024, 4, 1), date(2024, 4, 26)  # four weeks, 20 sessions
 TICKER = "SBTEST"
-DEFAULTS = {"rate_limit": None, "rate_window_s": 60, "retry_after": False, "page_size": None}
+DEFAULTS = {
+    "rate_limit": None,
+    "rate_window_s": 60,
+    "retry_after": False,
+    "page_size": None,
+    "next_url_base": None,
+}
 
 
 @pytest.fixture
@@ -153,3 +159,49 @@ def test_wrong_key_is_auth_failed(emu: str) -> None:
     assert info.value.code == errors.AUTH_FAILED
     assert info.value.requests == 1
     assert "wrong-key" not in str(info.value)
+
+
+def test_next_url_naming_the_new_host_is_followed_on_the_emulator(emu: str) -> None:
+    """Polygon's `next_url` names https://api.massive.com since its rebrand; the client follows
+    the cursor on the host it is configured for (here the emulator), page after page."""
+    expected = served(emu)
+    config = {"page_size": 97, "next_url_base": "https://api.massive.com"}
+    httpx.put(f"{emu}/_emulator/config", json=config).raise_for_status()
+    first = httpx.get(
+        f"{emu}/v2/aggs/ticker/{TICKER}/range/15/minute/{FIRST}/{LAST}",
+        headers={"Authorization": f"Bearer {EMULATOR_KEY}"},
+    ).json()
+    assert first["next_url"].startswith(f"https://api.massive.com/v2/aggs/ticker/{TICKER}/")
+    httpx.post(f"{emu}/_emulator/reset").raise_for_status()
+    limiter = CountingLimiter()
+    c = client(emu, limiter, FakeClock(datetime(2026, 3, 20, tzinfo=UTC)))
+    stats = RequestStats()
+    try:
+        got = c.fetch_m15(TICKER, FIRST, LAST, stats)
+    finally:
+        c.close()
+    assert got.equals(expected)
+    pages = -(-expected.height // 97)
+    assert stats.requests == pages == stats_of(emu)["requests"]["polygon"]
+
+
+def test_pages_resume_after_a_stored_bar(emu: str) -> None:
+    """Page by page, then again from the middle of the window: `after` asks the emulator for an
+    ms `from` (the next slot) and the bars served are exactly those after the stored one."""
+    expected = served(emu)
+    httpx.put(f"{emu}/_emulator/config", json={"page_size": 200}).raise_for_status()
+    c = client(emu, CountingLimiter(), FakeClock(datetime(2026, 3, 20, tzinfo=UTC)))
+    try:
+        pages = list(c.iter_m15_pages(TICKER, FIRST, LAST, RequestStats()))
+        assert [p.height for p in pages[:-1]] == [200] * (len(pages) - 1)
+        assert pl.concat(pages).equals(expected)
+        stored = pages[1]["ts"][-1]  # killed after committing two pages
+        httpx.post(f"{emu}/_emulator/reset").raise_for_status()
+        stats = RequestStats()
+        rest = list(c.iter_m15_pages(TICKER, FIRST, LAST, stats, after=stored))
+    finally:
+        c.close()
+    assert pl.concat(rest).equals(expected.filter(pl.col("ts") > stored))
+    assert stats.requests == len(pages) - 2 == len(rest)
+    path = stats_of(emu)["log"][0]["path"]
+    assert path.endswith(f"/{int(stored.timestamp() * 1000) + 15 * 60_000}/{LAST}")
