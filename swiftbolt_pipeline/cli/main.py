@@ -147,12 +147,14 @@ def tokens_status(provider: str | None) -> None:
         except LookupError as exc:
             raise InvalidInput("UNKNOWN_PROVIDER", str(exc)) from None
     click.echo(
-        f"{'provider':<10} {'available':>9} {'capacity':>8} {'refill/min':>10} {'full in':>8}"
+        f"{'provider':<10} {'available':>9} {'capacity':>8} {'refill/min':>10} {'full in':>8} "
+        f"{'window':>7} {'sustained/min':>13} {'sustained/s':>11}"
     )
     for s in rows:
         click.echo(
             f"{s.provider:<10} {s.available_tokens:>9.2f} {s.capacity:>8} "
-            f"{s.refill_rate:>10g} {s.seconds_until_full:>7.1f}s"
+            f"{s.refill_rate:>10g} {s.seconds_until_full:>7.1f}s {s.window_s:>6g}s "
+            f"{s.sustained_per_min:>13.4g} {s.sustained_per_min / 60:>11.4g}"
         )
 
 
@@ -161,17 +163,23 @@ def tokens_status(provider: str | None) -> None:
 @click.option("--capacity", required=True, type=click.IntRange(min=1))
 @click.option("--refill-per-min", required=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--window-s", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Rolling window the capacity applies to (default 61 s).")  # fmt: skip
+              help="Rolling window in which at most refill-per-min x window / 60 requests "
+                   "are granted (default 61 s).")  # fmt: skip
 def tokens_set(provider: str, capacity: int, refill_per_min: float, window_s: float | None) -> None:
-    """Set PROVIDER's bucket capacity and refill rate."""
+    """Set PROVIDER's sustained rate (--refill-per-min) and largest burst (--capacity)."""
     with open_runtime().connect() as conn:
         try:
             ratelimit.set_limits(
                 conn, provider, capacity=capacity, refill_per_min=refill_per_min, window_s=window_s
             )
+            (s,) = ratelimit.token_status(conn, provider)
         except LookupError as exc:
             raise InvalidInput("UNKNOWN_PROVIDER", str(exc)) from None
-    click.echo(f"{provider}: capacity {capacity}, refill {refill_per_min:g}/min")
+    click.echo(
+        f"{provider}: capacity {capacity}, refill {refill_per_min:g}/min, window {s.window_s:g}s"
+        f" = {s.sustained_per_min:.4g} requests/min ({s.sustained_per_min / 60:.4g}/s) "
+        f"sustained, bursts of at most {capacity}"
+    )
 
 
 @cli.command()

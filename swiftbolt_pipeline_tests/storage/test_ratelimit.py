@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import psycopg
 import pytest
 
@@ -14,6 +15,7 @@ from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.ratemath import RollingWindowBucket
 from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
 from swiftbolt_pipeline.storage import ratelimit
+from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.storage import token_worker
 
 # Far in the future, so every explicit `p_at` is after the bucket's `updated_at`.
@@ -354,3 +356,39 @@ def test_processes_sharing_the_bucket_never_exceed_capacity_in_any_window(
     assert asked > 10 * granted  # the workers really competed
     # ...and the budget was used: capacity per window, two windows.
     assert granted >= capacity * 2 - 1
+
+
+@pytest.mark.slow
+def test_three_workers_use_90_percent_of_a_1_per_second_server_without_429(
+    aconn: psycopg.Connection, db_url: str, emulator: str
+) -> None:
+    """Three fetching processes share the bucket against a server allowing 5 requests per
+    rolling 5 s (1 per second). The bucket grants 5 per 5.25 s (the margin absorbs the time
+    from grant to arrival): at best 95% of the server's rate."""
+    run_s, workers = 40.0, 3
+    configure(aconn, 1, 60, 5.25)
+    httpx.put(
+        f"{emulator}/_emulator/config", json={"rate_limit": 5, "rate_window_s": 5.0}
+    ).raise_for_status()
+    httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(workers + 1)
+    results = ctx.Queue()
+    args = (db_url, emulator, EMULATOR_KEY, start, run_s, results)
+    procs = [ctx.Process(target=token_worker.request_loop, args=args) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        start.wait(60)
+        outcomes = [results.get(timeout=run_s + 60) for _ in procs]
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={"rate_limit": None}).raise_for_status()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+    accepted = sum(a for a, _, _ in outcomes)
+    assert [(r, o) for _, r, o in outcomes] == [(0, 0)] * workers  # no 429, no other failure
+    assert all(a > 0 for a, _, _ in outcomes)  # every worker got its share
+    assert accepted >= 0.9 * run_s * 1.0, outcomes

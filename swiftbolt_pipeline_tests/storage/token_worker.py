@@ -23,3 +23,32 @@ def hammer(url: str, provider: str, start: Any, seconds: float, results: Any) ->
             if row and row[0]:
                 granted += 1
     results.put((granted, asked))
+
+
+def request_loop(
+    url: str, emulator: str, api_key: str, start: Any, seconds: float, results: Any
+) -> None:
+    """A fetching worker: a token from the shared limiter, then one Polygon request, for
+    `seconds`; reports (accepted, rejected with 429, other answers)."""
+    import httpx
+
+    from swiftbolt_pipeline.core.clock import SystemClock
+    from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
+
+    limiter = PostgresTokenLimiter(url, "polygon", SystemClock())
+    accepted = rejected = other = 0
+    path = "/v2/aggs/ticker/SPY/range/15/minute/2026-03-02/2026-03-02"
+    with httpx.Client(base_url=emulator, headers={"Authorization": f"Bearer {api_key}"}) as http:
+        http.get("/_emulator/stats")  # connected before the start, like a warm worker
+        start.wait(60)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            limiter.acquire()
+            if time.monotonic() >= deadline:
+                break  # the token came too late to count
+            status = http.get(path).status_code
+            accepted += status == 200
+            rejected += status == 429
+            other += status not in (200, 429)
+    limiter.close()
+    results.put((accepted, rejected, other))
