@@ -20,11 +20,14 @@ Pure (polars, no I/O). Which layer owns what:
      Polygon always serves pre- and post-market bars, so this is not a data problem.
   4. `off_grid`: not on the 15-minute grid counted from the session open. Rejected.
   5. `negative_volume`: volume < 0. Rejected.
-  6. `ohlc_inconsistent`: high < low, high < max(open, close) or low > min(open, close).
+  6. `non_positive_price`: an open, high, low or close <= 0. Rejected: no stock trades at or
+     below zero, and the database refuses such a row (a CHECK), which would fail the whole
+     batch instead of dropping one bar.
+  7. `ohlc_inconsistent`: high < low, high < max(open, close) or low > min(open, close).
      Rejected, never repaired: widening high/low would store a price nobody traded, and the
      `ohlc_sane` asset check stays a hard guarantee. The interval is then missing, which the
      bar-count check reports as an empty interval.
-  7. Duplicate timestamps among the bars that passed 1-6 (including a page served twice by a
+  8. Duplicate timestamps among the bars that passed 1-7 (including a page served twice by a
      buggy cursor): exact copies collapse to one silently (`duplicate_identical`, routine);
      copies that differ keep the one served last and count the others (`duplicate_conflict`).
 
@@ -54,6 +57,7 @@ OUTSIDE_SESSIONS = "outside_sessions"
 EXTENDED_HOURS = "extended_hours"
 OFF_GRID = "off_grid"
 NEGATIVE_VOLUME = "negative_volume"
+NON_POSITIVE_PRICE = "non_positive_price"
 OHLC_INCONSISTENT = "ohlc_inconsistent"
 DUPLICATE_CONFLICT = "duplicate_conflict"
 DUPLICATE_IDENTICAL = "duplicate_identical"
@@ -65,6 +69,7 @@ ROW_RULES = (
     EXTENDED_HOURS,
     OFF_GRID,
     NEGATIVE_VOLUME,
+    NON_POSITIVE_PRICE,
     OHLC_INCONSISTENT,
 )
 RULES = (*ROW_RULES, DUPLICATE_CONFLICT, DUPLICATE_IDENTICAL)
@@ -162,6 +167,8 @@ def _rule() -> pl.Expr:
         .then(pl.lit(OFF_GRID))
         .when(pl.col("volume") < 0)
         .then(pl.lit(NEGATIVE_VOLUME))
+        .when(pl.min_horizontal(*_PRICES) <= 0)
+        .then(pl.lit(NON_POSITIVE_PRICE))
         .when(inconsistent)
         .then(pl.lit(OHLC_INCONSISTENT))
         .otherwise(pl.lit(None, dtype=pl.String))

@@ -66,6 +66,9 @@ def test_a_clean_session_passes_untouched() -> None:
         (bar(3.5), "off_grid"),
         (bar(3, ts=SESSION.open + 3 * M15 + timedelta(seconds=1)), "off_grid"),
         (bar(3, volume=-1), "negative_volume"),
+        (bar(3, low=0.0), "non_positive_price"),  # otherwise consistent: 0 <= open, close
+        (bar(3, open=-1.0, low=-2.0, close=-0.5, high=-0.25), "non_positive_price"),
+        (bar(3, open=0.0, high=0.0, low=0.0, close=0.0), "non_positive_price"),
         (bar(3, high=8.0, low=12.0), "ohlc_inconsistent"),  # high < low
         (bar(3, close=11.5), "ohlc_inconsistent"),  # high < close
         (bar(3, open=8.5), "ohlc_inconsistent"),  # low > open
@@ -105,6 +108,11 @@ def test_an_invalid_later_copy_does_not_replace_a_valid_bar() -> None:
     kept, report = clean_m15(frame([*rows, bar(4, volume=-3)]), [SESSION])
     assert kept.equals(frame(rows))
     assert report.rejected() == {"negative_volume": 1}
+
+
+def test_a_non_positive_price_is_counted_before_an_inconsistent_one() -> None:
+    _, report = clean_m15(frame([bar(3, low=-1.0, high=-2.0)]), [SESSION])
+    assert report.rejected() == {"non_positive_price": 1}
 
 
 def test_a_bar_is_counted_under_the_first_rule_it_breaks() -> None:
@@ -148,7 +156,7 @@ def test_several_sessions_each_on_its_own_grid() -> None:
     assert report.kept == 22 * len(days)
 
 
-_values = st.sampled_from([None, float("nan"), -1.0, 9.0, 10.0, 10.5, 11.0, 12.0])
+_values = st.sampled_from([None, float("nan"), -1.0, 0.0, 9.0, 10.0, 10.5, 11.0, 12.0])
 
 
 @settings(max_examples=150, deadline=None)
@@ -180,6 +188,7 @@ def test_accounting_and_guarantees_hold_for_any_input(
         (pl.col("low") > pl.min_horizontal("open", "close"))
         | (pl.col("high") < pl.max_horizontal("open", "close"))
         | (pl.col("volume") < 0)
+        | (pl.min_horizontal("open", "high", "low", "close") <= 0)
         | (pl.col("ts") < SESSION.open)
         | (pl.col("ts") >= SESSION.close)
         | pl.any_horizontal(pl.col(c).is_nan() for c in ("open", "high", "low", "close"))
