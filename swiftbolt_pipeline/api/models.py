@@ -9,11 +9,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from typing_extensions import TypedDict
 
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 # The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input.
 TICKER_PATTERN = r"^[A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?$"
-# Coverage windows are calendar days back from today; ten years is far beyond the archive.
-MAX_WINDOW_DAYS = 3660
 
 Ticker = Annotated[
     str,

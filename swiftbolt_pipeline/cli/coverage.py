@@ -10,12 +10,13 @@ from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_
 from swiftbolt_pipeline.core.models import normalize_ticker
 from swiftbolt_pipeline.defs.coverage import Coverage
 from swiftbolt_pipeline.defs.ensure import parse_timeframe, symbol_coverage
+from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 
 @click.command()
 @click.argument("ticker")
 @click.option("--timeframe", default="h1", show_default=True, help="m15, h1, h4 or d1")
-@click.option("--window-days", type=click.IntRange(min=1), default=None,
+@click.option("--window-days", type=click.IntRange(1, MAX_WINDOW_DAYS), default=None,
               help="Calendar days back from today (default: the symbol's, else 730).")  # fmt: skip
 @click.option("--ensure", is_flag=True, help="Also request the missing backfill.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON object of design §7.")

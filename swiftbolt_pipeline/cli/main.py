@@ -83,7 +83,8 @@ def watch() -> None:
 
 @watch.command("add")
 @click.argument("tickers", nargs=-1, required=True)
-@click.option("--window-days", default=730, show_default=True, type=click.IntRange(min=1))
+@click.option("--window-days", default=730, show_default=True,
+              type=click.IntRange(1, watchlist.MAX_WINDOW_DAYS))  # fmt: skip
 @click.option("--priority", default=0, show_default=True, type=int)
 def watch_add(tickers: tuple[str, ...], window_days: int, priority: int) -> None:
     """Add TICKERS (or re-activate them)."""

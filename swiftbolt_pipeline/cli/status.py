@@ -28,7 +28,7 @@ from swiftbolt_pipeline.defs.coverage import (
     inflight_ranges,
 )
 from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage import ledger, watchlist
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 BAR_WIDTH = 20
@@ -80,12 +80,18 @@ def status(show_all: bool, as_json: bool) -> None:
     runtime = open_runtime()
     prepare_dagster_home(runtime)
     with runtime.connect() as conn, open_instance() as instance:
+        # Fetches of processes that died mid-run would otherwise read `running` forever.
+        abandoned = ledger.abandon_orphans(conn)
         symbols = watchlist.list_symbols(conn, active_only=not show_all)
         inflight = inflight_ranges(instance)
         rows = [_status_of(conn, instance, runtime.settings, s, inflight) for s in symbols]
     if as_json:
         click.echo(json.dumps([row.to_json() for row in rows]))
         return
+    if abandoned:
+        click.echo(
+            f"Ledger: marked {abandoned} fetch(es) abandoned (their process ended mid-fetch)."
+        )
     if not rows:
         click.echo("the watchlist is empty; add symbols with `swiftbolt watch add AAPL`")
         return

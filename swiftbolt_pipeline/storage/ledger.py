@@ -1,4 +1,8 @@
-"""Cost ledger (`job_runs`) and resumable checkpoints (`provider_checkpoints`)."""
+"""Cost ledger (`job_runs`) and resumable checkpoints (`provider_checkpoints`).
+
+A `running` row belongs to the database session that inserted it (the table's defaults record
+that session): keep the connection that called `start_fetch` open until `finish_fetch`. When
+the session is gone, so is the process, and `abandon_orphans` marks the row `abandoned`."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def start_fetch(
     last: date,
     expected_cost: int,
 ) -> int:
+    """Open a `running` row owned by `conn`'s session; returns its id."""
     row = conn.execute(
         """INSERT INTO job_runs (run_id, provider, symbol, timeframe, range_start, range_end,
                                  status, expected_cost)
@@ -51,6 +56,33 @@ def finish_fetch(
             fetch_id,
         ),
     )
+
+
+def abandon_orphans(conn: psycopg.Connection) -> int:
+    """Mark `running` fetches whose owner session has ended `abandoned`; returns how many.
+
+    Safe from any process on any host sharing the database, at any time: a live session's rows
+    are never touched, and a fetch that does finish later (its process outlived a cut
+    connection) records its real outcome over the mark. Commits (a savepoint when the
+    caller's transaction is open)."""
+    with conn.transaction():
+        # Session activity is cached for the rest of a transaction once read: without this, a
+        # transaction that read it earlier would not see sessions started since, and would
+        # abandon their fresh rows.
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = conn.execute(
+            """UPDATE job_runs j SET status = 'abandoned', finished_at = now(),
+                      error_message = 'the process running this fetch ended before finishing it'
+               WHERE status = 'running'
+                 AND NOT EXISTS (
+                     SELECT 1 FROM pg_stat_activity a
+                      WHERE a.pid = j.owner_pid
+                        -- NULL: another role's session, whose start time is hidden; its pid
+                        -- is live, so the row is not provably abandoned.
+                        AND (a.backend_start = j.owner_started_at OR a.backend_start IS NULL))
+               RETURNING id"""
+        ).fetchall()
+    return len(rows)
 
 
 @dataclass(frozen=True)

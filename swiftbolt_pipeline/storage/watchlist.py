@@ -7,6 +7,12 @@ from datetime import datetime
 
 import psycopg
 
+from swiftbolt_pipeline.core.models import InvalidInput
+
+# A window is calendar days back from today; ten years is far beyond any archive (the
+# `symbols.window_days` CHECK holds the same bound).
+MAX_WINDOW_DAYS = 3660
+
 
 @dataclass(frozen=True)
 class WatchedSymbol:
@@ -22,6 +28,10 @@ def add(
     conn: psycopg.Connection, tickers: list[str], *, window_days: int = 730, priority: int = 0
 ) -> list[WatchedSymbol]:
     """Add or re-activate tickers (already normalized); settings of existing rows are updated."""
+    if not 1 <= window_days <= MAX_WINDOW_DAYS:
+        raise InvalidInput(
+            "INVALID_RANGE", f"window_days must be 1..{MAX_WINDOW_DAYS} days, not {window_days}"
+        )
     with conn.transaction():
         rows = [
             conn.execute(

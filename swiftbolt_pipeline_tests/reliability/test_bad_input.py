@@ -51,6 +51,13 @@ REFUSALS: list[tuple[list[str], str | None, list[str]]] = [
     (["backfill", "--symbols", "SPY", "--start", START, "--end", END, "--provider", "nope"],
      "INVALID_PROVIDER", ["'nope'"]),
     (["watch", "add", "SPY", "--window-days", "0"], None, ["--window-days"]),
+    # A window past the calendar's range once made every gap-sensor tick fail for all symbols.
+    (["watch", "add", "SPY", "--window-days", "1000000"], None,
+     ["'--window-days': 1000000 is not in the range 1<=x<=3660"]),
+    (["watch", "add", "SPY", "--window-days", "3661"], None, ["1<=x<=3660"]),
+    (["coverage", "SPY", "--window-days", "1000000"], None,
+     ["'--window-days': 1000000 is not in the range 1<=x<=3660"]),
+    (["coverage", "SPY", "--window-days", "0"], None, ["1<=x<=3660"]),
 ]  # fmt: skip
 
 

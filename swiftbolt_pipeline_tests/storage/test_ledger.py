@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import psycopg
@@ -9,7 +15,8 @@ import pytest
 
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.storage import bars, ledger, watchlist
-from swiftbolt_pipeline_tests.storage.helpers import session_bars
+from swiftbolt_pipeline.storage.migrate import available_migrations, migrate
+from swiftbolt_pipeline_tests.storage.helpers import fresh_database, session_bars
 
 D1, D2 = date(2024, 3, 4), date(2024, 4, 26)
 TS1 = datetime(2024, 3, 8, 20, 45, tzinfo=UTC)
@@ -65,7 +72,9 @@ def test_finish_success_and_failure(conn: psycopg.Connection) -> None:
     assert (r["status"], r["actual_cost"], r["rows_written"], r["error_code"]) == (
         "succeeded", 3, 1040, None,
     )  # fmt: skip
-    assert isinstance(r["finished_at"], datetime) and r["finished_at"] >= r["started_at"]
+    finished, started = r["finished_at"], r["started_at"]
+    assert isinstance(finished, datetime) and isinstance(started, datetime)
+    assert finished >= started
     r = row(conn, bad)
     assert (r["status"], r["error_code"], r["error_message"]) == (
         "failed",
@@ -148,3 +157,135 @@ def test_checkpoint_commits_or_rolls_back_with_the_bars(
     with psycopg.connect(db_url) as other:
         assert ledger.checkpoint(other, "polygon", "AAPL", "m15") == (D1, TS1)
         assert other.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (26,)
+
+
+# --- abandoned fetches ----------------------------------------------------------------------
+
+
+WORKER = "swiftbolt_pipeline_tests.storage.ledger_worker"
+
+
+def statuses(conn: psycopg.Connection) -> dict[int, str]:
+    rows = conn.execute("SELECT id, status FROM job_runs").fetchall()
+    conn.commit()
+    return dict(rows)
+
+
+def wait_session_gone(conn: psycopg.Connection, backend_pid: int) -> None:
+    """A server process ends on its own time after its client closes or dies: wait for that
+    (the condition itself, bounded) before testing the sweep."""
+    deadline = time.monotonic() + 30
+    while True:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        alive = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend_pid,)
+        ).fetchone()
+        conn.commit()
+        if alive == (0,):
+            return
+        assert time.monotonic() < deadline, "the killed process's session never ended"
+        time.sleep(0.05)
+
+
+def test_sweep_abandons_the_rows_of_a_killed_process_and_keeps_live_ones(
+    conn: psycopg.Connection, db_url: str
+) -> None:
+    mine = start(conn, "live-here")
+    conn.commit()
+    with psycopg.connect(db_url) as other:
+        theirs = start(other, "live-other-session")
+        other.commit()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", WORKER, db_url, "DOOM"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            fetch_id, backend_pid = (int(v) for v in worker.stdout.readline().split())
+            # Alive in another process: untouched.
+            assert ledger.abandon_orphans(conn) == 0
+            assert statuses(conn)[fetch_id] == "running"
+            worker.send_signal(signal.SIGKILL)
+            assert worker.wait(30) == -signal.SIGKILL
+        finally:
+            worker.kill()
+            worker.communicate()
+        wait_session_gone(conn, backend_pid)
+        assert ledger.abandon_orphans(conn) == 1
+        assert statuses(conn) == {mine: "running", theirs: "running", fetch_id: "abandoned"}
+        r = row(conn, fetch_id)
+        assert r["finished_at"] is not None and r["error_message"]
+        assert ledger.abandon_orphans(conn) == 0  # idempotent
+        ledger.finish_fetch(other, theirs, actual_cost=1, rows_written=26)
+        other.commit()
+    # `other` closed normally after finishing: nothing of it is left running.
+    assert ledger.abandon_orphans(conn) == 0
+    assert statuses(conn) == {mine: "running", theirs: "succeeded", fetch_id: "abandoned"}
+
+
+def test_sweep_sees_sessions_started_after_it_first_read_activity(
+    conn: psycopg.Connection, db_url: str
+) -> None:
+    """PostgreSQL caches session activity for the rest of a transaction: a sweep inside one
+    that read it earlier must still see a session (and row) that appeared since."""
+    conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()
+    with psycopg.connect(db_url) as late:
+        fresh = start(late, "late-run")
+        late.commit()
+        assert ledger.abandon_orphans(conn) == 0
+        assert statuses(conn)[fresh] == "running"
+
+
+def test_a_fetch_that_finishes_after_being_marked_keeps_its_real_outcome(
+    conn: psycopg.Connection, db_url: str
+) -> None:
+    """Its connection was cut (say, a database restart) but the process lived on."""
+    with psycopg.connect(db_url) as cut:
+        fid = start(cut, "survivor")
+        cut.commit()
+        cut_pid = cut.info.backend_pid
+    wait_session_gone(conn, cut_pid)
+    assert ledger.abandon_orphans(conn) == 1
+    assert statuses(conn)[fid] == "abandoned"
+    ledger.finish_fetch(conn, fid, actual_cost=2, rows_written=52)
+    conn.commit()
+    assert (row(conn, fid)["status"], row(conn, fid)["rows_written"]) == ("succeeded", 52)
+
+
+@contextmanager
+def migrated_before_0006(database_url: str) -> Iterator[str]:
+    """A fresh database with every migration but 0006 applied: the schema it upgrades."""
+    with fresh_database(database_url) as url:
+        with psycopg.connect(url) as db:
+            db.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for version, name, sql in available_migrations():
+                if version != 6:
+                    db.execute(sql.encode())
+                    db.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, name))
+        yield url
+
+
+def test_migration_abandons_running_rows_that_have_no_owner(database_url: str) -> None:
+    with migrated_before_0006(database_url) as url, psycopg.connect(url) as db:
+        legacy = start(db, "old-run")
+        done = start(db, "old-run", symbol="MSFT")
+        ledger.finish_fetch(db, done, actual_cost=1, rows_written=26)
+        db.commit()
+        assert [name for name in migrate(db) if name.startswith("0006")]
+        assert statuses(db) == {legacy: "abandoned", done: "succeeded"}
+        assert row(db, done)["owner_pid"] is None  # not stamped with the migrator's session
+        # Rows opened from now on record their session, so a live one is kept.
+        fresh = start(db, "new-run")
+        db.commit()
+        r = row(db, fresh)
+        own = db.execute(
+            "SELECT pg_backend_pid(), backend_start FROM pg_stat_activity"
+            " WHERE pid = pg_backend_pid()"
+        ).fetchone()
+        assert (r["owner_pid"], r["owner_started_at"]) == own
+        assert ledger.abandon_orphans(db) == 0

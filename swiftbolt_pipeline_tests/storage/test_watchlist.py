@@ -6,10 +6,12 @@ import polars as pl
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
 from swiftbolt_pipeline.storage import bars, watchlist
+from swiftbolt_pipeline.storage.migrate import migrate
 from swiftbolt_pipeline_tests.storage.helpers import session_bars
 from swiftbolt_pipeline_tests.storage.test_bars import MON
+from swiftbolt_pipeline_tests.storage.test_ledger import migrated_before_0006
 
 INJECTION = "A'; DROP TABLE symbols;--"
 
@@ -133,6 +135,45 @@ def test_valid_tickers_accepted(conn: psycopg.Connection, ticker: str) -> None:
     assert row.ticker == ticker
 
 
-def test_window_days_must_be_positive(conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize("days", [0, -5, 3661, 1_000_000])
+def test_window_days_out_of_bounds_is_refused_and_changes_nothing(
+    conn: psycopg.Connection, days: int
+) -> None:
+    (before,) = watchlist.add(conn, ["AAPL"], window_days=100)
+    with pytest.raises(InvalidInput) as refused:
+        watchlist.add(conn, ["AAPL", "MSFT"], window_days=days)
+    assert refused.value.code == "INVALID_RANGE"
+    assert refused.value.message == f"window_days must be 1..3660 days, not {days}"
+    assert watchlist.list_symbols(conn, active_only=False) == [before]
+
+
+def test_window_days_bounds_are_inclusive(conn: psycopg.Connection) -> None:
+    added = watchlist.add(conn, ["AAPL"], window_days=1) + watchlist.add(
+        conn, ["MSFT"], window_days=3660
+    )
+    assert [(s.ticker, s.window_days) for s in added] == [("AAPL", 1), ("MSFT", 3660)]
+
+
+@pytest.mark.parametrize("days", [0, 3661])
+def test_database_holds_the_window_bound_for_any_writer(
+    conn: psycopg.Connection, days: int
+) -> None:
     with pytest.raises(psycopg.errors.CheckViolation):
-        watchlist.add(conn, ["AAPL"], window_days=0)
+        conn.execute("INSERT INTO symbols (ticker, window_days) VALUES ('AAPL', %s)", (days,))
+    conn.rollback()
+    watchlist.add(conn, ["AAPL"])
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("UPDATE symbols SET window_days = %s", (days,))
+    conn.rollback()
+
+
+def test_migration_clamps_windows_written_before_the_bound(database_url: str) -> None:
+    with migrated_before_0006(database_url) as url, psycopg.connect(url) as db:
+        db.execute(
+            """INSERT INTO symbols (ticker, window_days)
+               VALUES ('HUGE', 1000000), ('EDGE', 3661), ('OK', 3660), ('ONE', 1)"""
+        )
+        db.commit()
+        migrate(db)
+        rows = db.execute("SELECT ticker, window_days FROM symbols ORDER BY ticker").fetchall()
+    assert dict(rows) == {"EDGE": 3660, "HUGE": 3660, "OK": 3660, "ONE": 1}
