@@ -1,4 +1,4 @@
-"""The HTTP API for chart apps (design §7b), served by `swiftbolt serve`."""
+"""The HTTP API for chart apps, served by `swiftbolt serve`."""
 
 from swiftbolt_pipeline.api.app import MAX_BARS_SPAN, create_app
 from swiftbolt_pipeline.api.latency import LatencyReport, measure_api_latency

@@ -1,4 +1,4 @@
-"""The HTTP API of design §7b: coverage, ensure-coverage, bars and token status for chart apps.
+"""The HTTP API: coverage, ensure-coverage, bars and token status for chart apps.
 
 One connection pool and one Dagster instance per app, opened at startup (or on first use when
 the app runs without its lifespan) and closed at shutdown. Coverage and ensure share
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ from fastapi import FastAPI, Path, Query, Response
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import ConnectionPool
 
-from swiftbolt_pipeline.api.auth import BearerTokenMiddleware
+from swiftbolt_pipeline.api.auth import AccessMiddleware, AllowedHostsMiddleware
 from swiftbolt_pipeline.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from swiftbolt_pipeline.api.models import (
     BAR_FIELDS,
@@ -120,11 +120,17 @@ def create_app(
     settings_factory: Callable[[], Settings] = Settings.from_env,
     api_token: str | None = None,
     *,
+    tokenless_writes: bool = False,
+    hosts: Iterable[str] = (),
     max_connections: int = 10,
 ) -> FastAPI:
     """The API over `database_url`. `instance_factory` opens the Dagster instance whose queued
     and running backfills coverage reports (None: report without them); `settings_factory`
-    gives the clock and history window; with `api_token`, requests need that bearer token."""
+    gives the clock and history window.
+
+    With `api_token`, every request needs that bearer token; without it, only reads are
+    answered unless `tokenless_writes`. The Host header must name localhost, 127.0.0.1, [::1]
+    or one of `hosts`."""
     resources = ApiResources(database_url, instance_factory, settings_factory, max_connections)
 
     @contextlib.asynccontextmanager
@@ -140,7 +146,9 @@ def create_app(
         version="1",
         description=(
             "Coverage, ensure-coverage and bars of the SwiftBolt intraday archive for chart "
-            'apps (design §7b). Errors answer `{"error": {"code", "message"}}`. '
+            'apps. Errors answer `{"error": {"code", "message"}}`. '
+            "A server without an API token answers reads only (WRITES_DISABLED) unless started "
+            "with `--insecure-no-token`; a Host header not naming the server gets INVALID_HOST. "
             "`/v1/bars` refuses ranges longer than: "
             + ", ".join(f"{tf.value} {span.days} days" for tf, span in MAX_BARS_SPAN.items())
             + " (INVALID_RANGE); page through longer ones."
@@ -150,8 +158,9 @@ def create_app(
     )
     app.state.resources = resources
     install_error_handlers(app)
-    if api_token:
-        app.add_middleware(BearerTokenMiddleware, token=api_token)
+    app.add_middleware(AccessMiddleware, token=api_token, tokenless_writes=tokenless_writes)
+    # Added last, so it runs first: a foreign page learns nothing, not even whether auth is on.
+    app.add_middleware(AllowedHostsMiddleware, hosts=hosts)
     _install_openapi(app, secured=bool(api_token))
 
     @app.get("/v1/coverage", response_model=CoverageOut, tags=["coverage"])

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 STATUS_BY_CODE = {
     "INVALID_REQUEST": 422,
     "MALFORMED_REQUEST": 400,
+    "INVALID_HOST": 400,
     "UNAUTHORIZED": 401,
+    "WRITES_DISABLED": 403,
     "SYMBOL_NOT_FOUND": 404,
     "UNKNOWN_PROVIDER": 404,
     "NOT_FOUND": 404,
@@ -45,8 +47,9 @@ CODE_BY_FIELD = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
-        (400, "Malformed request (MALFORMED_REQUEST)"),
+        (400, "Malformed request (MALFORMED_REQUEST) or unknown Host header (INVALID_HOST)"),
         (401, "Missing or wrong bearer token (UNAUTHORIZED)"),
+        (403, "A write to a server without an API token (WRITES_DISABLED)"),
         (404, "SYMBOL_NOT_FOUND, UNKNOWN_PROVIDER"),
         (422, "INVALID_SYMBOL, INVALID_TIMEFRAME, INVALID_RANGE, INVALID_REQUEST"),
         (500, "INTERNAL"),

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (design §7b); field names are the contract."""
+"""Request and response bodies of the HTTP API; field names are the contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`swiftbolt coverage`: the coverage report of design §7, optionally requesting the backfill."""
+"""`swiftbolt coverage`: a symbol's coverage report, optionally requesting the backfill."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 @click.option("--window-days", type=click.IntRange(1, MAX_WINDOW_DAYS), default=None,
               help="Calendar days back from today (default: the symbol's, else 730).")  # fmt: skip
 @click.option("--ensure", is_flag=True, help="Also request the missing backfill.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON object of design §7.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def coverage(
     ticker: str, timeframe: str, window_days: int | None, ensure: bool, as_json: bool
 ) -> None:

@@ -1,5 +1,8 @@
 """The API app over the test database: a Dagster test instance, the pinned clock, and a
-TestClient that runs the app's lifespan (pool and instance opened once, closed after)."""
+TestClient that runs the app's lifespan (pool and instance opened once, closed after).
+
+The default `app` has no token and accepts writes, as `swiftbolt serve --insecure-no-token`
+does; test_access.py covers the other access modes."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 TOKEN = "s3cret-token-for-tests"
+# Test clients send `Host: localhost` (Starlette's default, `testserver`, is not answered).
+BASE_URL = "http://localhost"
 
 
 @pytest.fixture
@@ -28,21 +33,30 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield test_instance
 
 
-def make_app(db_url: str, instance: dg.DagsterInstance | None, token: str | None = None) -> FastAPI:
+def make_app(
+    db_url: str,
+    instance: dg.DagsterInstance | None,
+    token: str | None = None,
+    *,
+    tokenless_writes: bool = False,
+    hosts: tuple[str, ...] = (),
+) -> FastAPI:
     return create_app(
         db_url,
         (lambda: contextlib.nullcontext(instance)) if instance is not None else None,
         Settings.from_env,
         token,
+        tokenless_writes=tokenless_writes,
+        hosts=hosts,
     )
 
 
 @pytest.fixture
 def app(pipeline_env: dict[str, str], instance: dg.DagsterInstance) -> FastAPI:
-    return make_app(pipeline_env["DATABASE_URL"], instance)
+    return make_app(pipeline_env["DATABASE_URL"], instance, tokenless_writes=True)
 
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as test_client:
         yield test_client

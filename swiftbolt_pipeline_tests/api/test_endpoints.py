@@ -1,4 +1,4 @@
-"""Every endpoint of design §7b against the real test PostgreSQL: answers, errors and auth."""
+"""Every endpoint of the HTTP API against the real test PostgreSQL: answers, errors and auth."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.ensure import symbol_coverage
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.storage import ratelimit, watchlist
-from swiftbolt_pipeline_tests.api.conftest import TOKEN, TestClient, make_app
+from swiftbolt_pipeline_tests.api.conftest import BASE_URL, TOKEN, TestClient, make_app
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
 
 
@@ -405,7 +405,7 @@ def test_bearer_token_is_required_and_compared_in_constant_time(
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     wrong_same_length = "x" * len(TOKEN)
-    with TestClient(secured) as client:
+    with TestClient(secured, base_url=BASE_URL) as client:
         for headers in (
             {},
             {"Authorization": f"Basic {TOKEN}"},

@@ -20,9 +20,18 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from swiftbolt_pipeline.api.latency import seed_h1_year
 from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline_tests.api.conftest import make_app
 
 # Bounded so the suite stays fast; raise it for a deeper run.
 MAX_EXAMPLES = int(os.environ.get("SWIFTBOLT_API_FUZZ_EXAMPLES", "30"))
+
+
+@pytest.fixture
+def app(pipeline_env: dict[str, str], instance: dg.DagsterInstance) -> FastAPI:
+    # schemathesis's ASGI client always sends `Host: testserver`.
+    return make_app(
+        pipeline_env["DATABASE_URL"], instance, tokenless_writes=True, hosts=("testserver",)
+    )
 
 
 @pytest.fixture

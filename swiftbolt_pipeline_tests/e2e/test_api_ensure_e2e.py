@@ -26,7 +26,11 @@ def api_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SWIFTBOLT, "serve", "--port", str(port)], env=full_env, stdout=out, stderr=out
+            # The chart app writes (ensure-coverage) without a token, as a local demo does.
+            [SWIFTBOLT, "serve", "--port", str(port), "--insecure-no-token"],
+            env=full_env,
+            stdout=out,
+            stderr=out,
         )
     base = f"http://127.0.0.1:{port}"
     try:
