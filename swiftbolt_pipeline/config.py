@@ -111,6 +111,12 @@ class Settings:
         return self.fixed_now or datetime.now(UTC)
 
     @property
+    def intraday_configured(self) -> bool:
+        """Is there a provider for today's session (Tradier)? Without one, today's session
+        waits for the history provider once it is past."""
+        return self.tradier_token is not None
+
+    @property
     def today(self) -> date:
         """Today on the exchange's wall clock."""
         return calendar.exchange_date(self.now())

@@ -46,7 +46,12 @@ ASSET_FOR = {
 @click.option("--symbols", required=True, help="Comma-separated tickers, e.g. AAPL,MSFT.")
 @click.option("--start", "start_raw", required=True, help="First session, YYYY-MM-DD.")
 @click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
-@click.option("--timeframes", default="m15", show_default=True, help="m15,h1,h4,d1")
+@click.option(
+    "--timeframes",
+    default=",".join(ASSET_FOR),
+    show_default=True,
+    help="Timeframes to fill; h1/h4/d1 are derived from the stored m15 bars (no requests).",
+)
 @click.option(
     "--provider",
     default=None,
@@ -66,7 +71,8 @@ def backfill(
     days = calendar.sessions_between(start, end)
     if not days:
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
-    source = ensure_providers(runtime)
+    setup = ensure_providers(runtime)
+    source = setup.source
     if forced == "alpaca" and not (
         runtime.settings.alpaca_key_id and runtime.settings.alpaca_secret_key
     ):
@@ -82,6 +88,8 @@ def backfill(
     defs = build_definitions(runtime.settings)
     selection = [ASSET_FOR[tf] for tf in wanted]
     console = Console(stderr=True, soft_wrap=True)
+    for note in setup.notes:
+        console.print(note)
     console.print(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"

@@ -71,13 +71,15 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     stop = StopRequest()
     _check_port_free(host, port)
     runtime = open_runtime()
-    source = ensure_providers(runtime)
+    setup = ensure_providers(runtime)
     home = prepare_dagster_home(runtime)
     # Pool limits live in Dagster's storage (its tables exist: prepare_dagster_home made them).
     with dg.DagsterInstance.get() as instance:
         configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)
-    click.echo(f"bars from: {source}", err=True)
+    click.echo(f"bars from: {setup.source}", err=True)
+    for note in setup.notes:
+        click.echo(note, err=True)
     click.echo(f"DAGSTER_HOME: {home}", err=True)
 
     location = ["-m", CODE_LOCATION]

@@ -84,36 +84,66 @@ def open_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def ensure_providers(runtime: Runtime) -> str:
-    """Make the provider settings usable: a provider with no key but a base URL gets the
-    emulator's key; with no key and no URL, the built-in emulator starts in this process and
-    serves both APIs. Returns where Polygon bars come from, for the user."""
-    emulator_url: str | None = None
-    real_polygon = bool(os.environ.get("POLYGON_API_KEY"))
-    base_url = os.environ.get("POLYGON_BASE_URL", "")
-    if not real_polygon and base_url.rstrip("/") == DEFAULT_POLYGON_BASE_URL:
+# Each provider's credential variables and base-URL variable.
+PROVIDER_VARIABLES = {
+    "polygon": (("POLYGON_API_KEY",), "POLYGON_BASE_URL"),
+    "tradier": (("TRADIER_TOKEN",), "TRADIER_BASE_URL"),
+    "alpaca": (("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"), "ALPACA_BASE_URL"),
+}
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    """Where bars come from, and what the user should hear once at start."""
+
+    source: str
+    notes: tuple[str, ...] = ()
+
+
+def ensure_providers(runtime: Runtime) -> ProviderSetup:
+    """Make the provider settings usable.
+
+    With real credentials for any provider, the emulator is never wired in: a provider without
+    credentials is not configured and its work is skipped (today's session then waits for the
+    history provider). With no credentials at all this is the demo: the built-in emulator
+    starts in this process and serves every provider without a base URL, and a provider with
+    a base URL (an emulator started elsewhere) gets the emulator's key."""
+    configured = {
+        name: all(os.environ.get(var) for var in keys)
+        for name, (keys, _) in PROVIDER_VARIABLES.items()
+    }
+    if any(configured.values()):
+        runtime.settings = Settings.from_env()
+        notes = tuple(
+            f"{name}: not configured (set {' and '.join(keys)}): {_SKIPPED[name]}"
+            for name, (keys, _) in PROVIDER_VARIABLES.items()
+            if not configured[name]
+            and (name == "tradier" or name in runtime.settings.history_providers)
+        )
+        return ProviderSetup(runtime.settings.polygon_base_url, notes)
+    if os.environ.get("POLYGON_BASE_URL", "").rstrip("/") == DEFAULT_POLYGON_BASE_URL:
         raise InvalidInput(
             "INVALID_CONFIG",
             "POLYGON_API_KEY is not set; unset POLYGON_BASE_URL to use the built-in emulator",
         )
-    for key_vars, url_var in (
-        (("POLYGON_API_KEY",), "POLYGON_BASE_URL"),
-        (("TRADIER_TOKEN",), "TRADIER_BASE_URL"),
-        (("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"), "ALPACA_BASE_URL"),
-    ):
-        if all(os.environ.get(var) for var in key_vars):
-            continue
-        if url_var == "ALPACA_BASE_URL" and real_polygon:
-            continue  # real Polygon: never fall back to emulated Alpaca data
+    emulator_url: str | None = None
+    for keys, url_var in PROVIDER_VARIABLES.values():
         if not os.environ.get(url_var):
             emulator_url = emulator_url or _start_emulator()
             os.environ[url_var] = emulator_url
-        for var in key_vars:
+        for var in keys:
             os.environ[var] = EMULATOR_API_KEY
     runtime.settings = Settings.from_env()
     if runtime.settings.polygon_base_url == emulator_url:
-        return f"built-in emulator at {emulator_url} (no POLYGON_API_KEY set)"
-    return runtime.settings.polygon_base_url
+        return ProviderSetup(f"built-in emulator at {emulator_url} (no POLYGON_API_KEY set)")
+    return ProviderSetup(f"{runtime.settings.polygon_base_url} (emulator key, no credentials set)")
+
+
+_SKIPPED = {
+    "polygon": "history goes to the next history provider",
+    "tradier": "today's session waits for the history provider",
+    "alpaca": "history goes to the next history provider",
+}
 
 
 def _start_emulator() -> str:

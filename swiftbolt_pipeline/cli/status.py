@@ -130,9 +130,9 @@ def _status_of(
 
 def _last_bar(conn: psycopg.Connection, symbol: WatchedSymbol, m15: Coverage) -> datetime | None:
     """Start of the newest m15 bar in the window (of the last session that has bars)."""
-    if not m15.present:
+    if not m15.complete:
         return None
-    day = max(m15.present)
+    day = max(m15.complete)
     bars = bar_store.read_bars(conn, symbol.id, Timeframe.M15, day, day)
     return bars["ts"][-1] if bars.height else None
 
@@ -140,7 +140,7 @@ def _last_bar(conn: psycopg.Connection, symbol: WatchedSymbol, m15: Coverage) ->
 def _bar(report: Coverage, width: int) -> Text:
     """A block bar that reads without colour too (a piped or logged terminal)."""
     expected = len(report.sessions)
-    covered = sum(1 for day in report.sessions if day in report.present)
+    covered = len(report.complete)
     filled = round(width * covered / expected) if expected else width
     if covered < expected:
         filled = min(filled, width - 1)  # never looks complete while a session is missing

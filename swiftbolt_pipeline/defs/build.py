@@ -24,12 +24,13 @@ from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_senso
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """Secrets stay EnvVar references, so Dagster never shows or stores their values."""
+    """Secrets stay EnvVar references, so Dagster never shows or stores their values; a
+    provider without credentials is left unconfigured (its work is skipped)."""
     warehouse = WarehouseResource(database_url=dg.EnvVar("DATABASE_URL"))
     return {
         "warehouse": warehouse,
         "polygon": PolygonResource(
-            api_key=dg.EnvVar("POLYGON_API_KEY"),
+            api_key=dg.EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
             base_url=settings.polygon_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,
@@ -42,7 +43,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             breaker_cooldown_s=settings.breaker_cooldown_s,
         ),
         "tradier": TradierResource(
-            token=dg.EnvVar("TRADIER_TOKEN"),
+            token=dg.EnvVar("TRADIER_TOKEN") if settings.tradier_token else None,
             base_url=settings.tradier_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,

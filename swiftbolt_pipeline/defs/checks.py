@@ -21,6 +21,7 @@ OHLC_SANE = "ohlc_sane"
 NO_DUPLICATES = "no_duplicate_timestamps"
 CONSISTENT = "consistent_with_m15"
 PROVIDER_DATA = "provider_data_clean"
+FETCH_COMPLETE = "fetch_complete"
 
 
 def m15_check_specs() -> list[dg.AssetCheckSpec]:
@@ -34,6 +35,9 @@ def m15_check_specs() -> list[dg.AssetCheckSpec]:
                           description="One bar per timestamp per symbol."),
         dg.AssetCheckSpec(PROVIDER_DATA, asset="m15_bars", description="Provider bars "
                           "rejected by the cleaning rules (core/clean.py); warns when any."),
+        dg.AssetCheckSpec(FETCH_COMPLETE, asset="m15_bars", description="Every symbol of the "
+                          "run was fetched; one that failed (unknown ticker, provider down) is "
+                          "named here and retried by the gap sensor, the others are stored."),
     ]  # fmt: skip
 
 
@@ -123,6 +127,19 @@ def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
         metadata={
             "rejected_bars": total,
             **{f"rejected_{rule}": rejected.get(rule, 0) for rule in PROBLEM_RULES},
+        },
+    )
+
+
+def check_fetch_complete(failures: Mapping[str, str]) -> dg.AssetCheckResult:
+    """`failures`: symbol -> "[CODE] message" of the symbols that failed."""
+    return dg.AssetCheckResult(
+        asset_key="m15_bars",
+        check_name=FETCH_COMPLETE,
+        passed=not failures,
+        metadata={
+            "failed_symbols": len(failures),
+            "failures": dg.MetadataValue.json(dict(list(failures.items())[:20])),
         },
     )
 

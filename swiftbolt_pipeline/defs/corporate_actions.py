@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 import dagster as dg
 import psycopg
@@ -29,7 +28,7 @@ import psycopg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.defs.coverage import InflightRange, inflight_ranges, recently_failed
+from swiftbolt_pipeline.defs.coverage import InflightRange, inflight_ranges
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
@@ -54,12 +53,15 @@ CHECK_BUDGET_S = 20.0
 TOKEN_WAIT_S = 8.0
 # Retries of one check request inside a tick (the next tick retries anyway).
 MAX_ATTEMPTS = 2
-FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
 @contextmanager
 def reference_client(polygon: PolygonResource) -> Iterator[PolygonReferenceClient]:
     """A splits client configured like the `polygon` resource, sharing its bucket and breaker."""
+    if not polygon.api_key:
+        raise ProviderError(
+            PROVIDER_UNAVAILABLE, "not configured: set POLYGON_API_KEY", provider="polygon"
+        )
     url = polygon.warehouse.database_url
     # A sensor tick never waits long for a token: when the budget is busy the check is deferred.
     limiter = PostgresTokenLimiter(url, "polygon", SystemClock(), max_wait_s=TOKEN_WAIT_S)
@@ -184,9 +186,7 @@ def corporate_actions_sensor(
     settings = Settings.from_env()
     with warehouse.connect() as conn:
         counts = check_splits(conn, polygon, settings, context.log)
-        excluded = inflight_ranges(context.instance) + recently_failed(
-            context.instance, settings.now() - FAILURE_COOLDOWN
-        )
+        excluded = inflight_ranges(context.instance)
         planned = refetch_requests(conn, settings, excluded)
         for refetch, _ in planned:
             ca_store.mark_requested(conn, refetch.ticker, settings.today)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, completeness
+from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.storage import bars as bar_store
+from swiftbolt_pipeline.storage.coverage import session_states
+from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -66,21 +68,14 @@ def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
     ]
 
 
-def recently_failed(instance: dg.DagsterInstance, since: datetime) -> list[InflightRange]:
-    """Ranges of runs that failed after `since`: not re-requested until they cool down."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since)
-    )
-    return [r for r in (_range_of(run, False) for run in runs) if r]
-
-
 def expected_sessions(settings: Settings, window_days: int) -> list[date]:
     """Sessions of the window that can hold bars now: today's counts once its first
-    15-minute bar is complete (the intraday schedule then keeps it fresh)."""
+    15-minute bar is complete and an intraday provider is configured (the intraday schedule
+    then keeps it fresh); without one, today waits for the history provider."""
     sessions = window_sessions(settings.today, window_days, settings.history_start)
     if sessions and sessions[-1] == settings.today:
         first_bar_done = calendar.session(settings.today).open + FIRST_BAR
-        if settings.now() < first_bar_done:
+        if not settings.intraday_configured or settings.now() < first_bar_done:
             sessions.pop()
     return sessions
 
@@ -91,13 +86,14 @@ class Coverage:
     timeframe: Timeframe
     window_days: int
     sessions: list[date]
-    present: dict[date, int]
+    complete: frozenset[date]
+    bars: int
     running: int
     queued: int
 
     @property
     def gaps(self) -> list[Gap]:
-        return find_gaps(self.sessions, self.present)
+        return find_gaps(self.sessions, self.complete)
 
     @property
     def status(self) -> str:
@@ -107,7 +103,7 @@ class Coverage:
 
     def to_json(self) -> dict[str, object]:
         total = len(self.sessions)
-        completed = sum(1 for day in self.sessions if day in self.present)
+        completed = len(self.complete)
         return {
             "symbol": self.symbol,
             "timeframe": self.timeframe.value,
@@ -119,10 +115,23 @@ class Coverage:
                 "running_slices": self.running,
                 "queued_slices": self.queued,
                 "progress_percent": round(100 * completed / total, 1) if total else 100.0,
-                "bars_written": sum(self.present.values()),
+                "bars_written": self.bars,
             },
             "gaps": [gap.to_json() for gap in self.gaps],
         }
+
+
+def complete_sessions(
+    states: dict[date, SessionState], timeframe: Timeframe, settings: Settings
+) -> frozenset[date]:
+    now, today = settings.now(), settings.today
+    return frozenset(
+        day
+        for day, state in states.items()
+        if completeness.complete(
+            state, timeframe, final_required=day < today and completeness.final_required(day, now)
+        )
+    )
 
 
 def coverage_report(
@@ -135,49 +144,73 @@ def coverage_report(
     timeframe: Timeframe,
     window_days: int,
 ) -> Coverage:
+    """Per session of the window: complete for `timeframe` (see `core.completeness`)?"""
     sessions = expected_sessions(settings, window_days)
-    present: dict[date, int] = {}
+    complete: frozenset[date] = frozenset()
+    bars = 0
     if symbol_id is not None and sessions:
-        present = bar_store.sessions_with_bars(
-            conn, symbol_id, timeframe, sessions[0], sessions[-1]
+        states = session_states(conn, [symbol_id], sessions)[symbol_id]
+        complete = complete_sessions(states, timeframe, settings)
+        bars = sum(
+            (s.raw if timeframe == Timeframe.M15 else s.derived.get(timeframe, NOTHING)).bars
+            for s in states.values()
         )
     running = queued = 0
     if instance is not None:
         ranges = [r for r in inflight_ranges(instance) if r.first_symbol <= symbol <= r.last_symbol]
         for day in sessions:
-            if day in present:
+            if day in complete:
                 continue
             covering = [r for r in ranges if r.covers(symbol, day)]
             if any(r.running for r in covering):
                 running += 1
             elif covering:
                 queued += 1
-    return Coverage(symbol, timeframe, window_days, sessions, present, running, queued)
+    return Coverage(symbol, timeframe, window_days, sessions, complete, bars, running, queued)
 
 
 @dataclass(frozen=True)
 class GapRequest:
+    """One run to request: `fetch` (raw bars from the providers, then derived) or, when only
+    derived bars are missing or stale, derive from the stored m15 bars (no request)."""
+
     symbol: str
     gap: Gap
     priority: int
+    fetch: bool
 
 
 def gaps_to_request(
-    watch: Sequence[tuple[str, int, int, int]],
-    covered: dict[int, dict[date, int]],
+    watched: Sequence[WatchedSymbol],
+    states: dict[int, dict[date, SessionState]],
     settings: Settings,
     excluded: Iterable[InflightRange],
 ) -> list[GapRequest]:
-    """Contiguous missing ranges per watched symbol (ticker, id, window_days, priority),
-    minus what is in flight or recently failed, highest priority first."""
+    """Contiguous incomplete ranges per watched symbol, minus what is in flight, highest
+    priority first. A symbol whose fetch failed waits until its `retry_after`; one that has
+    answered SYMBOL_NOT_FOUND gets a one-session probe instead of its whole range."""
     excluded = list(excluded)
+    now, today = settings.now(), settings.today
     requests: list[GapRequest] = []
-    for ticker, symbol_id, window_days, priority in watch:
-        sessions = [
-            day
-            for day in expected_sessions(settings, window_days)
-            if not any(r.covers(ticker, day) for r in excluded)
-        ]
-        present = covered.get(symbol_id, {})
-        requests.extend(GapRequest(ticker, gap, priority) for gap in find_gaps(sessions, present))
+    for symbol in watched:
+        if symbol.retry_after is not None and symbol.retry_after > now:
+            continue
+        fetch: list[date] = []
+        derive: list[date] = []
+        for day in expected_sessions(settings, symbol.window_days):
+            if any(r.covers(symbol.ticker, day) for r in excluded):
+                continue
+            state = states.get(symbol.id, {}).get(day, SessionState(day))
+            final = day < today and completeness.final_required(day, now)
+            if not completeness.raw_complete(state, final_required=final):
+                fetch.append(day)
+            elif completeness.derived_stale(state):
+                derive.append(day)
+        if symbol.not_found_streak and fetch:
+            fetch = fetch[-1:]
+        for days, is_fetch in ((fetch, True), (derive, False)):
+            requests.extend(
+                GapRequest(symbol.ticker, gap, symbol.priority, is_fetch)
+                for gap in find_gaps(days, ())
+            )
     return sorted(requests, key=lambda r: (-r.priority, r.symbol, r.gap.start))

@@ -8,6 +8,7 @@ from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG
 from swiftbolt_pipeline.defs.partitions import partition_key
 
 BARS_JOB = "bars_job"
+DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in ("h1_bars", "h4_bars", "d1_bars"))
 
 # Partitioning is inferred from the selected assets.
 bars_job = dg.define_asset_job(

@@ -60,14 +60,23 @@ class _ProviderResource(dg.ConfigurableResource):
             breaker.close()
 
 
-class PolygonResource(_ProviderResource):
-    """Polygon aggregates (history): all runs and processes share one 5 requests/minute."""
+def _not_configured(provider: str, variables: str) -> ProviderError:
+    return ProviderError(
+        PROVIDER_UNAVAILABLE, f"not configured: set {variables}", provider=provider
+    )
 
-    api_key: str
+
+class PolygonResource(_ProviderResource):
+    """Polygon aggregates (history): all runs and processes share one 5 requests/minute.
+    Unconfigured (no key) it refuses with PROVIDER_UNAVAILABLE, like every provider."""
+
+    api_key: str | None = None
     base_url: str = "https://api.polygon.io"
 
     @contextmanager
     def client(self) -> Iterator[PolygonClient]:
+        if not self.api_key:
+            raise _not_configured("polygon", "POLYGON_API_KEY")
         with self._policy("polygon") as policy:
             client = PolygonClient(self.base_url, self.api_key, **policy)
             try:
@@ -77,13 +86,16 @@ class PolygonResource(_ProviderResource):
 
 
 class TradierResource(_ProviderResource):
-    """Tradier time & sales for today's session."""
+    """Tradier time & sales for today's session. Unconfigured (no token), today's session
+    waits for the history provider."""
 
-    token: str
+    token: str | None = None
     base_url: str = "https://api.tradier.com"
 
     @contextmanager
     def client(self) -> Iterator[TradierClient]:
+        if not self.token:
+            raise _not_configured("tradier", "TRADIER_TOKEN")
         with self._policy("tradier") as policy:
             client = TradierClient(self.base_url, self.token, **policy)
             try:
@@ -103,11 +115,7 @@ class AlpacaResource(_ProviderResource):
     @contextmanager
     def client(self) -> Iterator[AlpacaClient]:
         if not self.key_id or not self.secret_key:
-            raise ProviderError(
-                PROVIDER_UNAVAILABLE,
-                "not configured: set ALPACA_KEY_ID and ALPACA_SECRET_KEY",
-                provider="alpaca",
-            )
+            raise _not_configured("alpaca", "ALPACA_KEY_ID and ALPACA_SECRET_KEY")
         with self._policy("alpaca") as policy:
             client = AlpacaClient(self.base_url, self.key_id, self.secret_key, **policy)
             try:

@@ -1,14 +1,20 @@
-"""Schedules: today's session every 15 minutes while the market is open (Tradier), and the
-previous session finalized from Polygon the next morning, replacing the intraday rows."""
+"""Schedules: today's session every 15 minutes while the market is open (the intraday
+provider, Tradier), and the previous session finalized from the history provider the next
+morning, replacing the provisional rows. A finalize that fails is retried by the gap sensor,
+which treats provisional rows of a past session as a gap once the finalize is overdue."""
 
 from datetime import timedelta
 
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, completeness
+from swiftbolt_pipeline.defs.assets.m15 import MISSING_ONLY_TAG
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
+from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage.coverage import session_states
 
 # The last refresh runs one bar after the close so the final 15-minute bar is complete.
 CLOSE_GRACE = timedelta(minutes=15)
@@ -31,6 +37,8 @@ def today_intraday_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     settings = Settings.from_env()
     now = settings.fixed_now or context.scheduled_execution_time
     today = calendar.exchange_date(now)
+    if not settings.intraday_configured:
+        return dg.SkipReason("no intraday provider configured (TRADIER_TOKEN)")
     if not calendar.is_session(today):
         return dg.SkipReason(f"{today} is not a trading session")
     session = calendar.session(today)
@@ -51,21 +59,31 @@ def today_intraday_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     cron_schedule="0 6 * * 1-6",
     execution_timezone="America/New_York",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The previous session re-fetched from Polygon, replacing its intraday bars.",
+    description="The previous session from the history provider for every watched symbol "
+    "that lacks its final bars, replacing provisional ones.",
 )
 def finalize_previous_session_schedule(
-    context: dg.ScheduleEvaluationContext,
+    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource
 ) -> dg.RunRequest | dg.SkipReason:
     settings = Settings.from_env()
     now = settings.fixed_now or context.scheduled_execution_time
     previous = calendar.previous_session(calendar.exchange_date(now))
-    symbols = _all_symbols(context)
+    with warehouse.connect() as conn:
+        watched = watchlist.list_symbols(conn)
+        states = session_states(conn, [s.id for s in watched], [previous])
+    symbols = sorted(
+        s.ticker
+        for s in watched
+        if s.ticker in _all_symbols(context)
+        and not completeness.raw_complete(states[s.id][previous], final_required=True)
+    )
     if not symbols:
-        return dg.SkipReason("the watchlist is empty")
+        return dg.SkipReason(f"every watched symbol has its final bars of {previous}")
     return dg.RunRequest(
         run_key=f"finalize:{previous.isoformat()}",
         tags={
             **range_tags(symbols[0], symbols[-1], previous, previous),
             "swiftbolt/trigger": "finalize",
+            MISSING_ONLY_TAG: "true",
         },
     )

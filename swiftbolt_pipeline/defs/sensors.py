@@ -1,20 +1,16 @@
 """Sensors: the watchlist becomes partitions; coverage gaps become a few range backfills."""
 
-from datetime import timedelta
-
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.coverage import gaps_to_request, inflight_ranges, recently_failed
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.core.gaps import window_sessions
+from swiftbolt_pipeline.defs.coverage import GapRequest, gaps_to_request, inflight_ranges
+from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
-from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage import ledger, watchlist
+from swiftbolt_pipeline.storage.coverage import session_states
 
-# A failed range is retried after this long, so a dead symbol doesn't spin the queue.
-FAILURE_COOLDOWN = timedelta(minutes=10)
 MAX_REQUESTS_PER_TICK = 25
 
 
@@ -49,9 +45,12 @@ def watchlist_sensor(
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Finds missing sessions of watched symbols (by their d1 bars, the last asset of the "
-        "chain) and requests one run per symbol per contiguous range, never per day; ranges "
-        "already queued, running or recently failed are left alone."
+        "Finds incomplete sessions of watched symbols, per timeframe (raw bars the history "
+        "provider has not confirmed, provisional bars of past sessions, missing or stale "
+        "derived bars) and requests one run per symbol per contiguous range, never per day: "
+        "a fetch where raw bars are missing, a derive-only run (no request) where only h1/h4/d1 "
+        "are. Ranges already queued or running, and symbols whose last fetch failed less "
+        "than 10 minutes ago, are left alone."
     ),
 )
 def coverage_gap_sensor(
@@ -61,46 +60,43 @@ def coverage_gap_sensor(
     assert SYMBOLS.name is not None
     partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
+        abandoned = ledger.abandon_orphans(conn)
+        conn.commit()
         watched = watchlist.list_symbols(conn)
         if not watched:
             return dg.SkipReason("the watchlist is empty")
-        covered = bar_store.sessions_with_bars_many(
-            conn,
-            [s.id for s in watched],
-            Timeframe.D1,
-            settings.history_start,
-            settings.today,
-        )
-    excluded = inflight_ranges(context.instance) + recently_failed(
-        context.instance, settings.now() - FAILURE_COOLDOWN
-    )
-    gaps = gaps_to_request(
-        [(s.ticker, s.id, s.window_days, s.priority) for s in watched],
-        covered,
-        settings,
-        excluded,
-    )
+        widest = max(s.window_days for s in watched)
+        sessions = window_sessions(settings.today, widest, settings.history_start)
+        states = session_states(conn, [s.id for s in watched], sessions)
+    if abandoned:
+        context.log.info(f"{abandoned} ledger row(s) of dead processes marked abandoned")
+    gaps = gaps_to_request(watched, states, settings, inflight_ranges(context.instance))
     if not gaps:
-        return dg.SkipReason(f"{len(watched)} symbol(s) fully covered or in flight")
+        return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a
     # new symbol's backfill starts without waiting for the watchlist sensor.
     new_symbols = sorted({g.symbol for g in gaps} - partitions)
-    requests = [
-        dg.RunRequest(
-            tags={
-                **range_tags(g.symbol, g.symbol, g.gap.start, g.gap.end),
-                "swiftbolt/symbol": g.symbol,
-                "swiftbolt/trigger": "coverage_gap_sensor",
-                "dagster/priority": str(g.priority),
-            },
-        )
-        for g in gaps[:MAX_REQUESTS_PER_TICK]
-    ]
+    requests = [_run_request(g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
     context.log.info(
-        f"requesting {len(requests)} of {len(gaps)} gap range(s): "
-        + ", ".join(f"{g.symbol} {g.gap.start}..{g.gap.end}" for g in gaps[:5])
+        f"requesting {len(requests)} of {len(gaps)} range(s): "
+        + ", ".join(
+            f"{g.symbol} {g.gap.start}..{g.gap.end}{'' if g.fetch else ' (derive)'}"
+            for g in gaps[:5]
+        )
     )
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[SYMBOLS.build_add_request(new_symbols)] if new_symbols else [],
+    )
+
+
+def _run_request(gap: GapRequest) -> dg.RunRequest:
+    return dg.RunRequest(
+        asset_selection=None if gap.fetch else list(DERIVED_ASSET_KEYS),
+        tags={
+            **range_tags(gap.symbol, gap.symbol, gap.gap.start, gap.gap.end),
+            "swiftbolt/symbol": gap.symbol,
+            "swiftbolt/trigger": "coverage_gap_sensor",
+            "dagster/priority": str(gap.priority),
+        },
     )

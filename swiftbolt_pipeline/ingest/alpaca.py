@@ -1,7 +1,7 @@
 """Alpaca history: the symbols of a run that need the same window are fetched together, up to
 50 per request (`AlpacaClient.fetch_m15_batch`), then each symbol's bars are cleaned and
-stored exactly like Polygon's (`ingest.m15.store_window`: one transaction per symbol-window
-with its checkpoint and ledger row).
+stored exactly like Polygon's (`ingest.m15.WindowStore`: partitions committed with the
+checkpoint, confirmations and ledger row).
 
 Ledger cost of a batch: every symbol of it gets its own `job_runs` row; the batch's one planned
 request and the requests it actually took (pages, retries) are spread over those rows (integer
@@ -18,7 +18,7 @@ import psycopg
 
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, fail_window, start_window, store_window
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, fail_window, start_window
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
@@ -59,12 +59,12 @@ def ingest_batch(
     run_id: str,
     window: RequestWindow,
     members: Sequence[BatchMember],
-) -> tuple[dict[str, int], dict[str, ProviderError]]:
+) -> dict[str, ProviderError]:
     """Fetch `window` for the members (at most 50 symbols: one multi-symbol request plus its
     pages) and store each symbol's partitions.
 
-    Returns (bars received per symbol, per-symbol errors such as an off-grid answer: the other
-    symbols are still stored). A failure of the request itself (PROVIDER_UNAVAILABLE,
+    Returns the per-symbol errors, such as an off-grid answer (the other symbols are still
+    stored). A failure of the request itself (PROVIDER_UNAVAILABLE,
     AUTH_FAILED, ...) fails every member's ledger row and is raised."""
     n = len(members)
     planned = shares(1, n)
@@ -87,18 +87,23 @@ def ingest_batch(
         "alpaca %d symbol(s) %s..%s: %d request(s) incl. pages and retries, %d missing",
         n, window.first, window.last, stats.requests, len(batch.missing),
     )  # fmt: skip
-    received: dict[str, int] = {}
     errors: dict[str, ProviderError] = {}
     for member, fetch_id, part in zip(members, fetch_ids, split_stats(stats, n), strict=True):
         result = member.result
         result.stats.add(part)
         raw = batch.bars.get(result.symbol.upper(), pl.DataFrame(schema=BAR_SCHEMA))
+        store = WindowStore(
+            conn,
+            provider=alpaca.provider,
+            fetch_id=fetch_id,
+            symbol_id=member.symbol_id,
+            window=window,
+            result=result,
+        )
         try:
-            store_window(
-                conn, alpaca.provider, fetch_id, member.symbol_id, window, raw, part, result
-            )
+            store.add(raw, part)
+            store.finish(part)
         except ProviderError as exc:
+            store.fail(part, exc)
             errors[result.symbol] = exc
-            continue
-        received[result.symbol] = raw.height
-    return received, errors
+    return errors

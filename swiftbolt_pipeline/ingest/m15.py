@@ -1,22 +1,24 @@
-"""Fetch raw m15 bars for one symbol's session days and store them, partition by partition.
+"""The one write path of raw m15 bars, for every provider: clean, replace partitions, confirm.
 
-Historical days go to Polygon in coalesced windows (about 50 sessions per request); each
-window's partitions and the checkpoint are committed together, so a killed fetch resumes after
-the last committed window and never leaves a partition half written.
+A `WindowStore` takes one request window's bars as they arrive, page by page. Every session
+the bars have moved past is complete: it is cleaned, replaced and committed with the
+checkpoint, so a fetch killed mid-window resumes after the last stored session instead of
+fetching the window again. The last, possibly partial session waits for the next page.
 
-Every window's bars go through `core.clean` (explicit rules for bad provider data, counted per
-rule in `SymbolIngest.rejected`). Only sessions left with at least one clean bar are replaced:
-a session the provider served nothing usable for keeps what the archive has (never lose bars)
-and is listed in `empty_days`.
+Every batch goes through `core.clean` (explicit rules for bad provider data, counted per rule
+in `SymbolIngest.rejected`). Only sessions left with at least one clean bar are replaced. A
+past session the history provider answered with nothing usable is confirmed empty (a halt,
+before a listing, after a delisting: no gap, never requested again), except that final bars
+already stored are kept; today's session (Tradier, provisional) keeps what is stored.
 
-The ledger/clean/write steps (`start_window`, `fail_window`, `store_window`) are shared by every
-history provider: Polygon here, Alpaca's multi-symbol batches in `ingest.alpaca`, and the
-provider routing with fallback in `ingest.history`."""
+A symbol's empty sessions are confirmed only once the provider is known to serve the symbol
+(it had stored bars, or served some in this fetch): an unknown ticker answers every session
+empty, and that is SYMBOL_NOT_FOUND, not a run of confirmed empty sessions."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -26,8 +28,8 @@ import psycopg
 from swiftbolt_pipeline.config import HISTORY_PROVIDERS
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clean import OFF_GRID, CleanReport, clean_m15, merge_counts
-from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.providers.errors import (
     MALFORMED_RESPONSE,
     SYMBOL_NOT_FOUND,
@@ -36,7 +38,7 @@ from swiftbolt_pipeline.providers.errors import (
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import ledger
+from swiftbolt_pipeline.storage import coverage, ledger
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,12 @@ class SymbolIngest:
     # fallback took over part of the range).
     provider: str = "polygon"
     bars_written: int = 0
+    # Bars the providers served (before cleaning): 0 over a whole fetch is SYMBOL_NOT_FOUND.
+    received: int = 0
     expected_requests: int = 0
     stats: RequestStats = field(default_factory=RequestStats)
     resumed_days: int = 0
+    # Sessions answered with nothing usable (confirmed empty when in the past).
     empty_days: list[date] = field(default_factory=list)
     first_ts: str | None = None
     last_ts: str | None = None
@@ -66,6 +71,12 @@ class SymbolIngest:
     unavailable: list[str] = field(default_factory=list)
     # Keep extended-hours (04:00-20:00 ET) m15 bars too (SWIFTBOLT_EXTENDED_HOURS).
     extended_hours: bool = False
+    # Why this symbol failed (the other symbols of a run are unaffected); None on success.
+    error: ProviderError | None = None
+    # The provider serves this symbol: it had stored final bars, or served some now.
+    known: bool = False
+    # Empty past sessions waiting for `known` before they are confirmed, per provider.
+    unconfirmed: dict[str, list[date]] = field(default_factory=dict)
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
@@ -77,6 +88,12 @@ class SymbolIngest:
         if provider not in used:
             self.provider = ",".join([*used, provider])
 
+    def note_span(self, bars: pl.DataFrame) -> None:
+        if bars.height:
+            first, last = str(bars["ts"].min()), str(bars["ts"].max())
+            self.first_ts = min(filter(None, [self.first_ts, first]))
+            self.last_ts = max(filter(None, [self.last_ts, last]))
+
     @property
     def fallback_used(self) -> bool:
         return bool(self.unavailable) and any(
@@ -86,51 +103,6 @@ class SymbolIngest:
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
-
-
-def ingest_history(
-    conn: psycopg.Connection,
-    polygon: PolygonClient,
-    *,
-    run_id: str,
-    symbol: str,
-    symbol_id: int,
-    days: Sequence[date],
-) -> SymbolIngest:
-    """Fetch and store m15 bars of `symbol` for historical session `days` from Polygon alone
-    (no fallback; `ingest.history.ingest_history_routed` routes between providers)."""
-    result = SymbolIngest(symbol=symbol, days=sorted(days), provider=polygon.provider)
-    todo = skip_resumed(conn, symbol, result)
-    windows = plan_requests(todo)
-    result.expected_requests = len(windows)
-    received = 0
-    for window in windows:
-        received += fetch_window(conn, polygon, run_id, symbol_id, window, result)
-    finish_symbol(conn, result, planned=bool(windows), received=received, todo=todo)
-    return result
-
-
-def fetch_window(
-    conn: psycopg.Connection,
-    polygon: PolygonClient,
-    run_id: str,
-    symbol_id: int,
-    window: RequestWindow,
-    result: SymbolIngest,
-) -> int:
-    """One planned Polygon request (plus the pages and retries it takes); returns bars
-    received."""
-    stats = RequestStats()
-    fetch_id = start_window(conn, run_id, polygon.provider, result.symbol, window, expected=1)
-    try:
-        raw = polygon.fetch_m15(result.symbol, window.first, window.last, stats)
-    except ProviderError as exc:
-        fail_window(conn, fetch_id, stats.requests, exc)
-        raise
-    finally:
-        result.stats.add(stats)
-    store_window(conn, polygon.provider, fetch_id, symbol_id, window, raw, stats, result)
-    return raw.height
 
 
 def start_window(
@@ -157,121 +129,228 @@ def start_window(
     return fetch_id
 
 
-def fail_window(conn: psycopg.Connection, fetch_id: int, requests: int, exc: ProviderError) -> None:
+def fail_window(
+    conn: psycopg.Connection, fetch_id: int, requests: int, exc: ProviderError, rows: int = 0
+) -> None:
     ledger.finish_fetch(
         conn,
         fetch_id,
         actual_cost=requests,
-        rows_written=0,
+        rows_written=rows,
         error_code=exc.code,
         error_message=exc.message,
     )
     conn.commit()
 
 
-def store_window(
+class WindowStore:
+    """Stores one window's bars of one symbol as they arrive (see the module docstring).
+
+    `is_intraday`: provisional bars of today's session (no checkpoint, nothing confirmed)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        *,
+        provider: str,
+        fetch_id: int,
+        symbol_id: int,
+        window: RequestWindow,
+        result: SymbolIngest,
+        is_intraday: bool = False,
+    ) -> None:
+        self.conn = conn
+        self.provider = provider
+        self.fetch_id = fetch_id
+        self.symbol_id = symbol_id
+        self.window = window
+        self.result = result
+        self.is_intraday = is_intraday
+        self.rows = 0
+        self._pending = list(window.sessions)  # sessions not stored yet, in order
+        self._carry: list[pl.DataFrame] = []  # raw bars of the session still arriving
+
+    def add(self, raw: pl.DataFrame, stats: RequestStats) -> None:
+        """One page: store every session it moved past; keep the last one for later."""
+        self.result.received += raw.height
+        if raw.is_empty():
+            return
+        raw = pl.concat([*self._carry, raw])
+        day = raw["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
+        last_day: date = day.max()  # type: ignore[assignment]
+        done = [d for d in self._pending if d < last_day]
+        self._carry = [raw.filter(day >= last_day)]
+        if done:
+            self._store(raw.filter(day < last_day), done, stats)
+
+    def finish(self, stats: RequestStats) -> None:
+        """The window's last page arrived: store the rest and close the ledger row."""
+        raw = pl.concat(self._carry) if self._carry else None
+        self._carry = []
+        if self._pending:
+            self._store(raw, list(self._pending), stats)
+        ledger.finish_fetch(
+            self.conn, self.fetch_id, actual_cost=stats.requests, rows_written=self.rows
+        )
+        self.conn.commit()
+
+    def fail(self, stats: RequestStats, exc: ProviderError) -> None:
+        """Close the ledger row as failed; sessions already committed stay."""
+        fail_window(self.conn, self.fetch_id, stats.requests, exc, self.rows)
+
+    def _store(self, raw: pl.DataFrame | None, days: list[date], stats: RequestStats) -> None:
+        """Clean `raw` (bars of exactly `days`) and commit those partitions with the checkpoint.
+
+        Raises MALFORMED_RESPONSE (nothing of these days stored) for off-grid bars."""
+        result = self.result
+        sessions = [calendar.session(d) for d in days]
+        served = raw if raw is not None else pl.DataFrame(schema=BAR_SCHEMA)
+        bars, report = clean_m15(served, sessions, extended_hours=result.extended_hours)
+        result.note_cleaning(report)
+        if report.wrong_interval:
+            raise wrong_interval_error(self.provider, report, stats.requests)
+        if report.rejected():
+            log.warning(
+                "%s %s..%s: dropped %d bad bar(s) from %s: %s",
+                result.symbol, days[0], days[-1], report.rejected_total, self.provider,
+                ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
+            )  # fmt: skip
+        counts = _bars_per_day(bars)
+        written = [d for d in days if counts.get(d)]
+        empty = [d for d in days if not counts.get(d)]
+        with self.conn.transaction():
+            rows = 0
+            if written:
+                rows = bar_store.replace_partitions(
+                    self.conn,
+                    symbol_id=self.symbol_id,
+                    timeframe=Timeframe.M15,
+                    days=written,
+                    bars=bars,
+                    provider=self.provider,
+                    is_intraday=self.is_intraday,
+                )
+            if not self.is_intraday:
+                result.known = result.known or bool(written)
+                coverage.confirm_sessions(
+                    self.conn,
+                    symbol_id=self.symbol_id,
+                    timeframe=Timeframe.M15,
+                    bars_per_day={d: counts[d] for d in written},
+                    provider=self.provider,
+                )
+                result.unconfirmed.setdefault(self.provider, []).extend(empty)
+                if result.known:
+                    confirm_pending_empty(self.conn, self.symbol_id, result)
+                # Committed with the bars: a killed fetch resumes after these sessions.
+                ledger.advance_checkpoint(
+                    self.conn,
+                    self.provider,
+                    result.symbol,
+                    Timeframe.M15.value,
+                    range_start=result.days[0],
+                    last_ts=sessions[-1].close,
+                    bars=rows,
+                )
+        self.conn.commit()
+        self._pending = [d for d in self._pending if d not in set(days)]
+        self.rows += rows
+        result.bars_written += rows
+        result.empty_days.extend(empty)
+        result.note_span(bars)
+        log.info(
+            "%s %s..%s: %d bars from %s in %d request(s) so far, waited %.1fs for tokens",
+            result.symbol, days[0], days[-1], rows, self.provider, stats.requests,
+            stats.token_wait_s,
+        )  # fmt: skip
+
+
+def confirm_pending_empty(conn: psycopg.Connection, symbol_id: int, result: SymbolIngest) -> None:
+    """Confirm the empty sessions waiting for the symbol to be known (in the caller's
+    transaction)."""
+    for provider, days in result.unconfirmed.items():
+        coverage.confirm_empty(
+            conn, symbol_id=symbol_id, timeframe=Timeframe.M15, days=days, provider=provider
+        )
+    result.unconfirmed.clear()
+
+
+def fetch_window(
     conn: psycopg.Connection,
-    provider: str,
-    fetch_id: int,
+    polygon: PolygonClient,
+    run_id: str,
     symbol_id: int,
     window: RequestWindow,
-    raw: pl.DataFrame,
-    stats: RequestStats,
     result: SymbolIngest,
 ) -> None:
-    """Clean one window's raw bars and replace its partitions, with the checkpoint and the
-    ledger row in the same transaction. `stats` is this fetch's cost (for the ledger).
+    """One planned Polygon request (plus the pages and retries it takes), stored page by
+    page."""
+    stats = RequestStats()
+    fetch_id = start_window(conn, run_id, polygon.provider, result.symbol, window, expected=1)
+    store = WindowStore(
+        conn,
+        provider=polygon.provider,
+        fetch_id=fetch_id,
+        symbol_id=symbol_id,
+        window=window,
+        result=result,
+    )
+    try:
+        for page in polygon.iter_m15_pages(result.symbol, window.first, window.last, stats):
+            store.add(page, stats)
+        store.finish(stats)
+    except ProviderError as exc:
+        store.fail(stats, exc)
+        raise
+    finally:
+        result.stats.add(stats)
 
-    Raises MALFORMED_RESPONSE (ledger row failed, nothing stored) for off-grid bars."""
-    symbol = result.symbol
-    sessions = [calendar.session(day) for day in window.sessions]
-    bars, report = clean_m15(raw, sessions, extended_hours=result.extended_hours)
-    result.note_cleaning(report)
-    if report.wrong_interval:
-        exc = wrong_interval_error(provider, report, stats.requests)
-        fail_window(conn, fetch_id, stats.requests, exc)
-        raise exc
-    if report.rejected():
-        log.warning(
-            "%s %s..%s: dropped %d bad bar(s) from %s: %s",
-            symbol, window.first, window.last, report.rejected_total, provider,
-            ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
-        )  # fmt: skip
-    days = written_days(bars, window.sessions)
-    if not days:
-        # Nothing usable served: keep whatever the archive has for these days (never lose bars).
-        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=0)
-        conn.commit()
-        result.empty_days.extend(window.sessions)
-        return
-    with conn.transaction():
-        rows = bar_store.replace_partitions(
-            conn,
-            symbol_id=symbol_id,
-            timeframe=Timeframe.M15,
-            days=days,
-            bars=bars,
-            provider=provider,
-            is_intraday=False,
-        )
-        # Committed with the bars: a killed fetch resumes after this window.
-        ledger.advance_checkpoint(
-            conn,
-            provider,
-            symbol,
-            Timeframe.M15.value,
-            range_start=result.days[0],
-            last_ts=sessions[-1].close,
-            bars=rows,
-        )
-        ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=rows)
-    conn.commit()
-    result.bars_written += rows
-    _note_span(result, bars, window.sessions)
-    log.info(
-        "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
-        symbol, window.first, window.last, rows, provider, stats.requests, stats.token_wait_s,
-    )  # fmt: skip
+
+def prepare_symbol(conn: psycopg.Connection, symbol_id: int, result: SymbolIngest) -> list[date]:
+    """Before a symbol's fetch: is it known to the provider, and which days are left after a
+    killed fetch's committed sessions (through any history provider, e.g. Polygon before a
+    fallback to Alpaca)."""
+    result.known = bar_store.has_final_bars(conn, symbol_id, Timeframe.M15)
+    todo = result.days
+    for provider in HISTORY_PROVIDERS:
+        saved = ledger.checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
+        if saved is None:
+            continue
+        range_start, last_ts = saved
+        done_through = calendar.exchange_date(last_ts)
+        todo = [d for d in todo if not (range_start <= d <= done_through)]
+        log.info("%s: resuming after %s (%s)", result.symbol, done_through, provider)
+    result.resumed_days = len(result.days) - len(todo)
+    if result.resumed_days:
+        log.info("%s: %d day(s) already stored", result.symbol, result.resumed_days)
+    return todo
 
 
 def finish_symbol(
     conn: psycopg.Connection,
+    symbol_id: int,
     result: SymbolIngest,
     *,
     planned: bool,
-    received: int,
     todo: Sequence[date],
 ) -> None:
-    """After every window of a symbol: SYMBOL_NOT_FOUND when no provider served a single bar,
-    else the fetch is complete and its checkpoints go."""
-    if planned and received == 0:
+    """After every window of a symbol: its pending empty sessions are confirmed when the
+    provider is known to serve it, and its checkpoints go. A fetch that served nothing at all
+    is SYMBOL_NOT_FOUND (unknown, delisted, or halted for the whole range): the caller counts
+    those answers and parks a symbol that keeps giving them."""
+    with conn.transaction():
+        if result.known:
+            confirm_pending_empty(conn, symbol_id, result)
+        for provider in HISTORY_PROVIDERS:
+            ledger.clear_checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
+    conn.commit()
+    if planned and result.received == 0:
         raise ProviderError(
             SYMBOL_NOT_FOUND,
             f"no bars for {result.symbol} from {todo[0]} to {todo[-1]}: unknown or untraded ticker",
             provider=result.provider,
             requests=result.stats.requests,
         )
-    for provider in HISTORY_PROVIDERS:
-        ledger.clear_checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
-    conn.commit()
-
-
-def skip_resumed(conn: psycopg.Connection, symbol: str, result: SymbolIngest) -> list[date]:
-    """Days still to fetch: those a killed fetch of this symbol already committed (through any
-    history provider, e.g. Polygon before a fallback to Alpaca) are skipped."""
-    todo = result.days
-    for provider in HISTORY_PROVIDERS:
-        saved = ledger.checkpoint(conn, provider, symbol, Timeframe.M15.value)
-        if saved is None:
-            continue
-        range_start, last_ts = saved
-        done_through = calendar.exchange_date(last_ts)
-        todo = [d for d in todo if not (range_start <= d <= done_through)]
-        log.info("%s: resuming after %s (%s)", symbol, done_through, provider)
-    result.resumed_days = len(result.days) - len(todo)
-    if result.resumed_days:
-        log.info("%s: %d day(s) already stored", symbol, result.resumed_days)
-    return todo
 
 
 def wrong_interval_error(provider: str, report: CleanReport, requests: int) -> ProviderError:
@@ -285,20 +364,14 @@ def wrong_interval_error(provider: str, report: CleanReport, requests: int) -> P
     )
 
 
-def written_days(bars: pl.DataFrame, sessions: Sequence[date]) -> list[date]:
-    """The sessions (in order) that have at least one of `bars`: the partitions to replace."""
+def _bars_per_day(bars: pl.DataFrame) -> dict[date, int]:
     if bars.is_empty():
-        return []
-    present = set(bars["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date())
-    return [day for day in sessions if day in present]
+        return {}
+    day = bars["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
+    return dict(day.value_counts().iter_rows())
 
 
-def _note_span(result: SymbolIngest, bars: pl.DataFrame, days: Sequence[date]) -> None:
-    if bars.height:
-        first, last = bars["ts"].min(), bars["ts"].max()
-        result.first_ts = min(filter(None, [result.first_ts, str(first)]))
-        result.last_ts = max(filter(None, [result.last_ts, str(last)]))
-        present = set(bars["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date())
-    else:
-        present = set()
-    result.empty_days.extend(d for d in days if d not in present)
+def window_of(days: Iterable[date]) -> RequestWindow:
+    """A window over the given sessions (today's single session, for one)."""
+    ordered = tuple(sorted(days))
+    return RequestWindow(ordered[0], ordered[-1], ordered, 0)

@@ -116,6 +116,16 @@ def read_bars(
     return pl.DataFrame(rows, schema=SOURCE_SCHEMA, orient="row")
 
 
+def has_final_bars(conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe) -> bool:
+    """Does the archive hold any final (not provisional) bar of this symbol?"""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM ohlc_bars_v2
+                          WHERE symbol_id = %s AND timeframe = %s AND NOT is_intraday)""",
+        (symbol_id, timeframe.value),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def sessions_with_bars_many(
     conn: psycopg.Connection,
     symbol_ids: list[int],

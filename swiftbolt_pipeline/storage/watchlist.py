@@ -6,8 +6,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 from swiftbolt_pipeline.core.models import InvalidInput
+from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
+
+_COLUMNS = sql.SQL(", ").join(
+    map(
+        sql.Identifier,
+        (
+            "id", "ticker", "is_active", "window_days", "priority", "added_at", "parked_reason",
+            "parked_at", "not_found_streak", "retry_after",
+        ),
+    )
+)  # fmt: skip
+# SYMBOL_NOT_FOUND answers in a row that park a symbol: an unknown ticker costs its window's
+# requests once and then one probe per answer; a full-day halt answers once and then trades.
+PARK_AFTER = 3
 
 # A window is calendar days back from today; ten years is far beyond any archive (the
 # `symbols.window_days` CHECK holds the same bound).
@@ -22,6 +37,13 @@ class WatchedSymbol:
     window_days: int
     priority: int
     added_at: datetime
+    # Why the symbol was parked (inactive after answering SYMBOL_NOT_FOUND again and again).
+    parked_reason: str | None = None
+    parked_at: datetime | None = None
+    # SYMBOL_NOT_FOUND answers in a row: from the first one on, only a probe is requested.
+    not_found_streak: int = 0
+    # A failed fetch holds the gap sensor off the symbol until then (the program's clock).
+    retry_after: datetime | None = None
 
 
 def add(
@@ -35,11 +57,14 @@ def add(
     with conn.transaction():
         rows = [
             conn.execute(
-                """INSERT INTO symbols (ticker, window_days, priority) VALUES (%s, %s, %s)
-                    ON CONFLICT (ticker) DO UPDATE
-                    SET is_active = true, window_days = EXCLUDED.window_days,
-                        priority = EXCLUDED.priority
-                    RETURNING id, ticker, is_active, window_days, priority, added_at""",
+                sql.SQL(
+                    """INSERT INTO symbols (ticker, window_days, priority) VALUES (%s, %s, %s)
+                       ON CONFLICT (ticker) DO UPDATE
+                       SET is_active = true, window_days = EXCLUDED.window_days,
+                           priority = EXCLUDED.priority, parked_reason = NULL, parked_at = NULL,
+                           not_found_streak = 0, retry_after = NULL
+                       RETURNING {}"""
+                ).format(_COLUMNS),
                 (ticker, window_days, priority),
             ).fetchone()
             for ticker in tickers
@@ -75,8 +100,63 @@ def remove(conn: psycopg.Connection, tickers: list[str]) -> list[str]:
 
 def list_symbols(conn: psycopg.Connection, *, active_only: bool = True) -> list[WatchedSymbol]:
     rows = conn.execute(
-        """SELECT id, ticker, is_active, window_days, priority, added_at FROM symbols
-           WHERE is_active OR NOT %s ORDER BY priority DESC, ticker""",
+        sql.SQL(
+            "SELECT {} FROM symbols WHERE is_active OR NOT %s ORDER BY priority DESC, ticker"
+        ).format(_COLUMNS),
         (active_only,),
     ).fetchall()
     return [WatchedSymbol(*row) for row in rows]
+
+
+def parked(conn: psycopg.Connection) -> list[WatchedSymbol]:
+    """Symbols parked as dead, most recent first."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT {} FROM symbols WHERE parked_at IS NOT NULL ORDER BY parked_at DESC"
+        ).format(_COLUMNS)
+    ).fetchall()
+    return [WatchedSymbol(*row) for row in rows]
+
+
+def record_outcome(
+    conn: psycopg.Connection,
+    symbol_id: int,
+    *,
+    error_code: str | None,
+    error_message: str = "",
+    now: datetime,
+    retry_after: datetime,
+) -> str | None:
+    """Note how a symbol's fetch ended (in the caller's transaction). Success clears the
+    failure state; a failure holds the gap sensor off until `retry_after`; the
+    PARK_AFTER-th SYMBOL_NOT_FOUND in a row parks the symbol. Returns the parking reason
+    when this call parked it."""
+    if error_code is None:
+        conn.execute(
+            """UPDATE symbols SET not_found_streak = 0, retry_after = NULL
+               WHERE id = %s AND (not_found_streak > 0 OR retry_after IS NOT NULL)""",
+            (symbol_id,),
+        )
+        return None
+    row = conn.execute(
+        """UPDATE symbols
+           SET not_found_streak = CASE WHEN %(code)s = %(not_found)s
+                                       THEN not_found_streak + 1 ELSE not_found_streak END,
+               retry_after = %(retry_after)s
+           WHERE id = %(id)s RETURNING not_found_streak, is_active""",
+        {
+            "code": error_code,
+            "not_found": SYMBOL_NOT_FOUND,
+            "retry_after": retry_after,
+            "id": symbol_id,
+        },
+    ).fetchone()
+    if row is None or row[0] < PARK_AFTER or not row[1]:
+        return None
+    reason = f"{SYMBOL_NOT_FOUND}: no bars served {row[0]} times in a row (last: {error_message})"
+    conn.execute(
+        """UPDATE symbols SET is_active = false, parked_reason = %s, parked_at = %s
+           WHERE id = %s""",
+        (reason, now, symbol_id),
+    )
+    return reason

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -93,13 +93,16 @@ def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
             r.tags["dagster/asset_partition_range_start"],
             r.tags["dagster/asset_partition_range_end"],
             r.tags["dagster/priority"],
+            sorted(k.to_user_string() for k in r.asset_selection or []),
         )
         for r in result.run_requests or []
     ]
     assert ranges == [
-        ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", "5"),  # higher priority first
-        ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", "1"),
-        ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", "1"),
+        ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", "5", []),  # higher priority first
+        ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", "1", []),
+        # m15 and d1 are stored, h1/h4 are not: derived again from m15, no request.
+        ("SPY", "2026-03-02|SPY", "2026-03-06|SPY", "1", ["d1_bars", "h1_bars", "h4_bars"]),
+        ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", "1", []),
     ]
 
 
@@ -131,27 +134,50 @@ def test_coverage_gap_sensor_adds_a_new_symbol_as_a_partition_in_the_same_tick(
     assert [r.tags["swiftbolt/symbol"] for r in result.run_requests or []] == ["NVDA"]
 
 
-def test_coverage_gap_sensor_leaves_inflight_and_recently_failed_ranges_alone(
-    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+def test_coverage_gap_sensor_leaves_inflight_ranges_and_failed_symbols_alone(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    watchlist.add(conn, ["SPY", "QQQ"], window_days=30)
-    instance.add_dynamic_partitions("symbols", ["QQQ", "SPY"])
+    spy, qqq, iwm = watchlist.add(conn, ["SPY", "QQQ", "IWM"], window_days=30)
+    instance.add_dynamic_partitions("symbols", ["IWM", "QQQ", "SPY"])
     _queue(
         instance,
         range_tags("SPY", "SPY", date(2026, 2, 18), date(2026, 3, 19)),
         dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
     )
-    _queue(
-        instance,
-        range_tags("QQQ", "QQQ", date(2026, 2, 18), date(2026, 3, 10)),
-        dg.DagsterRunStatus.FAILURE,
-    )
-    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
-    assert isinstance(result, dg.SensorResult)
-    assert [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in result.run_requests or []
-    ] == [("2026-03-11|QQQ", "2026-03-20|QQQ"), ("2026-03-20|SPY", "2026-03-20|SPY")]
+    now = Settings.from_env().now()
+    # QQQ's last fetch failed a minute ago, IWM's eleven minutes ago (on the program's clock).
+    for symbol, ago in ((qqq, 1), (iwm, 11)):
+        watchlist.record_outcome(
+            conn,
+            symbol.id,
+            error_code="PROVIDER_UNAVAILABLE",
+            now=now - timedelta(minutes=ago),
+            retry_after=now - timedelta(minutes=ago - 10),
+        )
+    conn.commit()
+
+    def requested() -> list[tuple[str, str]]:
+        result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+        assert isinstance(result, dg.SensorResult)
+        return [
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in result.run_requests or []
+        ]
+
+    assert requested() == [
+        ("2026-02-18|IWM", "2026-03-20|IWM"),
+        ("2026-03-20|SPY", "2026-03-20|SPY"),
+    ]
+    # Ten minutes after its failure QQQ is due again.
+    monkeypatch.setenv("SWIFTBOLT_NOW", (now + timedelta(minutes=9, seconds=1)).isoformat())
+    assert ("2026-02-18|QQQ", "2026-03-20|QQQ") in requested()
+    assert spy.ticker == "SPY"
 
 
 def test_coverage_report_counts_running_and_queued_slices(
@@ -221,6 +247,7 @@ def test_today_schedule_runs_only_while_the_session_is_open(
     monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance, at: datetime, runs: bool
 ) -> None:
     monkeypatch.delenv("SWIFTBOLT_NOW", raising=False)
+    monkeypatch.setenv("TRADIER_TOKEN", "token")
     instance.add_dynamic_partitions("symbols", ["SPY", "AAPL", "QQQ"])
     result = _schedule(today_intraday_schedule, instance, at)
     if not runs:
@@ -232,15 +259,44 @@ def test_today_schedule_runs_only_while_the_session_is_open(
     assert result.tags["dagster/asset_partition_range_end"] == f"{day}|SPY"
 
 
-def test_finalize_schedule_targets_the_previous_session(
+def test_today_schedule_skips_without_an_intraday_provider(
     monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance
 ) -> None:
     monkeypatch.delenv("SWIFTBOLT_NOW", raising=False)
+    monkeypatch.delenv("TRADIER_TOKEN", raising=False)
     instance.add_dynamic_partitions("symbols", ["SPY"])
-    # Monday 2026-01-20 06:00: the previous session is Friday 2026-01-16 (MLK day in between).
-    result = _schedule(
-        finalize_previous_session_schedule, instance, datetime(2026, 1, 20, 6, 0, tzinfo=ET)
-    )
+    result = _schedule(today_intraday_schedule, instance, datetime(2026, 3, 11, 11, tzinfo=ET))
+    assert isinstance(result, dg.SkipReason)
+    assert "TRADIER_TOKEN" in (result.skip_message or "")
+
+
+def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
+    monkeypatch: pytest.MonkeyPatch,
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+) -> None:
+    monkeypatch.setenv("SWIFTBOLT_NOW", "2026-01-20T06:00:00-05:00")
+    monkeypatch.setenv("SWIFTBOLT_HISTORY_START", "2025-12-01")
+    watchlist.add(conn, ["SPY", "QQQ", "AAPL"])
+    instance.add_dynamic_partitions("symbols", ["AAPL", "QQQ", "SPY"])
+    friday = date(2026, 1, 16)
+    assert _run("QQQ", [friday], instance).success  # QQQ already holds its final bars
+
+    def finalize() -> dg.RunRequest | dg.SkipReason:
+        # Monday 2026-01-20 06:00: the previous session is Friday 2026-01-16 (MLK day between).
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 1, 20, 6, 0, tzinfo=ET),
+            resources={"warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"])},
+        )
+        return finalize_previous_session_schedule(context)
+
+    result = finalize()
     assert isinstance(result, dg.RunRequest)
-    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|AAPL"
     assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|SPY"
+    assert result.tags["swiftbolt/missing-only"] == "true"  # QQQ, inside the range, is skipped
+    for symbol in ("AAPL", "SPY"):
+        assert _run(symbol, [friday], instance).success
+    assert isinstance(finalize(), dg.SkipReason)

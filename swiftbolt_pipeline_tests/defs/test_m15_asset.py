@@ -51,6 +51,7 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
             ("m15_bars", "ohlc_sane", True),
             ("m15_bars", "no_duplicate_timestamps", True),
             ("m15_bars", "provider_data_clean", True),
+            ("m15_bars", "fetch_complete", True),
             *{(f"{tf}_bars", "bar_counts_match_calendar", True) for tf in ("h1", "h4", "d1")},
             *{(f"{tf}_bars", "consistent_with_m15", True) for tf in ("h1", "h4", "d1")},
         }

@@ -2,14 +2,22 @@
 providers (Polygon, Alpaca; primary first, fallback on outage), today's session from Tradier."""
 
 from contextlib import ExitStack
+from datetime import date, timedelta
 
 import dagster as dg
+import psycopg
 
 from swiftbolt_pipeline.config import Settings, parse_providers
+from swiftbolt_pipeline.core import completeness
 from swiftbolt_pipeline.core.clean import merge_counts
 from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
-from swiftbolt_pipeline.defs.checks import check_m15, check_provider_data, m15_check_specs
+from swiftbolt_pipeline.defs.checks import (
+    check_fetch_complete,
+    check_m15,
+    check_provider_data,
+    m15_check_specs,
+)
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import (
     AlpacaResource,
@@ -20,12 +28,18 @@ from swiftbolt_pipeline.defs.resources import (
 from swiftbolt_pipeline.ingest.history import HistoryClient, HistoryTask, ingest_history_routed
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
-from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage.coverage import session_states
 
 # Run tag forcing one history provider for the run (`swiftbolt backfill --provider NAME`, or
 # set by hand when launching from the UI); else SWIFTBOLT_HISTORY_PROVIDERS decides.
 PROVIDER_TAG = "swiftbolt/provider"
+# Run tag: fetch only the sessions that lack their final bars (set by the finalize schedule).
+MISSING_ONLY_TAG = "swiftbolt/missing-only"
+# How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
+# provider outage doesn't spin the queue.
+FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
 def history_providers(tags: dict[str, str], settings: Settings) -> tuple[str, ...]:
@@ -74,7 +88,7 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         providers = history_providers(dict(context.run.tags), settings)
         now, today = settings.now(), settings.today
         plan = days_by_symbol(list(context.partition_keys))
-        results: list[SymbolIngest] = []
+        run_id = context.run.run_id
         with warehouse.connect() as conn, ExitStack() as stack:
             ids = watchlist.ensure(conn, list(plan))
             opened: dict[str, HistoryClient] = {}
@@ -85,62 +99,116 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
                     opened[provider] = stack.enter_context(resource.client())
                 return opened[provider]
 
-            # Routed by each day, not by the end of the range: history from the history
-            # providers, today's session from Tradier.
-            tasks = [
-                HistoryTask(symbol, ids[symbol], [d for d in days if d < today])
-                for symbol, days in plan.items()
-                if any(d < today for d in days)
-            ]
             for symbol, days in plan.items():
                 context.log.info(f"{symbol}: {len(days)} session(s) {days[0]}..{days[-1]}")
+            # Routed by each day, not by the end of the range: history from the history
+            # providers, today's session from the intraday provider.
+            history = {s: [d for d in days if d < today] for s, days in plan.items()}
+            if context.run.tags.get(MISSING_ONLY_TAG) == "true":
+                history = _without_final(conn, history, ids)
+            tasks = [HistoryTask(s, ids[s], days) for s, days in history.items() if days]
+            results: list[SymbolIngest] = []
             if tasks:
                 context.log.info(f"history providers: {', '.join(providers)}")
-            history_error: ProviderError | None = None
-            try:
-                if tasks:
-                    results.extend(
-                        ingest_history_routed(
-                            conn,
-                            providers,
-                            open_client,
-                            run_id=context.run.run_id,
-                            tasks=tasks,
-                            extended_hours=settings.extended_hours,
-                        )
+                try:
+                    results += ingest_history_routed(
+                        conn,
+                        providers,
+                        open_client,
+                        run_id=run_id,
+                        tasks=tasks,
+                        extended_hours=settings.extended_hours,
                     )
-            except ProviderError as exc:
-                # Today's sessions are still fetched; the run fails below.
-                history_error = exc
-            for symbol, days in plan.items():
-                if today in days:
-                    results.append(
+                except ProviderError as exc:  # a rejected key: every symbol waits, then fails
+                    failed = [SymbolIngest(t.symbol, list(t.days), error=exc) for t in tasks]
+                    _record_outcomes(context, conn, failed, ids, settings)
+                    raise
+            todays = [symbol for symbol, days in plan.items() if today in days]
+            skipped: list[str] = []
+            if todays:
+                try:
+                    client = stack.enter_context(tradier.client())
+                except ProviderError as exc:
+                    if exc.code != PROVIDER_UNAVAILABLE:
+                        raise
+                    # Not configured: today's session waits for the history provider.
+                    context.log.warning(f"today's session skipped: {exc}")
+                    skipped = ["tradier"]
+                else:
+                    results += [
                         ingest_today(
-                            conn,
-                            stack.enter_context(tradier.client()),
-                            run_id=context.run.run_id,
-                            symbol=symbol,
-                            symbol_id=ids[symbol],
-                            day=today,
-                            now=now,
+                            conn, client, run_id=run_id, symbol=symbol, symbol_id=ids[symbol],
+                            day=today, now=now,
                         )
-                    )
-            if history_error is not None:
-                raise history_error
+                        for symbol in todays
+                    ]  # fmt: skip
+            _record_outcomes(context, conn, results, ids, settings)
+            failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
+            if failures and len(failures) == len(results):
+                raise ProviderError(
+                    next(r.error for r in results if r.error).code,
+                    "every symbol failed: " + "; ".join(f"{s} {m}" for s, m in failures.items()),
+                    provider=",".join(providers),
+                )
             rejected: dict[str, int] = {}
             for result in results:
                 merge_counts(rejected, result.rejected)
             checks = [
                 *check_m15(conn, plan, ids, extended_hours=settings.extended_hours),
                 check_provider_data(rejected),
+                check_fetch_complete(failures),
             ]
             symbol, days = next(iter(plan.items()))
             sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
-        return dg.MaterializeResult(
-            metadata={**_metadata(results, providers), "preview": sample}, check_results=checks
-        )
+        metadata = _metadata(results, providers, skipped)
+        return dg.MaterializeResult(metadata={**metadata, "preview": sample}, check_results=checks)
 
     return m15_bars
+
+
+def _without_final(
+    conn: psycopg.Connection, history: dict[str, list[date]], ids: dict[str, int]
+) -> dict[str, list[date]]:
+    """Only the sessions still lacking their final bars (a run over a rectangle of symbols x
+    days whose other cells are complete already, like the morning finalize)."""
+    days = sorted({d for ds in history.values() for d in ds})
+    states = session_states(conn, [ids[s] for s in history], days)
+    return {
+        symbol: [
+            d
+            for d in ds
+            if not completeness.raw_complete(states[ids[symbol]][d], final_required=True)
+        ]
+        for symbol, ds in history.items()
+    }
+
+
+def _record_outcomes(
+    context: dg.AssetExecutionContext,
+    conn: psycopg.Connection,
+    results: list[SymbolIngest],
+    ids: dict[str, int],
+    settings: Settings,
+) -> None:
+    """Per symbol: clear or note its failure (the gap sensor waits FAILURE_COOLDOWN before
+    retrying it), and park a symbol that keeps answering SYMBOL_NOT_FOUND."""
+    now = settings.now()
+    with conn.transaction():
+        for result in results:
+            error = result.error
+            reason = watchlist.record_outcome(
+                conn,
+                ids[result.symbol],
+                error_code=error.code if error else None,
+                error_message=error.message if error else "",
+                now=now,
+                retry_after=now + FAILURE_COOLDOWN,
+            )
+            if error:
+                context.log.warning(f"{result.symbol} failed: [{error.code}] {error.message}")
+            if reason:
+                context.log.warning(f"{result.symbol} parked: {reason}")
+    conn.commit()
 
 
 def _providers_used(results: list[SymbolIngest], order: tuple[str, ...]) -> list[str]:
@@ -149,11 +217,12 @@ def _providers_used(results: list[SymbolIngest], order: tuple[str, ...]) -> list
 
 
 def _metadata(
-    results: list[SymbolIngest], providers: tuple[str, ...]
+    results: list[SymbolIngest], providers: tuple[str, ...], skipped: list[str]
 ) -> dict[str, dg.MetadataValue]:
     first = min((r.first_ts for r in results if r.first_ts), default=None)
     last = max((r.last_ts for r in results if r.last_ts), default=None)
     unavailable = sorted({p for r in results for p in r.unavailable}, key=providers.index)
+    unavailable += [p for p in skipped if p not in unavailable]
     return {
         "rows": dg.MetadataValue.int(sum(r.bars_written for r in results)),
         "requests": dg.MetadataValue.int(sum(r.stats.requests for r in results)),
@@ -169,6 +238,9 @@ def _metadata(
         "fallback_used": dg.MetadataValue.bool(any(r.fallback_used for r in results)),
         "providers_unavailable": dg.MetadataValue.text(",".join(unavailable) or "-"),
         "symbols": dg.MetadataValue.text(",".join(r.symbol for r in results)),
+        "failed_symbols": dg.MetadataValue.text(
+            ",".join(r.symbol for r in results if r.error) or "-"
+        ),
         "sessions": dg.MetadataValue.int(sum(len(r.days) for r in results)),
         "resumed_sessions": dg.MetadataValue.int(sum(r.resumed_days for r in results)),
         "empty_sessions": dg.MetadataValue.int(sum(len(r.empty_days) for r in results)),
