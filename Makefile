@@ -10,7 +10,7 @@ DEMO_START ?= 2026-02-09
 DEMO_END ?= 2026-03-06
 comma := ,
 
-.PHONY: install demo dev test test-all test-slow test-browser lint format bench clean
+.PHONY: install demo dev test test-all test-slow test-browser lint format bench clean soak
 
 install: $(VENV)/.installed
 
@@ -59,3 +59,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .swiftbolt .pytest_cache .ruff_cache
+
+# The operations simulation (20 sessions x 20 symbols, the whole chaos plan), then its audit;
+# exits non-zero when the audit fails. SOAK_ARGS="--sessions 3 --symbols 7" for a short one.
+SOAK_ARGS ?= --sessions 20 --symbols 20 --intraday-every 30
+soak: install
+	$(SWIFTBOLT) soak $(SOAK_ARGS)

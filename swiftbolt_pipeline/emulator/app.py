@@ -16,12 +16,19 @@ Admin API (no auth), under ``/_emulator/``:
   called since the last reset (read it as ``.get("alpaca", 0)``).
 * ``POST /_emulator/reset`` — clear counters, faults, rate windows and runtime splits.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
-  ``page_size``.
+  ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``).
 * ``GET /_emulator/health`` — ``{"status": "ok"}``.
 * ``POST /_emulator/splits`` — add a stock split (object or list): ``{"ticker": "SPY",
   "execution_date": "2025-11-10", "split_from": 1, "split_to": 4}``; from then on Polygon's
   ``/v3/reference/splits`` lists it and ``adjusted=true`` aggregates are adjusted for it (see
   ``splits.py``). ``GET`` lists the splits, ``DELETE [?ticker=T]`` forgets them.
+
+* ``POST /_emulator/lifecycles`` — when a ticker trades (object or list): ``{"ticker": "ACME",
+  "listed_from": "2026-12-10", "delisted_after": null, "halted": ["2026-12-15"]}`` (see
+  ``data.Lifecycle``); ``GET`` lists them, ``DELETE [?ticker=T]`` forgets them.
+* ``GET /_emulator/requests`` — provider requests per route and ticker since the last reset
+  (``{"polygon": {"SPY": 3}, "tradier": {...}}``; the splits endpoint counts under
+  ``polygon``, keyed by its ``ticker`` query, ``*`` without one).
 
 Polygon's ``GET /v3/reference/splits`` shares the ``polygon`` route: same key, rate window,
 faults and counters as the aggregates.
@@ -45,7 +52,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import alpaca, polygon, sessions, splits, tradier
-from .data import BarStore
+from .data import BarStore, Lifecycle
 from .state import EmulatorState, Fault, RuntimeConfig
 
 API_KEY_ENV = "SWIFTBOLT_EMULATOR_API_KEY"
@@ -181,6 +188,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         )
     )
     book = splits.SplitBook()
+    by_ticker: dict[str, dict[str, int]] = {}
 
     def serve_aggs(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
         return polygon.serve(request, store, config, book.adjust)
@@ -200,8 +208,16 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
                             alpaca.fault_response, alpaca.serve),
     }  # fmt: skip
 
+    def count_ticker(request: Request, route: str) -> None:
+        q = request.query_params
+        raw = request.path_params.get("ticker") or q.get("symbol") or q.get("ticker")
+        ticker = (raw or q.get("symbols") or "*").upper()
+        counts = by_ticker.setdefault(route, {})
+        counts[ticker] = counts.get(ticker, 0) + 1
+
     async def guarded(request: Request, p: _Provider) -> Response:
         state.count_request(p.name)
+        count_ticker(request, p.name)
         fault: Fault | None = None
         response = p.authenticate(request, p.expected_key)
         if response is None and (wait := state.rate_check(p.name)):
@@ -252,7 +268,32 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     async def reset(_: Request) -> Response:
         state.reset()
         book.remove()
+        store.clear_lifecycles()
+        by_ticker.clear()
         return JSONResponse({"status": "ok"})
+
+    async def requests_by_ticker(_: Request) -> Response:
+        return JSONResponse({route: dict(sorted(c.items())) for route, c in by_ticker.items()})
+
+    async def lifecycles(request: Request) -> Response:
+        if request.method == "DELETE":
+            ticker = request.query_params.get("ticker")
+            if ticker:
+                store.set_lifecycle(ticker, None)
+            else:
+                store.clear_lifecycles()
+        elif request.method == "POST":
+            try:
+                data = await request.json()
+                items = data if isinstance(data, list) else [data]
+                parsed = [Lifecycle.parse(item) for item in items]
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            for ticker, life in parsed:
+                store.set_lifecycle(ticker, life)
+        return JSONResponse(
+            {"lifecycles": {t: life.to_json() for t, life in store.lifecycles().items()}}
+        )
 
     async def admin_splits(request: Request) -> Response:
         if request.method == "DELETE":
@@ -294,6 +335,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/config", config, methods=["GET", "PUT"]),
         Route("/_emulator/health", health, methods=["GET"]),
         Route("/_emulator/splits", admin_splits, methods=["GET", "POST", "DELETE"]),
+        Route("/_emulator/lifecycles", lifecycles, methods=["GET", "POST", "DELETE"]),
+        Route("/_emulator/requests", requests_by_ticker, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(_KeepRawReceive)

@@ -21,6 +21,10 @@ Rules (the contract tests rely on):
   trade has no bar: ~99% of regular-session minutes have a bar, ~10-45% of extended minutes.
   ``vw`` and ``n`` use the same rules as above.
 * Aggregates: ``vw`` = volume-weighted mean of the base ``vw``; ``n`` = sum of base ``n``.
+* **Lifecycles** (set at runtime, none by default): a listed ticker may be given a first
+  session (``listed_from``: no bars before, e.g. an IPO), a last session (``delisted_after``:
+  no bars after) and halted sessions (no bars that day). Outside its life a ticker answers
+  like a session without trades; it stays "listed" (known to the provider).
 """
 
 from __future__ import annotations
@@ -239,6 +243,68 @@ def _read_shared(path: Path) -> dict[str, _TickerData]:
     return out
 
 
+# ---------------------------------------------------------------- lifecycles
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """When a ticker trades: from ``listed_from`` through ``delisted_after`` (inclusive, None:
+    unbounded), except the ``halted`` sessions."""
+
+    listed_from: date | None = None
+    delisted_after: date | None = None
+    halted: frozenset[date] = frozenset()
+
+    def trades_on(self, day: date) -> bool:
+        if self.listed_from is not None and day < self.listed_from:
+            return False
+        if self.delisted_after is not None and day > self.delisted_after:
+            return False
+        return day not in self.halted
+
+    @staticmethod
+    def parse(data: object) -> tuple[str, Lifecycle]:
+        """``{"ticker", "listed_from"?, "delisted_after"?, "halted"?: [dates]}`` from the admin
+        API; ``ValueError`` with a readable message otherwise."""
+        if not isinstance(data, dict):
+            raise ValueError("a lifecycle is a JSON object")
+        unknown = set(data) - {"ticker", "listed_from", "delisted_after", "halted"}
+        if unknown:
+            raise ValueError(f"unknown lifecycle keys: {sorted(unknown)}")
+        ticker = data.get("ticker")
+        if not isinstance(ticker, str) or not is_listed(ticker.strip()):
+            raise ValueError("ticker must be a listed symbol (not starting with ZZ)")
+        halted = data.get("halted", [])
+        if not isinstance(halted, list):
+            raise ValueError("halted must be a list of YYYY-MM-DD dates")
+        life = Lifecycle(
+            _opt_day(data.get("listed_from"), "listed_from"),
+            _opt_day(data.get("delisted_after"), "delisted_after"),
+            frozenset(_day(d, "halted") for d in halted),
+        )
+        if life.listed_from and life.delisted_after and life.delisted_after < life.listed_from:
+            raise ValueError("delisted_after is before listed_from")
+        return ticker.strip().upper(), life
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "listed_from": self.listed_from.isoformat() if self.listed_from else None,
+            "delisted_after": self.delisted_after.isoformat() if self.delisted_after else None,
+            "halted": sorted(d.isoformat() for d in self.halted),
+        }
+
+
+def _day(raw: object, name: str) -> date:
+    try:
+        return date.fromisoformat(str(raw))
+    except ValueError:
+        raise ValueError(f"{name} must be YYYY-MM-DD") from None
+
+
+def _opt_day(raw: object, name: str) -> date | None:
+    return None if raw is None else _day(raw, name)
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -247,6 +313,24 @@ class BarStore:
 
     def __init__(self, shared_data: Path | None = None) -> None:
         self._dir = shared_data
+        self._lock = threading.Lock()
+        self._lifecycles: dict[str, Lifecycle] = {}
+
+    def set_lifecycle(self, ticker: str, lifecycle: Lifecycle | None) -> None:
+        """Give ``ticker`` a lifecycle (None: trades on every session again)."""
+        with self._lock:
+            if lifecycle is None:
+                self._lifecycles.pop(ticker.upper(), None)
+            else:
+                self._lifecycles[ticker.upper()] = lifecycle
+
+    def lifecycles(self) -> dict[str, Lifecycle]:
+        with self._lock:
+            return dict(sorted(self._lifecycles.items()))
+
+    def clear_lifecycles(self) -> None:
+        with self._lock:
+            self._lifecycles.clear()
 
     @property
     def shared_path(self) -> Path:
@@ -258,6 +342,9 @@ class BarStore:
     def day_bars(self, ticker: str, s: Session) -> Bars:
         ticker = ticker.upper()
         if not is_listed(ticker):
+            return Bars.empty()
+        life = self._lifecycles.get(ticker)
+        if life is not None and not life.trades_on(s.day):
             return Bars.empty()
         real = _load_shared(self.shared_path).get(ticker)
         if real is None:
