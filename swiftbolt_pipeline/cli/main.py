@@ -20,6 +20,7 @@ from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.defs.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.soak.command import soak
 from swiftbolt_pipeline.storage import ratelimit, watchlist
 from swiftbolt_pipeline.storage.database import DatabaseUnavailable
 from swiftbolt_pipeline.storage.migrate import migrate
@@ -100,18 +101,25 @@ def watch_add(tickers: tuple[str, ...], window_days: int, priority: int) -> None
 @watch.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include removed symbols.")
 def watch_list(show_all: bool) -> None:
-    """List watched symbols."""
+    """List watched symbols, and the parked ones with the reason (always shown)."""
     with open_runtime().connect() as conn:
-        rows = watchlist.list_symbols(conn, active_only=not show_all)
-    if not rows:
+        listed = watchlist.list_symbols(conn, active_only=not show_all)
+        parked = watchlist.parked(conn)
+    rows = [r for r in listed if r.parked_at is None]
+    if not rows and not parked:
         click.echo("the watchlist is empty; add symbols with `swiftbolt watch add AAPL`")
         return
-    click.echo(f"{'ticker':<8} {'active':<6} {'window':>6} {'priority':>8}  added")
+    if rows:
+        click.echo(f"{'ticker':<8} {'active':<6} {'window':>6} {'priority':>8}  added")
     for row in rows:
         click.echo(
             f"{row.ticker:<8} {'yes' if row.is_active else 'no':<6} {row.window_days:>6} "
             f"{row.priority:>8}  {row.added_at:%Y-%m-%d %H:%M}"
         )
+    if parked:
+        click.echo("parked (not fetched; `swiftbolt watch add` resumes them):")
+    for row in parked:
+        click.echo(f"{row.ticker:<8} since {row.parked_at:%Y-%m-%d %H:%M}: {row.parked_reason}")
 
 
 @watch.command("remove")
@@ -210,3 +218,4 @@ cli.add_command(dev)
 cli.add_command(serve)
 cli.add_command(bench)
 cli.add_command(status)
+cli.add_command(soak)

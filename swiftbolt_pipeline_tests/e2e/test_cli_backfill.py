@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import psycopg
 import pytest
 
+import swiftbolt_pipeline
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY, TEST_HISTORY_START, TEST_NOW
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 from swiftbolt_pipeline_tests.realdata import regular_m15
+from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
+
+MIGRATIONS = Path(swiftbolt_pipeline.__file__).parent / "storage" / "migrations"
 
 START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real shared data
 
@@ -44,10 +51,23 @@ def test_backfill_stores_the_served_bars_once(
     )
     conn.commit()
 
+    # Without --timeframes every timeframe is filled: right after it, coverage of h1 has no
+    # gap inside the backfilled range (h1/h4/d1 are derived, no request).
+    report = run_cli(
+        "coverage", "SPY", "--timeframe", "h1", "--window-days", "39", "--json", env=env
+    )
+    assert report.returncode == 0, report.stderr
+    gaps = json.loads(report.stdout)["gaps"]
+    assert [g["start"] for g in gaps] == ["2026-03-09"]  # the sessions after END only
+
     again = run_cli("backfill", "--symbols", "SPY,QQQ", "--start", START, "--end", END, env=env)
     assert again.returncode == 0, again.stderr
     assert _m15(conn, "SPY") == stored
-    assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (988,)
+    per_timeframe = dict(
+        conn.execute("SELECT timeframe, count(*) FROM ohlc_bars_v2 GROUP BY 1").fetchall()
+    )
+    sessions = 2 * 19
+    assert per_timeframe == {"m15": 988, "h1": 7 * sessions, "h4": 2 * sessions, "d1": sessions}
 
 
 @pytest.mark.parametrize(
@@ -99,10 +119,9 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
         "POLYGON_API_KEY": EMULATOR_KEY,
     }
     first = run_cli("db", "migrate", env=env).stdout.splitlines()
-    assert first == [
-        "applied 0001_schema.sql, 0002_circuit_breakers.sql, 0003_corporate_actions.sql",
-        "pools: polygon=2, tradier=2",
-    ]
+    shipped = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+    assert len(shipped) >= 7
+    assert first == [f"applied {', '.join(shipped)}", "pools: polygon=2, tradier=2"]
     assert run_cli("db", "migrate", env=env).stdout.splitlines()[0] == "schema is up to date"
     added = run_cli("watch", "add", "aapl", "--window-days", "30", "--priority", "3", env=env)
     assert added.returncode == 0 and "watching AAPL (window 30 days, priority 3)" in added.stdout
@@ -115,7 +134,9 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
     url = database.start_embedded(home)
     with psycopg.connect(url) as conn:
         assert _m15(conn, "AAPL")[0][0].isoformat() == "2026-02-09T14:30:00+00:00"
-        assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (494,)
+        assert conn.execute(
+            "SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe = 'm15'"
+        ).fetchone() == (494,)
         assert (
             conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'dagster'"
@@ -146,15 +167,52 @@ def test_today_from_tradier_then_polygon_through_the_cli(
     result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=during)
     assert result.returncode == 0, result.stderr
     rows = conn.execute(
-        "SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2"
+        "SELECT timeframe, provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2, 3"
     ).fetchall()
     conn.commit()
-    assert rows == [("tradier", True, 6)]  # 09:30 .. 10:45 ET: the complete bars at 11:05
+    # 09:30 .. 10:45 ET: the complete bars at 11:05, and what they derive (provisional too).
+    assert sorted(rows) == [
+        ("d1", "tradier", True, 1),
+        ("h1", "tradier", True, 2),
+        ("h4", "tradier", True, 1),
+        ("m15", "tradier", True, 6),
+    ]
 
     after = {**env, "SWIFTBOLT_NOW": "2026-03-12T09:00:00-04:00"}
     result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=after)
     assert result.returncode == 0, result.stderr
     rows = conn.execute(
-        "SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2"
+        "SELECT timeframe, provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2, 3"
     ).fetchall()
-    assert rows == [("polygon", False, 26)]
+    assert sorted(rows) == [
+        ("d1", "polygon", False, 1),
+        ("h1", "polygon", False, 7),
+        ("h4", "polygon", False, 2),
+        ("m15", "polygon", False, 26),
+    ]
+
+
+def test_a_real_key_never_wires_the_emulator_in_for_other_providers(
+    env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    """A Polygon key and no Tradier token: today's session is skipped (said once), never
+    served by the built-in emulator as if it were Tradier."""
+    reset_emulator(emulator)
+    during = {k: v for k, v in env.items() if not k.startswith(("TRADIER_", "ALPACA_"))} | {
+        "SWIFTBOLT_NOW": "2026-03-11T11:05:00-04:00"
+    }
+    result = run_cli(
+        "backfill", "--symbols", "SPY", "--start", "2026-03-10", "--end", "2026-03-11", env=during
+    )
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "not configured" in line]
+    assert notes == [
+        "tradier: not configured (set TRADIER_TOKEN): today's session waits for the history "
+        "provider"
+    ]
+    rows = conn.execute(
+        "SELECT DISTINCT provider, is_intraday FROM ohlc_bars_v2 WHERE timeframe = 'm15'"
+    ).fetchall()
+    assert rows == [("polygon", False)]
+    assert _m15(conn, "SPY")[-1][0].date().isoformat() == "2026-03-10"
+    assert emulator_requests(emulator, "tradier") == 0
