@@ -16,6 +16,7 @@ from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.storage import ledger
 from swiftbolt_pipeline.storage.coverage import session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
@@ -66,6 +67,20 @@ def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
         for run in runs
         if (found := _range_of(run, running=run.status in RUNNING_STATUSES)) is not None
     ]
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> list[str]:
+    """Runs Dagster still thinks are running whose worker is known dead (a SIGKILLed worker, a
+    connection cut by a database restart: see `ledger.dead_runs`) are marked failed and their
+    pool slots freed, so they neither block the pool forever nor keep their range "in flight".
+    Returns their run ids."""
+    running = instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING_STATUSES))
+    dead = set(ledger.dead_runs(conn, [run.run_id for run in running]))
+    for run in running:
+        if run.run_id in dead:
+            instance.report_run_failed(run, "its worker died: a fetch's database session ended")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    return sorted(dead)
 
 
 def expected_sessions(settings: Settings, window_days: int) -> list[date]:

@@ -4,7 +4,12 @@ import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.gaps import window_sessions
-from swiftbolt_pipeline.defs.coverage import GapRequest, gaps_to_request, inflight_ranges
+from swiftbolt_pipeline.defs.coverage import (
+    GapRequest,
+    gaps_to_request,
+    inflight_ranges,
+    reap_dead_runs,
+)
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
@@ -62,6 +67,7 @@ def coverage_gap_sensor(
     with warehouse.connect() as conn:
         abandoned = ledger.abandon_orphans(conn)
         conn.commit()
+        reaped = reap_dead_runs(context.instance, conn)
         watched = watchlist.list_symbols(conn)
         if not watched:
             return dg.SkipReason("the watchlist is empty")
@@ -70,6 +76,8 @@ def coverage_gap_sensor(
         states = session_states(conn, [s.id for s in watched], sessions)
     if abandoned:
         context.log.info(f"{abandoned} ledger row(s) of dead processes marked abandoned")
+    if reaped:
+        context.log.warning(f"runs of dead workers marked failed: {', '.join(reaped)}")
     gaps = gaps_to_request(watched, states, settings, inflight_ranges(context.instance))
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")

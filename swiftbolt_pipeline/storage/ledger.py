@@ -85,6 +85,18 @@ def abandon_orphans(conn: psycopg.Connection) -> int:
     return len(rows)
 
 
+def dead_runs(conn: psycopg.Connection, run_ids: list[str]) -> list[str]:
+    """Of these runs (Dagster says they are running), those whose process is known dead: a
+    fetch of theirs was abandoned (its session ended mid-fetch) and none is still running."""
+    rows = conn.execute(
+        """SELECT run_id FROM job_runs WHERE run_id = ANY(%s)
+           GROUP BY run_id
+           HAVING bool_or(status = 'abandoned') AND NOT bool_or(status = 'running')""",
+        (run_ids,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 @dataclass(frozen=True)
 class CostSummary:
     fetches: int

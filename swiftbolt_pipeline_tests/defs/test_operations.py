@@ -7,6 +7,7 @@ clock moved through SWIFTBOLT_NOW."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -316,3 +317,35 @@ def test_without_an_intraday_provider_today_waits_for_history(
         window_days=1,
     )
     assert report.sessions == [date(2026, 3, 9)] and report.status == "coverage_complete"
+
+
+def test_a_run_whose_worker_died_is_failed_and_frees_its_pool_slot(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    """A SIGKILLed worker (or one cut off by a database restart) leaves its run STARTED with
+    its pool slot claimed: the gap sensor finds it dead through its abandoned ledger rows."""
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("polygon", 1)
+    runs = {}
+    for name in ("dead", "alive"):
+        run_id = str(uuid.uuid4())
+        instance.add_run(
+            dg.DagsterRun(job_name=BARS_JOB, run_id=run_id, status=dg.DagsterRunStatus.STARTED)
+        )
+        runs[name] = run_id
+    storage.claim_concurrency_slot("polygon", runs["dead"], "m15_bars")
+    for name, status in (("dead", "abandoned"), ("alive", "running")):
+        conn.execute(
+            """INSERT INTO job_runs (run_id, provider, symbol, timeframe, range_start, range_end,
+                                     status, expected_cost)
+               VALUES (%s, 'polygon', 'SPY', 'm15', '2026-03-02', '2026-03-06', %s, 1)""",
+            (runs[name], status),
+        )
+    conn.commit()
+    _tick(instance, pipeline_env["DATABASE_URL"])
+    statuses = {name: instance.get_run_by_id(run_id) for name, run_id in runs.items()}
+    assert {n: r.status for n, r in statuses.items() if r} == {
+        "dead": dg.DagsterRunStatus.FAILURE,
+        "alive": dg.DagsterRunStatus.STARTED,  # its fetch's session is live (this one)
+    }
+    assert storage.get_concurrency_info("polygon").active_slot_count == 0

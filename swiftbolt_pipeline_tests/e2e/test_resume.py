@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import psycopg
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.storage.ratelimit import set_limits
 from swiftbolt_pipeline_tests.e2e.cli_runner import SWIFTBOLT, run_cli
+from swiftbolt_pipeline_tests.reliability.helpers import served_bars
 
 START, END = "2024-03-20", "2026-03-19"  # two years: 10 planned Polygon requests
 
@@ -23,6 +25,10 @@ def _windows_done(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'succeeded'").fetchone()
     conn.commit()
     return row[0] if row else 0
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _per_day(conn: psycopg.Connection) -> dict:
@@ -77,5 +83,60 @@ def test_sigkill_mid_backfill_then_resume(
     after = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["polygon"]
     # The re-run asked only for the windows the killed run had not committed.
     assert after - before == 10 - done_before
+    assert _per_day(conn) == expected
+    assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
+
+
+def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
+) -> None:
+    """A server that pages a window in small pages: what each page brings is committed, so a
+    fetch killed mid-window asks only for the rest (plus the one partly served session)."""
+    first, last = "2026-01-05", "2026-03-06"  # one planned window of real shared data
+    sessions = calendar.sessions_between(date.fromisoformat(first), date.fromisoformat(last))
+    page_size = 50
+    httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
+    served = served_bars(emulator, "SPY", sessions[0], sessions[-1])
+    pages = math.ceil(len(served) / page_size)
+    assert pages > 20
+    httpx.put(f"{emulator}/_emulator/config", json={"page_size": page_size}).raise_for_status()
+    # Five requests a second, so the kill lands mid-window.
+    set_limits(conn, "polygon", capacity=1, refill_per_min=300, window_s=1.0)
+    conn.commit()
+    env = {**os.environ, **pipeline_env}
+    args = ["backfill", "--symbols", "SPY", "--start", first, "--end", last, "--timeframes", "m15"]
+    log = tmp_path / "killed.log"
+    try:
+        with log.open("w") as sink:
+            proc = subprocess.Popen([SWIFTBOLT, *args], env=env, stdout=sink, stderr=sink)
+        try:
+            deadline = time.monotonic() + 120
+            while len(_per_day(conn)) < len(sessions) // 3:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "backfill made no progress"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        killed_after = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["polygon"]
+        stored = _per_day(conn)
+        expected = {d: 14 if calendar.session(d).is_early_close else 26 for d in sessions}
+        assert all(count == expected[day] for day, count in stored.items())  # whole sessions
+        assert len(stored) < len(sessions)
+
+        result = run_cli(*args, env=pipeline_env)
+        assert result.returncode == 0, result.stderr
+        total = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]["polygon"]
+    finally:
+        httpx.put(f"{emulator}/_emulator/config", json={"page_size": None}).raise_for_status()
+    rerun = total - killed_after
+    # Resumed after the stored sessions: the rest of the window, at most one page again for
+    # the session the kill cut in half (and one for the page boundary it starts at).
+    remaining = math.ceil(
+        sum(1 for bar in served if calendar.exchange_date(_utc(bar["t"])) > max(stored)) / page_size
+    )
+    assert rerun <= remaining + 2 < pages
     assert _per_day(conn) == expected
     assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
