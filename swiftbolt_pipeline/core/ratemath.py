@@ -26,8 +26,10 @@ MAX_TOKEN_SLEEP_S = 5.0
 
 def window_cap(refill_per_min: float, window_s: float) -> int:
     """Most grants in any `window_s` seconds: the sustained rate's share of the window (at least
-    one). The 1e-9 absorbs float rounding, as in the SQL `token_window_cap`."""
-    return max(1, math.floor(refill_per_min * window_s / 60 + 1e-9))
+    one), and never more than R when the window is a minute plus a safety margin (a server
+    counting R per rolling minute must never see R + 1). The 1e-9 absorbs float rounding, as
+    in the SQL `token_window_cap`."""
+    return max(1, math.floor(refill_per_min * min(window_s, 60) / 60 + 1e-9))
 
 
 def sustained_per_min(refill_per_min: float, window_s: float) -> float:

@@ -12,7 +12,7 @@ def test_tokens_set_and_status_print_the_sustained_rate(db_url: str, tmp_path: P
     fast = invoke(["tokens", "set", "polygon", "--capacity", "1", "--refill-per-min", "600"], env)
     assert fast.returncode == 0, fast.stderr
     assert fast.stdout.strip() == (
-        "polygon: capacity 1, refill 600/min, window 61s = 600 requests/min (10/s) sustained, "
+        "polygon: capacity 1, refill 600/min, window 61s = 590.2 requests/min (9.836/s) sustained, "
         "bursts of at most 1"
     )
     status = invoke(["tokens", "polygon"], env)
@@ -22,7 +22,7 @@ def test_tokens_set_and_status_print_the_sustained_rate(db_url: str, tmp_path: P
         "provider", "available", "capacity", "refill/min", "full", "in", "window",
         "sustained/min", "sustained/s",
     ]  # fmt: skip
-    assert row.split() == ["polygon", "1.00", "1", "600", "0.0s", "61s", "600", "10"]
+    assert row.split() == ["polygon", "1.00", "1", "600", "0.0s", "61s", "590.2", "9.836"]
     # The free plan: 5 per minute, at most 5 in any 61 s, so 5 * 60 / 61 = 4.918 per minute.
     free = invoke(["tokens", "set", "polygon", "--capacity", "5", "--refill-per-min", "5"], env)
     assert "= 4.918 requests/min (0.08197/s) sustained" in free.stdout

@@ -1,7 +1,10 @@
 -- The rolling-window cap follows the sustained rate, not the burst size: `refill_per_min` R is
--- the sustained rate, `capacity` C the largest burst, and at most floor(R * window_s / 60)
--- grants (at least one) happen in any `window_s` seconds. The free plan (C 5, R 5, 61 s) keeps
--- its 5 per 61 s; `--capacity 1 --refill-per-min 600` now means 10 per second.
+-- the sustained rate, `capacity` C the largest burst, and at most R * min(window_s, 60) / 60
+-- grants (at least one, rounded down) happen in any `window_s` seconds. The free plan (C 5,
+-- R 5, 61 s) keeps its 5 per 61 s; `--capacity 1 --refill-per-min 600` now means 10 per
+-- second. A window over 60 s is a server's minute plus a safety margin: it still allows only
+-- R, so a server counting R per rolling minute never sees R + 1 (a full bucket refilling
+-- during the margin would otherwise send R * 61 / 60).
 --
 -- `take_token_or_wait` also says how long a refused caller should sleep: the later of the next
 -- refilled token and the moment the window makes room. `take_token` keeps its contract.
@@ -12,7 +15,7 @@ COMMENT ON COLUMN rate_buckets.refill_per_min IS 'sustained rate; also caps gran
 -- The 1e-9 absorbs rounding of a rate given as a float (e.g. 5 * 60 / 2.2 per minute).
 CREATE OR REPLACE FUNCTION token_window_cap(p_refill_per_min numeric, p_window_s numeric)
 RETURNS integer LANGUAGE sql IMMUTABLE AS $$
-    SELECT greatest(1, floor(p_refill_per_min * p_window_s / 60 + 1e-9))::integer;
+    SELECT greatest(1, floor(p_refill_per_min * least(p_window_s, 60) / 60 + 1e-9))::integer;
 $$;
 
 -- 0 when a token was granted; otherwise the seconds until one is due (> 0).
