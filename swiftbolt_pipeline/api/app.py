@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -29,6 +29,7 @@ from swiftbolt_pipeline.api.models import (
     BarsOut,
     CoverageOut,
     EnsureCoverageIn,
+    StatusOut,
     Ticker,
     TokenStatusOut,
     WindowDays,
@@ -36,8 +37,9 @@ from swiftbolt_pipeline.api.models import (
 from swiftbolt_pipeline.api.queries import chart_bars, symbol_known
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG, inflight_ranges
 from swiftbolt_pipeline.defs.ensure import symbol_coverage
-from swiftbolt_pipeline.storage import ratelimit
+from swiftbolt_pipeline.storage import breaker, ratelimit, watchlist
 
 # Longest `end - start` one /v1/bars request may span, per timeframe: at most ~10,000 bars
 # (m15: 26 bars a session, h1: 7, h4: 2, d1: 1). Longer ranges are refused (INVALID_RANGE);
@@ -222,7 +224,62 @@ def create_app(
                 raise ApiError("UNKNOWN_PROVIDER", f"unknown provider {provider!r}") from None
         return TokenStatusOut.model_validate(status.to_json())
 
+    @app.get("/v1/status", response_model=StatusOut, tags=["status"])
+    def get_status() -> Any:
+        """Queued, running and recent runs, token buckets, circuit breakers and parked
+        symbols: what an operator checks first."""
+        with resources.connection() as conn:
+            buckets = [
+                TokenStatusOut.model_validate(t.to_json()) for t in ratelimit.token_status(conn)
+            ]
+            breakers = [asdict(b) for b in breaker.all_states(conn)]
+            parked = [
+                {"symbol": s.ticker, "reason": s.parked_reason, "parked_at": s.parked_at}
+                for s in watchlist.parked(conn)
+            ]
+        return StatusOut.model_validate(
+            {
+                "runs": _runs(resources.instance),
+                "token_buckets": buckets,
+                "breakers": breakers,
+                "parked_symbols": parked,
+            }
+        )
+
     return app
+
+
+RECENT_RUNS = 20
+
+
+def _runs(instance: dg.DagsterInstance | None) -> dict[str, Any]:
+    if instance is None:
+        return {"queued": 0, "running": 0, "recent": []}
+    inflight = inflight_ranges(instance)
+    running = sum(r.running for r in inflight)
+    recent = [
+        {
+            "run_id": run.run_id,
+            "status": run.status.value,
+            "trigger": run.tags.get("swiftbolt/trigger")
+            or run.tags.get("dagster/sensor_name")
+            or run.tags.get("dagster/schedule_name"),
+            "symbols": _span(run.tags, 1),
+            "days": _span(run.tags, 0),
+            "updated_at": record.update_timestamp,
+        }
+        for record in instance.get_run_records(limit=RECENT_RUNS)
+        if (run := record.dagster_run)
+    ]
+    return {"queued": len(inflight) - running, "running": running, "recent": recent}
+
+
+def _span(tags: Mapping[str, str], part: int) -> str | None:
+    """`first..last` of one dimension (0: day, 1: symbol) of a run's partition range."""
+    start, end = tags.get(RANGE_START_TAG, ""), tags.get(RANGE_END_TAG, "")
+    if "|" not in start or "|" not in end:
+        return None
+    return f"{start.split('|')[part]}..{end.split('|')[part]}"
 
 
 def _coverage(

@@ -129,3 +129,40 @@ class TokenStatusOut(BaseModel):
     capacity: int
     refill_rate: float
     seconds_until_full: float
+
+
+class RunOut(BaseModel):
+    run_id: str
+    status: str
+    trigger: str | None = Field(description="What launched it: a sensor, schedule or the CLI")
+    symbols: str | None = Field(description="The run's symbol range, first..last")
+    days: str | None = Field(description="The run's session range, first..last")
+    updated_at: datetime | None
+
+
+class RunsOut(BaseModel):
+    queued: int
+    running: int
+    recent: list[RunOut] = Field(description="The newest runs, in flight or finished")
+
+
+class BreakerOut(BaseModel):
+    provider: str
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    opened_at: datetime | None
+
+
+class ParkedOut(BaseModel):
+    symbol: str
+    reason: str
+    parked_at: datetime
+
+
+class StatusOut(BaseModel):
+    runs: RunsOut
+    token_buckets: list[TokenStatusOut]
+    breakers: list[BreakerOut]
+    parked_symbols: list[ParkedOut] = Field(
+        description="Symbols parked as dead (not fetched); `watch add` or ensure-coverage resumes"
+    )

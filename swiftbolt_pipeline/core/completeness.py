@@ -60,14 +60,16 @@ class SessionState:
 
 
 def raw_complete(state: SessionState, *, final_required: bool) -> bool:
-    """`final_required`: the session is past and its history answer is due (see module doc)."""
-    if not final_required:
-        return state.raw.bars > 0
-    return (
+    """`final_required`: the session is past and its history answer is due (see module doc);
+    before that, provisional bars will do. A confirmed answer is complete either way."""
+    confirmed = (
         state.confirmed_bars is not None
         and state.raw.bars == state.confirmed_bars
         and not (state.raw.bars and state.raw.intraday)
     )
+    if confirmed or final_required:
+        return confirmed
+    return state.raw.bars > 0
 
 
 def derived_complete(state: SessionState, timeframe: Timeframe) -> bool:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime, timedelta
 
 import click
 
+from swiftbolt_pipeline.config import parse_day
 from swiftbolt_pipeline.soak.audit import format_report
 from swiftbolt_pipeline.soak.plan import build_plan
 
-
-def default_start() -> datetime:
-    """A week after the wall clock: Dagster stamps runs with wall-clock time, and the gap
-    sensor compares those stamps with the simulated now (its failure cooldown), so the
-    simulation must run ahead of the wall clock, never behind it."""
-    return datetime.now(UTC) + timedelta(days=7)
+# A fixed default, so a run reproduces exactly: 20 sessions from here cross Thanksgiving and
+# the early close after it.
+DEFAULT_START = "2026-11-02"
 
 
 @click.command()
@@ -24,13 +21,19 @@ def default_start() -> datetime:
 @click.option("--symbols", default=20, show_default=True, type=click.IntRange(min=7))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option(
+    "--start",
+    default=DEFAULT_START,
+    show_default=True,
+    help="First simulated session (the first session on or after this date), YYYY-MM-DD.",
+)
+@click.option(
     "--intraday-every",
     default=15,
     show_default=True,
     type=click.Choice(["15", "30", "60"]),
     help="Minutes between intraday ticks (the schedule's cron is 15).",
 )
-def soak(sessions: int, symbols: int, seed: int, intraday_every: str) -> None:
+def soak(sessions: int, symbols: int, seed: int, start: str, intraday_every: str) -> None:
     """Simulate SESSIONS sessions of the daemon with a chaos plan, then audit the archive."""
     from swiftbolt_pipeline.soak.runner import Simulation
 
@@ -38,7 +41,7 @@ def soak(sessions: int, symbols: int, seed: int, intraday_every: str) -> None:
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
 
     plan = build_plan(
-        default_start().date(),
+        parse_day(start, "--start"),
         sessions=sessions,
         symbols=symbols,
         seed=seed,

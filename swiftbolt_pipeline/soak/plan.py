@@ -163,11 +163,9 @@ def build_plan(
         intraday_every_min=intraday_every_min,
         # The morning after the last session: its 06:00 finalize, then sensors until 09:00.
         end=at_et(following[0], 9, 0),
-        emulator_config={
-            "page_size": PAGE_SIZE,
-            "next_url_host": "https://api.massive.com",
-            "tradier_empty": "string_null",
-        },
+        # Real payload shapes: pages whose next_url names Polygon's new host (a day without
+        # trades answers Tradier's `{"series": "null"}` always, as the real API does).
+        emulator_config={"page_size": PAGE_SIZE, "next_url_base": "https://api.massive.com"},
     )
 
 

@@ -136,7 +136,7 @@ class Simulation:
                 }
             )
             self.runtime = open_runtime()
-            self.log(f"providers: polygon from {ensure_providers(self.runtime)}")
+            self.log(f"providers: polygon from {ensure_providers(self.runtime).source}")
             prepare_dagster_home(self.runtime)
             with open_instance() as instance:
                 configure_pools(instance)
@@ -242,8 +242,12 @@ class Simulation:
         self, defs: dg.Definitions, instance: dg.DagsterInstance, name: str, at: datetime
     ) -> list[tuple[str, str, dg.RunRequest]]:
         schedule = defs.resolve_schedule_def(name)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
-        return [("schedule", name, r) for r in _requests(schedule(context))]
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=at,
+            resources=build_resources(Settings.from_env()),
+        ) as context:
+            return [("schedule", name, r) for r in _requests(schedule(context))]
 
     def _sensor(
         self, defs: dg.Definitions, instance: dg.DagsterInstance, name: str
@@ -346,10 +350,11 @@ class Simulation:
         elif event.kind == DROP_TRADIER:
             # The user restarts the daemon with a real Polygon key and no Tradier token.
             export_env({"TRADIER_TOKEN": None, "TRADIER_BASE_URL": None})
-            source = ensure_providers(self.runtime)
+            setup = ensure_providers(self.runtime)
             tradier = os.environ.get("TRADIER_BASE_URL") or "not configured"
             self.tally.events.append(
-                f"restart without Tradier: polygon {source}; tradier {tradier}"
+                f"restart without Tradier: polygon {setup.source}; tradier {tradier}; "
+                + "; ".join(setup.notes)
             )
         elif event.kind == ADD_SYMBOL:
             spec = next(s for s in self.plan.symbols if s.ticker == event.detail["ticker"])

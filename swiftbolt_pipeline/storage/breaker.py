@@ -115,3 +115,11 @@ def breaker_state(conn: psycopg.Connection, provider: str) -> BreakerState | Non
         (provider,),
     ).fetchone()
     return BreakerState(*row) if row else None
+
+
+def all_states(conn: psycopg.Connection) -> list[BreakerState]:
+    rows = conn.execute(
+        """SELECT provider, state, consecutive_failures, opened_at FROM provider_breakers
+           ORDER BY provider"""
+    ).fetchall()
+    return [BreakerState(*row) for row in rows]

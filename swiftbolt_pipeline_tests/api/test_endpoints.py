@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import psycopg
@@ -449,3 +449,39 @@ def test_open_app_documents_no_security(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     assert "security" not in document
     assert "securitySchemes" not in document.get("components", {})
+
+
+def test_status_shows_runs_buckets_breakers_and_parked_symbols(
+    client: TestClient, conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    (dead,) = watchlist.add(conn, ["ZZDEAD"])
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    for _ in range(3):  # three SYMBOL_NOT_FOUND answers in a row park it
+        watchlist.record_outcome(
+            conn, dead.id, error_code="SYMBOL_NOT_FOUND", error_message="no bars", now=now,
+            retry_after=now,
+        )  # fmt: skip
+    conn.execute("UPDATE provider_breakers SET state = 'open', opened_at = now() "
+                 "WHERE provider = 'polygon'")  # fmt: skip
+    conn.commit()
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="bars_job",
+            run_id="a" * 36,
+            status=dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
+            tags=range_tags("SPY", "SPY", date(2026, 3, 2), date(2026, 3, 6)),
+        )
+    )
+    body = client.get("/v1/status").json()
+    assert body["runs"]["queued"] == 1 and body["runs"]["running"] == 0
+    (run,) = body["runs"]["recent"]
+    assert (run["status"], run["symbols"], run["days"]) == (
+        "NOT_STARTED",
+        "SPY..SPY",
+        "2026-03-02..2026-03-06",
+    )
+    assert {b["provider"] for b in body["token_buckets"]} >= {"polygon", "tradier", "alpaca"}
+    states = {b["provider"]: b["state"] for b in body["breakers"]}
+    assert states["polygon"] == "open" and states["tradier"] == "closed"
+    (parked,) = body["parked_symbols"]
+    assert parked["symbol"] == "ZZDEAD" and "SYMBOL_NOT_FOUND" in parked["reason"]

@@ -5,7 +5,7 @@ sessions, 0 rows from an unconfigured provider, requests within the floor, 0 x 4
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import date
 
 import pytest
 
@@ -14,11 +14,12 @@ from swiftbolt_pipeline.soak.plan import build_plan
 from swiftbolt_pipeline.soak.runner import Simulation
 
 
-def _simulate(sessions: int, symbols: int, every: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def _simulate(
+    start: date, sessions: int, symbols: int, every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The simulation exports its own environment; restore the test's afterwards.
     for key in list(os.environ):
         monkeypatch.setenv(key, os.environ[key])
-    start = (datetime.now(UTC) + timedelta(days=7)).date()
     plan = build_plan(start, sessions=sessions, symbols=symbols, seed=7, intraday_every_min=every)
     simulation = Simulation(plan, log=lambda _line: None)
     report = simulation.run()
@@ -27,10 +28,11 @@ def _simulate(sessions: int, symbols: int, every: int, monkeypatch: pytest.Monke
 
 def test_short_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A few sessions, the smallest roster (one symbol per role and two normal ones)."""
-    _simulate(3, 7, 60, monkeypatch)
+    _simulate(date(2026, 12, 7), 3, 7, 60, monkeypatch)
 
 
 @pytest.mark.slow
 def test_full_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At least 20 sessions x 20 symbols with the whole chaos plan."""
-    _simulate(20, 20, 30, monkeypatch)
+    """At least 20 sessions x 20 symbols with the whole chaos plan, across Thanksgiving and
+    the early close after it."""
+    _simulate(date(2026, 11, 2), 20, 20, 30, monkeypatch)
