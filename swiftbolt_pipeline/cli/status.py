@@ -83,6 +83,7 @@ def status(show_all: bool, as_json: bool) -> None:
         # Fetches of processes that died mid-run would otherwise read `running` forever.
         abandoned = ledger.abandon_orphans(conn)
         symbols = watchlist.list_symbols(conn, active_only=not show_all)
+        parked = watchlist.parked(conn)
         inflight = inflight_ranges(instance)
         rows = [_status_of(conn, instance, runtime.settings, s, inflight) for s in symbols]
     if as_json:
@@ -92,10 +93,15 @@ def status(show_all: bool, as_json: bool) -> None:
         click.echo(
             f"Ledger: marked {abandoned} fetch(es) abandoned (their process ended mid-fetch)."
         )
-    if not rows:
+    if rows:
+        _print_table(runtime.settings, rows, inflight)
+    elif not parked:
         click.echo("the watchlist is empty; add symbols with `swiftbolt watch add AAPL`")
-        return
-    _print_table(runtime.settings, rows, inflight)
+    for symbol in parked:
+        click.echo(
+            f"Parked {symbol.ticker} since {symbol.parked_at:%Y-%m-%d %H:%M}: "
+            f"{symbol.parked_reason} (`swiftbolt watch add {symbol.ticker}` resumes it)"
+        )
 
 
 def _status_of(

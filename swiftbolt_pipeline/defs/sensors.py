@@ -30,11 +30,14 @@ def watchlist_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     with warehouse.connect() as conn:
         active = {row.ticker for row in watchlist.list_symbols(conn)}
+        parked = watchlist.parked(conn)
     assert SYMBOLS.name is not None
     known = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     added, removed = sorted(active - known), sorted(known - active)
     if not added and not removed:
-        return dg.SkipReason(f"{len(active)} symbol partition(s) up to date")
+        # Parked symbols are named on every tick, so the UI's tick history shows them and why.
+        note = "; ".join(f"{s.ticker} parked: {s.parked_reason}" for s in parked)
+        return dg.SkipReason(f"{len(active)} symbol partition(s) up to date. {note}".strip())
     requests = []
     if added:
         requests.append(SYMBOLS.build_add_request(added))

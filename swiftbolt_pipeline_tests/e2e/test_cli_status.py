@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
-from swiftbolt_pipeline.storage import database
+from swiftbolt_pipeline.storage import database, watchlist
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 
 # With SWIFTBOLT_NOW 2026-03-20, a 30-day window holds the 23 sessions 2026-02-18..2026-03-20.
@@ -143,3 +144,25 @@ def test_runs_in_flight_per_symbol(
     finally:
         for run in queued:
             dagster_instance.delete_run(run.run_id)
+
+
+def test_parked_symbols_are_listed_with_their_reason(env: dict[str, str]) -> None:
+    _ok("watch", "add", "SPY", "ZZDEAD", env=env)
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        (dead,) = [s for s in watchlist.list_symbols(conn) if s.ticker == "ZZDEAD"]
+        now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+        for _ in range(watchlist.PARK_AFTER):
+            watchlist.record_outcome(
+                conn, dead.id, error_code="SYMBOL_NOT_FOUND", error_message="no bars",
+                now=now, retry_after=now,
+            )  # fmt: skip
+    listed = _ok("watch", "list", env=env)
+    assert "SPY" in listed
+    parked = [line for line in listed.splitlines() if line.startswith("ZZDEAD")]
+    assert parked == [
+        "ZZDEAD   since 2026-03-20 12:00: SYMBOL_NOT_FOUND: no bars served 3 times in a row "
+        "(last: no bars)"
+    ]
+    status = _ok("status", env=env)
+    assert "Parked ZZDEAD since 2026-03-20 12:00: SYMBOL_NOT_FOUND" in status
+    assert [row["symbol"] for row in json.loads(_ok("status", "--json", env=env))] == ["SPY"]
