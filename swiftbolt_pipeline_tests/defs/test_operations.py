@@ -7,6 +7,8 @@ clock moved through SWIFTBOLT_NOW."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -349,3 +351,45 @@ def test_a_run_whose_worker_died_is_failed_and_frees_its_pool_slot(
         "alive": dg.DagsterRunStatus.STARTED,  # its fetch's session is live (this one)
     }
     assert storage.get_concurrency_info("polygon").active_slot_count == 0
+
+
+def test_todays_refresh_of_many_symbols_holds_a_few_database_connections(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One intraday client for the whole run, not one (with its limiter and breaker
+    connections) per symbol: 45 symbols used to exhaust PostgreSQL's 100 connections."""
+    _at(monkeypatch, datetime(2026, 3, 11, 11, 5, tzinfo=ET))
+    symbols = sorted(f"T{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(30))
+    register_symbols(instance, symbols)
+    database = conn.execute("SELECT current_database()").fetchone()
+    assert database is not None
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(pipeline_env["DATABASE_URL"], autocommit=True) as watcher:
+            while not done.is_set():
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", database
+                ).fetchone()
+                peak[0] = max(peak[0], row[0] if row else 0)
+                time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        request = dg.RunRequest(
+            tags={
+                "dagster/asset_partition_range_start": f"2026-03-11|{symbols[0]}",
+                "dagster/asset_partition_range_end": f"2026-03-11|{symbols[-1]}",
+            }
+        )
+        assert _launch(instance, request).success
+    finally:
+        done.set()
+        sampler.join()
+    assert _count(conn, "SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe = 'm15'") == 30 * 6
+    # This test's own two, the sampler, the run's warehouse, limiter and breaker: not 2 x 30.
+    assert peak[0] <= 8, peak[0]
