@@ -146,6 +146,11 @@ def fail_window(
 class WindowStore:
     """Stores one window's bars of one symbol as they arrive (see the module docstring).
 
+    Every page's bars are kept until the window ends, so a session is always written from
+    everything served for it: when a later page brings more bars of an already stored session
+    (a cursor that serves a page twice), that session is written again from all of them, and
+    the cleaning counts are taken once, over the whole window, as if it came in one page.
+
     `is_intraday`: provisional bars of today's session (no checkpoint, nothing confirmed)."""
 
     def __init__(
@@ -167,28 +172,40 @@ class WindowStore:
         self.result = result
         self.is_intraday = is_intraday
         self.rows = 0
-        self._pending = list(window.sessions)  # sessions not stored yet, in order
-        self._carry: list[pl.DataFrame] = []  # raw bars of the session still arriving
+        self._pages: list[pl.DataFrame] = []
+        self._stored: set[date] = set()  # sessions written so far
+        self._touched: set[date] = set()  # stored sessions that got more bars since
+        self._rows_of: dict[date, int] = {}  # rows written per stored session
 
-    def add(self, raw: pl.DataFrame, stats: RequestStats) -> None:
-        """One page: store every session it moved past; keep the last one for later."""
-        self.result.received += raw.height
-        if raw.is_empty():
+    def add(self, page: pl.DataFrame, stats: RequestStats) -> None:
+        """One page: store every session it moved past; the newest one may continue."""
+        self.result.received += page.height
+        if page.is_empty():
             return
-        raw = pl.concat([*self._carry, raw])
-        day = raw["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
-        last_day: date = day.max()  # type: ignore[assignment]
-        done = [d for d in self._pending if d < last_day]
-        self._carry = [raw.filter(day >= last_day)]
-        if done:
-            self._store(raw.filter(day < last_day), done, stats)
+        self._pages.append(page)
+        days = set(_exchange_days(page))
+        self._touched |= days & self._stored
+        newest = max(days)
+        ready = [d for d in self.window.sessions if d < newest and self._due(d)]
+        if ready:
+            self._store(ready, stats)
 
     def finish(self, stats: RequestStats) -> None:
-        """The window's last page arrived: store the rest and close the ledger row."""
-        raw = pl.concat(self._carry) if self._carry else None
-        self._carry = []
-        if self._pending:
-            self._store(raw, list(self._pending), stats)
+        """The window's last page arrived: store the rest, count what the cleaning rules
+        dropped, and close the ledger row."""
+        ready = [d for d in self.window.sessions if self._due(d)]
+        if ready:
+            self._store(ready, stats)
+        served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
+        sessions = [calendar.session(d) for d in self.window.sessions]
+        _, report = clean_m15(served, sessions, extended_hours=self.result.extended_hours)
+        self.result.note_cleaning(report)
+        if report.rejected():
+            log.warning(
+                "%s %s..%s: dropped %d bad bar(s) from %s: %s",
+                self.result.symbol, self.window.first, self.window.last, report.rejected_total,
+                self.provider, ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
+            )  # fmt: skip
         ledger.finish_fetch(
             self.conn, self.fetch_id, actual_cost=stats.requests, rows_written=self.rows
         )
@@ -198,26 +215,23 @@ class WindowStore:
         """Close the ledger row as failed; sessions already committed stay."""
         fail_window(self.conn, self.fetch_id, stats.requests, exc, self.rows)
 
-    def _store(self, raw: pl.DataFrame | None, days: list[date], stats: RequestStats) -> None:
-        """Clean `raw` (bars of exactly `days`) and commit those partitions with the checkpoint.
+    def _due(self, day: date) -> bool:
+        return day not in self._stored or day in self._touched
+
+    def _store(self, days: list[date], stats: RequestStats) -> None:
+        """Clean everything served for `days` and commit those partitions with the checkpoint.
 
         Raises MALFORMED_RESPONSE (nothing of these days stored) for off-grid bars."""
         result = self.result
         sessions = [calendar.session(d) for d in days]
-        served = raw if raw is not None else pl.DataFrame(schema=BAR_SCHEMA)
+        served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
+        served = served.filter(_exchange_day(pl.col("ts")).is_in(days))
         bars, report = clean_m15(served, sessions, extended_hours=result.extended_hours)
-        result.note_cleaning(report)
         if report.wrong_interval:
             raise wrong_interval_error(self.provider, report, stats.requests)
-        if report.rejected():
-            log.warning(
-                "%s %s..%s: dropped %d bad bar(s) from %s: %s",
-                result.symbol, days[0], days[-1], report.rejected_total, self.provider,
-                ", ".join(f"{rule}={n}" for rule, n in report.rejected().items()),
-            )  # fmt: skip
         counts = _bars_per_day(bars)
         written = [d for d in days if counts.get(d)]
-        empty = [d for d in days if not counts.get(d)]
+        empty = [d for d in days if not counts.get(d) and d not in self._stored]
         with self.conn.transaction():
             rows = 0
             if written:
@@ -249,13 +263,16 @@ class WindowStore:
                     result.symbol,
                     Timeframe.M15.value,
                     range_start=result.days[0],
-                    last_ts=sessions[-1].close,
+                    last_ts=max(s.close for s in sessions),
                     bars=rows,
                 )
         self.conn.commit()
-        self._pending = [d for d in self._pending if d not in set(days)]
-        self.rows += rows
-        result.bars_written += rows
+        rewritten = self._stored & set(days)
+        self.rows += rows - sum(self._rows_of.get(d, 0) for d in rewritten)
+        result.bars_written += rows - sum(self._rows_of.get(d, 0) for d in rewritten)
+        self._rows_of.update({d: counts.get(d, 0) for d in days})
+        self._stored |= set(days)
+        self._touched -= set(days)
         result.empty_days.extend(empty)
         result.note_span(bars)
         log.info(
@@ -364,11 +381,18 @@ def wrong_interval_error(provider: str, report: CleanReport, requests: int) -> P
     )
 
 
+def _exchange_day(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
+
+
+def _exchange_days(bars: pl.DataFrame) -> list[date]:
+    return bars.select(_exchange_day(pl.col("ts")))["ts"].to_list()
+
+
 def _bars_per_day(bars: pl.DataFrame) -> dict[date, int]:
     if bars.is_empty():
         return {}
-    day = bars["ts"].dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
-    return dict(day.value_counts().iter_rows())
+    return dict(bars.select(_exchange_day(pl.col("ts")))["ts"].value_counts().iter_rows())
 
 
 def window_of(days: Iterable[date]) -> RequestWindow:

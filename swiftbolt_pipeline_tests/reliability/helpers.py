@@ -39,6 +39,8 @@ class FakePolygon:
     pages: list[Page] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     url: str = ""
+    # The aggregates path asked first: `next_url` continues on it, as Polygon's cursors do.
+    path: str = "/v2/aggs/ticker/X/range/15/minute/a/b"
 
     def body(self, index: int) -> tuple[int, bytes]:
         page = self.pages[index]
@@ -54,7 +56,7 @@ class FakePolygon:
             "results": page,
         }
         if index + 1 < len(self.pages):
-            payload["next_url"] = f"{self.url}/v2/aggs/cursor?cursor={index + 1}"
+            payload["next_url"] = f"{self.url}{self.path}?cursor={index + 1}"
         return 200, json.dumps(payload).encode()
 
 
@@ -64,7 +66,10 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(server, _Server)
         fake = server.fake
         fake.requests.append(self.path)
-        cursor = parse_qs(urlsplit(self.path).query).get("cursor", ["0"])[0]
+        query = parse_qs(urlsplit(self.path).query)
+        if "cursor" not in query:
+            fake.path = urlsplit(self.path).path
+        cursor = query.get("cursor", ["0"])[0]
         status, body = fake.body(int(cursor))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -18,7 +18,8 @@ import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, ingest_history
+from swiftbolt_pipeline.ingest.history import HistoryTask, ingest_history_routed
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import UnlimitedLimiter
@@ -79,11 +80,19 @@ def _ingest(conn: psycopg.Connection, fake: FakePolygon) -> SymbolIngest:
     try:
         ids = watchlist.ensure(conn, [SYMBOL])
         conn.commit()
-        return ingest_history(
-            conn, client, run_id="reliability", symbol=SYMBOL, symbol_id=ids[SYMBOL], days=DAYS
+        (result,) = ingest_history_routed(
+            conn,
+            ("polygon",),
+            lambda _: client,
+            run_id="reliability",
+            tasks=[HistoryTask(SYMBOL, ids[SYMBOL], DAYS)],
         )
     finally:
         client.close()
+    # The symbol's outcome: a failure is raised here, as the run reports it.
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def _without(expected: list[tuple[Any, ...]], bars: Bars, indexes: list[int]) -> list[tuple]:
@@ -194,20 +203,22 @@ def test_bad_bars_are_dropped_by_rule_and_counted(
     ],
     ids=["null", "NaN", "missing", "string"],
 )
-def test_null_nan_or_missing_fields_fail_the_window_and_write_nothing(
+def test_null_nan_or_missing_fields_fail_the_window_and_write_nothing_of_that_page(
     body: bytes, source: Bars, fake: FakePolygon, conn: psycopg.Connection
 ) -> None:
-    """Owned by the parser: a response with a bar it cannot read is MALFORMED_RESPONSE as a
-    whole; none of it (not even the good bars of the same response) is stored."""
+    """Owned by the parser: a page with a bar it cannot read is MALFORMED_RESPONSE as a whole;
+    none of it (not even its good bars) is stored. Sessions an earlier page completed stay,
+    committed with the checkpoint (a resumed fetch starts after them)."""
     good = _regular(source)
     bad = body.replace(b"1748871000000", str(source[good[30]]["t"]).encode())
-    fake.pages = [source[: good[30]], bad]
+    fake.pages = [source[: good[30]], bad]  # page 1 completes the first session only
     with pytest.raises(ProviderError) as info:
         _ingest(conn, fake)
     assert info.value.code == "MALFORMED_RESPONSE"
-    assert count_bars(conn) == 0
+    first_day = [r for r in _expected() if calendar.exchange_date(r[0]) == DAYS[0]]
+    assert stored_m15(conn, SYMBOL) == first_day
     row = conn.execute("SELECT status, error_code, rows_written FROM job_runs").fetchone()
-    assert row == ("failed", "MALFORMED_RESPONSE", 0)
+    assert row == ("failed", "MALFORMED_RESPONSE", 26)
 
 
 def test_bars_of_another_size_fail_the_window_instead_of_passing_as_m15(
@@ -225,17 +236,20 @@ def test_bars_of_another_size_fail_the_window_instead_of_passing_as_m15(
     assert row == ("failed", "MALFORMED_RESPONSE")
 
 
-def test_a_window_failing_on_a_later_page_writes_none_of_its_partitions(
+def test_a_window_failing_on_a_later_page_keeps_the_whole_sessions_it_completed(
     source: Bars, fake: FakePolygon, conn: psycopg.Connection
 ) -> None:
-    cut = _regular(source)[60]
+    cut = _regular(source)[60]  # page 1 ends inside the third session
     fake.pages = [source[:cut], 503, 503, 503]
     with pytest.raises(ProviderError) as info:
         _ingest(conn, fake)
     assert info.value.code == "PROVIDER_UNAVAILABLE"
     assert len(fake.requests) == 4  # page 1, then page 2 three times (bounded)
-    assert count_bars(conn) == 0
-    assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
+    assert stored_m15(conn, SYMBOL) == [
+        r for r in _expected() if calendar.exchange_date(r[0]) in DAYS[:2]
+    ]
+    checkpoint = conn.execute("SELECT last_ts FROM provider_checkpoints").fetchone()
+    assert checkpoint == (calendar.session(DAYS[1]).close,)
 
 
 def test_a_window_with_nothing_usable_keeps_the_archive(
