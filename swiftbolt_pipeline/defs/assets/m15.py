@@ -107,17 +107,17 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         ),
     )
     def m15_bars() -> dict[str, Any]:
-        plan = m15_plan()
-        # Fan-in: the check step runs once any of these was produced (the plan's always is);
-        # history outcomes come before today's, as they are recorded in this order.
-        fetched = [plan.stored]
-        first = {p: _history_op(p, fallback=False)([getattr(plan, p)]) for p in HISTORY_PROVIDERS}
+        route = m15_plan()
+        # A fan-in step is skipped only when every source was: `stored` is always produced,
+        # so the checks always run. History outcomes come first, as they are recorded in order.
+        fetched = [route.stored]
+        first = {p: _history_op(p, fallback=False)([getattr(route, p)]) for p in HISTORY_PROVIDERS}
         fetched += [step.done for step in first.values()]
         for p in HISTORY_PROVIDERS:
             handoffs = [getattr(step, p) for q, step in first.items() if q != p]
             fetched.append(_history_op(p, fallback=True)(handoffs))
-        fetched.append(m15_tradier(plan.plan, plan.tradier))
-        outputs = m15_checks(plan.plan, fetched)
+        fetched.append(m15_tradier(route.plan, route.tradier))
+        outputs = m15_checks(route.plan, fetched)
         return {name: getattr(outputs, name) for name in ["result", *CHECK_OUTPUTS]}
 
     return m15_bars
