@@ -30,8 +30,9 @@ class RunOutcome:
     checks: tuple[CheckOutcome, ...] = ()
 
 
-# Pools cap concurrent fetching steps (not request rate: the token bucket does that).
-POOL_LIMITS = {"polygon": 2, "tradier": 2}
+# Pools cap concurrent fetching steps (not request rate: the token bucket does that); each
+# provider's step of `m15_bars` holds its own provider's pool.
+POOL_LIMITS = {"polygon": 2, "tradier": 2, "alpaca": 2}
 
 
 def configure_pools(instance: dg.DagsterInstance) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import psycopg
@@ -71,6 +71,87 @@ class _Symbol:
         )  # fmt: skip
 
 
+@dataclass
+class HistoryRun:
+    """A run's history fetch between provider rounds. Plain data (picklable), so each
+    provider's round can run in its own step, holding only that provider's pool."""
+
+    providers: tuple[str, ...]
+    states: list[_Symbol]
+    rounds: int = 0
+    # The last PROVIDER_UNAVAILABLE answer per symbol, for the error when none is left.
+    unavailable: dict[str, ProviderError] = field(default_factory=dict)
+
+    def next_provider(self) -> str | None:
+        """The provider of the next round: None once no symbol waits or none is left."""
+        if self.rounds < len(self.providers) and any(s.waiting for s in self.states):
+            return self.providers[self.rounds]
+        return None
+
+
+def start_history(
+    conn: psycopg.Connection,
+    providers: Sequence[str],
+    tasks: Sequence[HistoryTask],
+    *,
+    extended_hours: bool = False,
+) -> HistoryRun:
+    """Each task's request windows, after what a killed fetch already stored (no request)."""
+    states: list[_Symbol] = []
+    for task in tasks:
+        result = SymbolIngest(
+            symbol=task.symbol,
+            days=sorted(task.days),
+            provider="",
+            extended_hours=extended_hours,
+        )
+        todo = prepare_symbol(conn, task.symbol_id, result)
+        windows = plan_requests(todo)
+        states.append(_Symbol(result, task.symbol_id, todo, windows, planned=bool(windows)))
+    return HistoryRun(tuple(providers), states)
+
+
+def history_round(
+    conn: psycopg.Connection, run: HistoryRun, open_client: OpenClient, *, run_id: str
+) -> None:
+    """The next provider fetches every waiting symbol's remaining windows. Raises AUTH_FAILED."""
+    provider = run.next_provider()
+    if provider is None:
+        return
+    run.rounds += 1
+    waiting = [s for s in run.states if s.waiting]
+    try:
+        client = open_client(provider)
+    except ProviderError as exc:
+        if exc.code != PROVIDER_UNAVAILABLE:
+            raise
+        for state in waiting:
+            state.unavailable(provider, exc)
+            run.unavailable[state.result.symbol] = exc
+        return
+    if isinstance(client, AlpacaClient):
+        _alpaca_round(conn, client, run_id, waiting, run.unavailable)
+    else:
+        _polygon_round(conn, client, run_id, waiting, run.unavailable)
+
+
+def finish_history(conn: psycopg.Connection, run: HistoryRun) -> list[SymbolIngest]:
+    """Every symbol's outcome (`error` set on the failed ones), its checkpoints cleared."""
+    for state in run.states:
+        result = state.result
+        result.provider = result.provider or run.providers[0]
+        if state.waiting:
+            result.error = _no_provider(run.unavailable[result.symbol], run.providers)
+        elif result.error is None:
+            try:
+                finish_symbol(conn, state.symbol_id, result, planned=state.planned, todo=state.todo)
+            except ProviderError as exc:
+                result.error = exc
+        if result.error is not None:
+            log.warning("%s: failed [%s] %s", result.symbol, result.error.code, result.error)
+    return [s.result for s in run.states]
+
+
 def ingest_history_routed(
     conn: psycopg.Connection,
     providers: Sequence[str],
@@ -83,48 +164,10 @@ def ingest_history_routed(
     """Fetch and store the m15 history of every task, routed over `providers` in order.
 
     Returns every symbol's outcome (`error` set on the failed ones). Raises AUTH_FAILED."""
-    states: list[_Symbol] = []
-    for task in tasks:
-        result = SymbolIngest(
-            symbol=task.symbol,
-            days=sorted(task.days),
-            provider="",
-            extended_hours=extended_hours,
-        )
-        todo = prepare_symbol(conn, task.symbol_id, result)
-        windows = plan_requests(todo)
-        states.append(_Symbol(result, task.symbol_id, todo, windows, planned=bool(windows)))
-    unavailable: dict[str, ProviderError] = {}
-    for provider in providers:
-        waiting = [s for s in states if s.waiting]
-        if not waiting:
-            break
-        try:
-            client = open_client(provider)
-        except ProviderError as exc:
-            if exc.code != PROVIDER_UNAVAILABLE:
-                raise
-            for state in waiting:
-                state.unavailable(provider, exc)
-                unavailable[state.result.symbol] = exc
-            continue
-        if isinstance(client, AlpacaClient):
-            _alpaca_round(conn, client, run_id, waiting, unavailable)
-        else:
-            _polygon_round(conn, client, run_id, waiting, unavailable)
-    for state in states:
-        result = state.result
-        result.provider = result.provider or providers[0]
-        if state.waiting:
-            result.error = _no_provider(unavailable[result.symbol], providers)
-        elif result.error is None:
-            try:
-                finish_symbol(conn, state.symbol_id, result, planned=state.planned, todo=state.todo)
-            except ProviderError as exc:
-                result.error = exc
-        if result.error is not None:
-            log.warning("%s: failed [%s] %s", result.symbol, result.error.code, result.error)
-    return [s.result for s in states]
+    run = start_history(conn, providers, tasks, extended_hours=extended_hours)
+    while run.next_provider() is not None:
+        history_round(conn, run, open_client, run_id=run_id)
+    return finish_history(conn, run)
 
 
 def _no_provider(last: ProviderError, providers: Sequence[str]) -> ProviderError:

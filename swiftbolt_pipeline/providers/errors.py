@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
 SYMBOL_NOT_FOUND = "SYMBOL_NOT_FOUND"
 INVALID_TIMEFRAME = "INVALID_TIMEFRAME"
@@ -20,3 +22,11 @@ class ProviderError(RuntimeError):
         self.provider = provider
         self.message = message
         self.requests = requests
+
+    def __reduce__(self) -> tuple[Callable[..., ProviderError], tuple[str, str, str, int]]:
+        # Outcomes cross step boundaries pickled; the keyword arguments must survive.
+        return (_provider_error, (self.code, self.message, self.provider, self.requests))
+
+
+def _provider_error(code: str, message: str, provider: str, requests: int) -> ProviderError:
+    return ProviderError(code, message, provider=provider, requests=requests)

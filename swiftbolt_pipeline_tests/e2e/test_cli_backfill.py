@@ -121,7 +121,7 @@ def test_embedded_postgres_zero_setup(tmp_path, emulator: str) -> None:
     first = run_cli("db", "migrate", env=env).stdout.splitlines()
     shipped = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
     assert len(shipped) >= 7
-    assert first == [f"applied {', '.join(shipped)}", "pools: polygon=2, tradier=2"]
+    assert first == [f"applied {', '.join(shipped)}", "pools: polygon=2, tradier=2, alpaca=2"]
     assert run_cli("db", "migrate", env=env).stdout.splitlines()[0] == "schema is up to date"
     added = run_cli("watch", "add", "aapl", "--window-days", "30", "--priority", "3", env=env)
     assert added.returncode == 0 and "watching AAPL (window 30 days, priority 3)" in added.stdout

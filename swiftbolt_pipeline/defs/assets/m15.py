@@ -1,14 +1,17 @@
 """`m15_bars`: raw 15-minute bars per symbol x session: history from the configured history
 providers (Polygon, Alpaca; primary first, fallback on outage), today's session from Tradier."""
 
+from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import psycopg
 
-from swiftbolt_pipeline.config import Settings, parse_providers
-from swiftbolt_pipeline.core import completeness
+from swiftbolt_pipeline.config import HISTORY_PROVIDERS, Settings, parse_providers
+from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.clean import merge_counts
 from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
@@ -20,12 +23,16 @@ from swiftbolt_pipeline.defs.checks import (
 )
 from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import (
-    AlpacaResource,
-    PolygonResource,
     TradierResource,
     WarehouseResource,
 )
-from swiftbolt_pipeline.ingest.history import HistoryClient, HistoryTask, ingest_history_routed
+from swiftbolt_pipeline.ingest.history import (
+    HistoryRun,
+    HistoryTask,
+    finish_history,
+    history_round,
+    start_history,
+)
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
@@ -55,13 +62,33 @@ def history_providers(tags: dict[str, str], settings: Settings) -> tuple[str, ..
     return names
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the first step decided, for the steps after it."""
+
+    days: dict[str, list[date]]
+    ids: dict[str, int]
+    providers: tuple[str, ...]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One step's per-symbol outcomes; `skipped` names an unconfigured provider."""
+
+    results: list[SymbolIngest]
+    skipped: tuple[str, ...] = ()
+
+
+CHECK_OUTPUTS = [spec.get_python_identifier() for spec in m15_check_specs()]
+
+
 def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
+    @dg.graph_asset(
         name="m15_bars",
         partitions_def=partitions_def,
         # A backfill of many days is one run, coalesced into few provider requests.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="polygon",
         group_name="bars",
         kinds={"polygon", "postgres", "polars"},
         check_specs=m15_check_specs(),
@@ -74,96 +101,172 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
             f"`{PROVIDER_TAG}`): Polygon aggregates in coalesced windows of about 50 sessions, "
             "Alpaca in multi-symbol batches of up to 50 symbols; when one is unavailable "
             "(outage, open circuit breaker) the next takes the remaining windows. Today's "
-            "session comes from Tradier time & sales (`is_intraday`), replaced later."
+            "session comes from Tradier time & sales (`is_intraday`), replaced later. Each "
+            "provider is called by its own step holding that provider's pool; a step with "
+            "nothing to fetch is skipped and takes no slot."
         ),
     )
-    def m15_bars(
-        context: dg.AssetExecutionContext,
-        polygon: PolygonResource,
-        alpaca: AlpacaResource,
-        tradier: TradierResource,
-        warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
-        settings = Settings.from_env()
-        providers = history_providers(dict(context.run.tags), settings)
-        now, today = settings.now(), settings.today
-        plan = days_by_symbol(list(context.partition_keys))
-        run_id = context.run.run_id
-        with warehouse.connect() as conn, ExitStack() as stack:
-            ids = watchlist.ensure(conn, list(plan))
-            opened: dict[str, HistoryClient] = {}
-
-            def open_client(provider: str) -> HistoryClient:
-                if provider not in opened:
-                    resource = alpaca if provider == "alpaca" else polygon
-                    opened[provider] = stack.enter_context(resource.client())
-                return opened[provider]
-
-            for symbol, days in plan.items():
-                context.log.info(f"{symbol}: {len(days)} session(s) {days[0]}..{days[-1]}")
-            # Routed by each day, not by the end of the range: history from the history
-            # providers, today's session from the intraday provider.
-            history = {s: [d for d in days if d < today] for s, days in plan.items()}
-            if context.run.tags.get(MISSING_ONLY_TAG) == "true":
-                history = _without_final(conn, history, ids)
-            tasks = [HistoryTask(s, ids[s], days) for s, days in history.items() if days]
-            results: list[SymbolIngest] = []
-            if tasks:
-                context.log.info(f"history providers: {', '.join(providers)}")
-                try:
-                    results += ingest_history_routed(
-                        conn,
-                        providers,
-                        open_client,
-                        run_id=run_id,
-                        tasks=tasks,
-                        extended_hours=settings.extended_hours,
-                    )
-                except ProviderError as exc:  # a rejected key: every symbol waits, then fails
-                    failed = [SymbolIngest(t.symbol, list(t.days), error=exc) for t in tasks]
-                    _record_outcomes(context, conn, failed, ids, settings)
-                    raise
-            todays = [symbol for symbol, days in plan.items() if today in days]
-            skipped: list[str] = []
-            if todays:
-                try:
-                    client = stack.enter_context(tradier.client())
-                except ProviderError as exc:
-                    if exc.code != PROVIDER_UNAVAILABLE:
-                        raise
-                    # Not configured: today's session waits for the history provider.
-                    context.log.warning(f"today's session skipped: {exc}")
-                    skipped = ["tradier"]
-                else:
-                    results += [
-                        ingest_today(
-                            conn, client, run_id=run_id, symbol=symbol, symbol_id=ids[symbol],
-                            day=today, now=now,
-                        )
-                        for symbol in todays
-                    ]  # fmt: skip
-            _record_outcomes(context, conn, results, ids, settings)
-            failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
-            if failures and len(failures) == len(results):
-                raise ProviderError(
-                    next(r.error for r in results if r.error).code,
-                    "every symbol failed: " + "; ".join(f"{s} {m}" for s, m in failures.items()),
-                    provider=",".join(providers),
-                )
-            rejected: dict[str, int] = {}
-            for result in results:
-                merge_counts(rejected, result.rejected)
-            checks = [
-                *check_m15(conn, plan, ids, extended_hours=settings.extended_hours),
-                check_provider_data(rejected),
-                check_fetch_complete(failures),
-            ]
-            symbol, days = next(iter(plan.items()))
-            sample = preview(conn, symbol, ids[symbol], Timeframe.M15, days)
-        metadata = _metadata(results, providers, skipped)
-        return dg.MaterializeResult(metadata={**metadata, "preview": sample}, check_results=checks)
+    def m15_bars() -> dict[str, Any]:
+        route = m15_plan()
+        # A fan-in step is skipped only when every source was: `stored` is always produced,
+        # so the checks always run. History outcomes come first, as they are recorded in order.
+        fetched = [route.stored]
+        first = {p: _history_op(p, fallback=False)([getattr(route, p)]) for p in HISTORY_PROVIDERS}
+        fetched += [step.done for step in first.values()]
+        for p in HISTORY_PROVIDERS:
+            handoffs = [getattr(step, p) for q, step in first.items() if q != p]
+            fetched.append(_history_op(p, fallback=True)(handoffs))
+        fetched.append(m15_tradier(route.plan, route.tradier))
+        outputs = m15_checks(route.plan, fetched)
+        return {name: getattr(outputs, name) for name in ["result", *CHECK_OUTPUTS]}
 
     return m15_bars
+
+
+@dg.op(
+    out={
+        "plan": dg.Out(),
+        "stored": dg.Out(),
+        **{p: dg.Out(is_required=False) for p in HISTORY_PROVIDERS},
+        "tradier": dg.Out(is_required=False),
+    },
+)
+def m15_plan(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource
+) -> Iterator[dg.Output[Any]]:
+    """Which provider steps have work: history to the run's first history provider, today's
+    session to Tradier. The others are skipped, so they never wait for or take a slot."""
+    settings = Settings.from_env()
+    providers = history_providers(dict(context.run.tags), settings)
+    today = settings.today
+    plan = days_by_symbol(list(context.partition_keys))
+    stored: list[SymbolIngest] = []
+    with warehouse.connect() as conn:
+        ids = watchlist.ensure(conn, list(plan))
+        for symbol, days in plan.items():
+            context.log.info(f"{symbol}: {len(days)} session(s) {days[0]}..{days[-1]}")
+        # Routed by each day, not by the end of the range: history from the history
+        # providers, today's session from the intraday provider.
+        history = {s: [d for d in days if d < today] for s, days in plan.items()}
+        if context.run.tags.get(MISSING_ONLY_TAG) == "true":
+            history = _without_final(conn, history, ids)
+        tasks = [HistoryTask(s, ids[s], days) for s, days in history.items() if days]
+        if tasks:
+            context.log.info(f"history providers: {', '.join(providers)}")
+            run = start_history(conn, providers, tasks, extended_hours=settings.extended_hours)
+            if (first := run.next_provider()) is not None:
+                yield dg.Output(run, first)
+            else:  # everything was stored by an earlier (killed) run: no request
+                stored = finish_history(conn, run)
+    yield dg.Output(_Plan(plan, ids, providers, settings.now()), "plan")
+    yield dg.Output(_Fetched(stored), "stored")
+    todays = [symbol for symbol, days in plan.items() if today in days]
+    if todays:
+        yield dg.Output(todays, "tradier")
+
+
+def _history_op(provider: str, *, fallback: bool) -> dg.OpDefinition:
+    """One history provider's round, holding its pool. The symbols it could not serve
+    (unavailable) go to the next provider's step; the last round's outcomes to the checks."""
+    handoffs = [] if fallback else [p for p in HISTORY_PROVIDERS if p != provider]
+
+    @dg.op(
+        name=f"m15_{provider}_fallback" if fallback else f"m15_{provider}",
+        pool=provider,
+        required_resource_keys={provider, "warehouse"},
+        out={"done": dg.Out(is_required=False), **{p: dg.Out(is_required=False) for p in handoffs}},
+    )
+    def fetch(context: dg.OpExecutionContext, runs: list[HistoryRun]) -> Iterator[dg.Output[Any]]:
+        [run] = runs  # handed over by exactly one upstream step
+        resource = getattr(context.resources, provider)
+        with context.resources.warehouse.connect() as conn, ExitStack() as stack:
+            try:
+                history_round(
+                    conn,
+                    run,
+                    lambda _: stack.enter_context(resource.client()),
+                    run_id=context.run.run_id,
+                )
+            except ProviderError as exc:  # a rejected key: every symbol waits, then fails
+                failed = [
+                    SymbolIngest(s.result.symbol, s.result.days, error=exc) for s in run.states
+                ]
+                ids = {s.result.symbol: s.symbol_id for s in run.states}
+                _record_outcomes(context, conn, failed, ids, Settings.from_env())
+                raise
+            following = run.next_provider()
+            if following is None:
+                yield dg.Output(_Fetched(finish_history(conn, run)), "done")
+        if following is not None:
+            yield dg.Output(run, following)
+
+    return fetch
+
+
+@dg.op(pool="tradier")
+def m15_tradier(
+    context: dg.OpExecutionContext,
+    plan: _Plan,
+    symbols: list[str],
+    tradier: TradierResource,
+    warehouse: WarehouseResource,
+) -> _Fetched:
+    """Today's session of `symbols` from Tradier, holding the `tradier` pool."""
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(tradier.client())
+        except ProviderError as exc:
+            if exc.code != PROVIDER_UNAVAILABLE:
+                raise
+            # Not configured: today's session waits for the history provider.
+            context.log.warning(f"today's session skipped: {exc}")
+            return _Fetched([], skipped=("tradier",))
+        conn = stack.enter_context(warehouse.connect())
+        today = calendar.exchange_date(plan.now)
+        return _Fetched(
+            [
+                ingest_today(
+                    conn, client, run_id=context.run.run_id, symbol=symbol,
+                    symbol_id=plan.ids[symbol], day=today, now=plan.now,
+                )
+                for symbol in symbols
+            ]
+        )  # fmt: skip
+
+
+@dg.op(out={name: dg.Out(dg.Nothing) for name in ["result", *CHECK_OUTPUTS]})
+def m15_checks(
+    context: dg.OpExecutionContext,
+    plan: _Plan,
+    fetched: list[_Fetched],
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """Every symbol's outcome recorded, the checks evaluated on what was stored."""
+    settings = Settings.from_env()
+    providers = plan.providers
+    results = [r for part in fetched for r in part.results]
+    skipped = [p for part in fetched for p in part.skipped]
+    with warehouse.connect() as conn:
+        _record_outcomes(context, conn, results, plan.ids, settings)
+        failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
+        if failures and len(failures) == len(results):
+            raise ProviderError(
+                next(r.error for r in results if r.error).code,
+                "every symbol failed: " + "; ".join(f"{s} {m}" for s, m in failures.items()),
+                provider=",".join(providers),
+            )
+        rejected: dict[str, int] = {}
+        for result in results:
+            merge_counts(rejected, result.rejected)
+        checks = [
+            *check_m15(conn, plan.days, plan.ids, extended_hours=settings.extended_hours),
+            check_provider_data(rejected),
+            check_fetch_complete(failures),
+        ]
+        symbol, days = next(iter(plan.days.items()))
+        sample = preview(conn, symbol, plan.ids[symbol], Timeframe.M15, days)
+    metadata = _metadata(results, providers, skipped)
+    return dg.MaterializeResult(metadata={**metadata, "preview": sample}, check_results=checks)
 
 
 def _without_final(
@@ -184,7 +287,7 @@ def _without_final(
 
 
 def _record_outcomes(
-    context: dg.AssetExecutionContext,
+    context: dg.OpExecutionContext,
     conn: psycopg.Connection,
     results: list[SymbolIngest],
     ids: dict[str, int],
