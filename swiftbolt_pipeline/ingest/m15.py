@@ -276,7 +276,7 @@ class WindowStore:
         result.empty_days.extend(empty)
         result.note_span(bars)
         log.info(
-            "%s %s..%s: %d bars from %s in %d request(s) so far, waited %.1fs for tokens",
+            "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
             result.symbol, days[0], days[-1], rows, self.provider, stats.requests,
             stats.token_wait_s,
         )  # fmt: skip
