@@ -10,7 +10,7 @@ DEMO_START ?= 2026-02-09
 DEMO_END ?= 2026-03-06
 comma := ,
 
-.PHONY: install demo dev test test-all test-slow test-browser lint format bench clean soak
+.PHONY: install demo dev test test-all test-slow test-soak test-browser lint format bench clean soak
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,12 @@ test: install
 test-all: install
 	$(BIN)/pytest -m "not browser"
 
+# The slow suite CI runs; the full operations simulation (about 40 minutes) runs on its own.
 test-slow: install
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "slow and not soak"
+
+test-soak: install
+	$(BIN)/pytest -m soak
 
 # Headless Chromium from Debian (Playwright drives it; no browser download), then the UI suite.
 # SWIFTBOLT_DOCS_SCREENSHOTS=1 also refreshes the README's pictures in docs/.

@@ -32,6 +32,7 @@ def test_short_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_full_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """At least 20 sessions x 20 symbols with the whole chaos plan, across Thanksgiving and
     the early close after it."""
