@@ -210,6 +210,11 @@ class WindowStore:
             self.conn, self.fetch_id, actual_cost=stats.requests, rows_written=self.rows
         )
         self.conn.commit()
+        log.info(
+            "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
+            self.result.symbol, self.window.first, self.window.last, self.rows, self.provider,
+            stats.requests, stats.token_wait_s,
+        )  # fmt: skip
 
     def fail(self, stats: RequestStats, exc: ProviderError) -> None:
         """Close the ledger row as failed; sessions already committed stay."""
@@ -275,10 +280,9 @@ class WindowStore:
         self._touched -= set(days)
         result.empty_days.extend(empty)
         result.note_span(bars)
-        log.info(
-            "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
-            result.symbol, days[0], days[-1], rows, self.provider, stats.requests,
-            stats.token_wait_s,
+        log.debug(
+            "%s %s..%s: %d bars from %s stored", result.symbol, days[0], days[-1], rows,
+            self.provider,
         )  # fmt: skip
 
 
