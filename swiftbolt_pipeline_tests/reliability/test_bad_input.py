@@ -113,8 +113,8 @@ def test_invalid_or_missing_api_key_is_one_request_and_a_clear_message(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
 ) -> None:
     """401/403 is never retried: exactly one request per provider, AUTH_FAILED, nothing
-    written, the key not echoed. Missing key with a configured base URL sends the placeholder
-    key and is refused the same way (no silent fallback to other data)."""
+    written, the key not echoed. A missing key while other providers have theirs is "not
+    configured": no request at all, PROVIDER_UNAVAILABLE (never the emulator's data)."""
     reset_emulator(emulator)
     wrong = "wrong-key-7Qx2"
     missing = {k: v for k, v in pipeline_env.items() if k != "POLYGON_API_KEY"}
@@ -125,10 +125,14 @@ def test_invalid_or_missing_api_key_is_one_request_and_a_clear_message(
         invoke([*history, "--symbols", "MSFT"], missing),
         invoke([*today, "--symbols", "NVDA"], {**pipeline_env, "TRADIER_TOKEN": wrong}),
     ]
-    for result, provider in zip(results, ("polygon", "polygon", "tradier"), strict=True):
+    expected = (
+        "[AUTH_FAILED] polygon: credentials rejected (HTTP 401); check the API key",
+        "[PROVIDER_UNAVAILABLE] polygon: not configured: set POLYGON_API_KEY",
+        "[AUTH_FAILED] tradier: credentials rejected (HTTP 401); check the API key",
+    )
+    for result, message in zip(results, expected, strict=True):
         assert result.returncode == 1, result.stderr
-        assert f"[AUTH_FAILED] {provider}: credentials rejected (HTTP 401)" in result.stderr
-        assert "API key" in result.stderr
+        assert message in result.stderr
         assert "Traceback" not in result.stderr
         assert wrong not in result.stdout + result.stderr
     log = httpx.get(f"{emulator}/_emulator/stats").json()["log"]
@@ -136,16 +140,15 @@ def test_invalid_or_missing_api_key_is_one_request_and_a_clear_message(
         symbol: [e["status"] for e in log if f"/{symbol}/" in e["path"] or symbol in e["query"]]
         for symbol in ("AAPL", "MSFT", "NVDA")
     }
-    assert per_symbol == {"AAPL": [401], "MSFT": [401], "NVDA": [401]}
+    assert per_symbol == {"AAPL": [401], "MSFT": [], "NVDA": [401]}
     assert count_bars(conn) == 0
     failed = conn.execute(
         "SELECT symbol, provider, error_code, actual_cost FROM job_runs ORDER BY symbol"
     ).fetchall()
     assert failed == [
         ("AAPL", "polygon", "AUTH_FAILED", 1),
-        ("MSFT", "polygon", "AUTH_FAILED", 1),
         ("NVDA", "tradier", "AUTH_FAILED", 1),
-    ]
+    ]  # MSFT's fetch never started: no request, no ledger row
     assert EMULATOR_KEY  # the right key stays configured for the other tests
 
 

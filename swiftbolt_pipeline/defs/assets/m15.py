@@ -249,9 +249,12 @@ def m15_checks(
     with warehouse.connect() as conn:
         _record_outcomes(context, conn, results, plan.ids, settings)
         failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
-        if failures and len(failures) == len(results):
+        errors = [r.error for r in results if r.error]
+        if errors and len(errors) == len(results):  # nothing succeeded: the run fails
+            if len(errors) == 1:
+                raise errors[0]
             raise ProviderError(
-                next(r.error for r in results if r.error).code,
+                errors[0].code,
                 "every symbol failed: " + "; ".join(f"{s} {m}" for s, m in failures.items()),
                 provider=",".join(providers),
             )
