@@ -60,4 +60,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[watchlist_sensor, coverage_gap_sensor, corporate_actions_sensor],
         schedules=[today_intraday_schedule, finalize_previous_session_schedule],
         resources=build_resources(settings),
+        # A run's steps are short and mostly wait on the shared token bucket: one process per
+        # run, not one per step (pools still hold per step, across runs).
+        executor=dg.in_process_executor,
     )

@@ -27,8 +27,9 @@ def test_forced_alpaca_stores_alpaca_bars(
     assert "2 run(s), 38 partition(s), 988 m15 bars written, 2 request(s)" in result.stderr
     assert emulator_requests(emulator, "alpaca") == 2
     assert emulator_requests(emulator, "polygon") == 0
+    # m15 and what it derives (38 sessions: 7 h1, 2 h4, 1 d1 each), all from Alpaca's bars.
     assert conn.execute("SELECT provider, count(*) FROM ohlc_bars_v2 GROUP BY 1").fetchall() == [
-        ("alpaca", 988)
+        ("alpaca", 988 + 38 * (7 + 2 + 1))
     ]
     assert conn.execute("SELECT DISTINCT provider, status FROM job_runs").fetchall() == [
         ("alpaca", "succeeded")
@@ -36,7 +37,7 @@ def test_forced_alpaca_stores_alpaca_bars(
     stored = conn.execute(
         """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume
            FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
-           WHERE s.ticker = 'SPY' ORDER BY b.ts"""
+           WHERE s.ticker = 'SPY' AND b.timeframe = 'm15' ORDER BY b.ts"""
     ).fetchall()
     expected = regular_m15("SPY", date.fromisoformat(START), date.fromisoformat(END))
     assert stored == list(expected.iter_rows())
