@@ -29,6 +29,7 @@ from swiftbolt_pipeline.core.models import (
 )
 from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
 from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -99,8 +100,8 @@ def backfill(
         started = time.monotonic()
         outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console, forced)
         elapsed = time.monotonic() - started
-    _print_summary(runtime, outcomes, elapsed, console)
-    if not all(o.success for o in outcomes):
+    incomplete = _print_summary(runtime, outcomes, elapsed, console)
+    if incomplete or not all(o.success for o in outcomes):
         raise SystemExit(1)
 
 
@@ -165,7 +166,9 @@ def _forced_provider(raw: str | None) -> str | None:
 
 def _print_summary(
     runtime: Runtime, outcomes: list[RunOutcome], elapsed: float, console: Console
-) -> None:
+) -> bool:
+    """Print what the runs did; True when some symbol's fetch failed inside a run that
+    succeeded for the others (its partitions failed all the same)."""
     with runtime.connect() as conn:
         cost = ledger.run_cost(conn, [o.run_id for o in outcomes])
     failed = [o for o in outcomes if not o.success]
@@ -178,9 +181,18 @@ def _print_summary(
     for outcome in failed:
         console.print(f"[red]FAILED[/red] {outcome.symbol} (run {outcome.run_id}): {outcome.error}")
     checks = [check for outcome in outcomes for check in outcome.checks]
+    fetch_failures = {
+        symbol: message
+        for check in checks
+        if check.name == FETCH_COMPLETE and not check.passed
+        and isinstance(failures := check.metadata.get("failures"), dict)
+        for symbol, message in failures.items()
+    }  # fmt: skip
+    for symbol, message in fetch_failures.items():
+        console.print(f"[red]FAILED[/red] {symbol}: {message}")
     # Rejected provider bars are a warning with its own line, not a failed check.
-    data = [check for check in checks if check.name == "provider_data_clean"]
-    hard = [check for check in checks if check.name != "provider_data_clean"]
+    data = [check for check in checks if check.name == PROVIDER_DATA]
+    hard = [check for check in checks if check.name not in (PROVIDER_DATA, FETCH_COMPLETE)]
     failed_checks = [check for check in hard if not check.passed]
     console.print(
         f"Asset checks: {len(hard) - len(failed_checks)} passed, {len(failed_checks)} failed."
@@ -210,3 +222,4 @@ def _print_summary(
     )
     if empty:
         console.print(f"{empty} session(s) have 15-minute intervals without trades (not filled).")
+    return bool(fetch_failures)

@@ -210,7 +210,8 @@ def invoke(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedP
 
 
 def count_bars(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone()
+    """m15 bars stored (backfills derive h1/h4/d1 from them too)."""
+    row = conn.execute("SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe = 'm15'").fetchone()
     conn.commit()
     assert row is not None
     return int(row[0])
