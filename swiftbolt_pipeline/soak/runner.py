@@ -69,7 +69,7 @@ SCALED_RATE_PER_MIN = 600
 SENSORS = ("watchlist_sensor", "coverage_gap_sensor", "corporate_actions_sensor")
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PG_RESTART_DELAY_S = 1.0  # into the tick's runs, so a run is cut mid-way
-KILL_AFTER_START_S = 1.5
+KILL_DELAY_S = 5.0  # the killed run's Polygon answer is held this long
 
 
 def export_env(values: Mapping[str, str | None]) -> None:
@@ -312,8 +312,12 @@ class Simulation:
             self.tally.failed += 1
 
     def _run_and_kill(self, instance: dg.DagsterInstance, tags: dict[str, str]) -> None:
+        """The run in a real child process, SIGKILLed while its fetch is in flight (the
+        emulator holds the next Polygon answer for a few seconds), as a worker lost mid-run."""
         marker = f"soak-kill-{time.monotonic_ns()}"
         tags = {**tags, "swiftbolt/soak_worker": marker}
+        fault = {"route": "polygon", "kind": "delay", "seconds": KILL_DELAY_S, "count": 1}
+        httpx.post(f"{self.emulator}/_emulator/faults", json=fault).raise_for_status()
         proc = subprocess.Popen(
             [sys.executable, "-m", "swiftbolt_pipeline.soak.worker", json.dumps(tags)],
             stdin=subprocess.DEVNULL,
@@ -322,18 +326,23 @@ class Simulation:
         )
         deadline = time.monotonic() + 120
         outcome = "finished before it could be killed"
-        while proc.poll() is None and time.monotonic() < deadline:
-            runs = instance.get_runs(
-                filters=dg.RunsFilter(tags={"swiftbolt/soak_worker": marker}), limit=1
-            )
-            if runs and runs[0].status == dg.DagsterRunStatus.STARTED:
-                time.sleep(KILL_AFTER_START_S)
-                if proc.poll() is None:
+        with self.runtime.connect() as conn:
+            while proc.poll() is None and time.monotonic() < deadline:
+                runs = instance.get_runs(
+                    filters=dg.RunsFilter(tags={"swiftbolt/soak_worker": marker}), limit=1
+                )
+                fetching = runs and conn.execute(
+                    "SELECT count(*) FROM job_runs WHERE run_id = %s AND status = 'running'",
+                    (runs[0].run_id,),
+                ).fetchone() != (0,)
+                conn.commit()
+                if fetching:
                     proc.send_signal(signal.SIGKILL)
-                    outcome = f"SIGKILLed run {runs[0].run_id[:8]} mid-run"
-                break
-            time.sleep(0.1)
+                    outcome = f"SIGKILLed run {runs[0].run_id[:8]} mid-fetch"
+                    break
+                time.sleep(0.05)
         proc.wait(timeout=30)
+        httpx.delete(f"{self.emulator}/_emulator/faults").raise_for_status()
         self.tally.events.append(f"run worker: {outcome}")
 
     # ------------------------------------------------------------------ chaos
