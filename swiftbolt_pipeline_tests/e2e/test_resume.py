@@ -100,8 +100,9 @@ def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session
     pages = math.ceil(len(served) / page_size)
     assert pages > 20
     httpx.put(f"{emulator}/_emulator/config", json={"page_size": page_size}).raise_for_status()
-    # Five requests a second, so the kill lands mid-window.
-    set_limits(conn, "polygon", capacity=1, refill_per_min=300, window_s=1.0)
+    # Two requests a second (the window takes ~15 s), so the kill lands mid-window even on a
+    # loaded machine.
+    set_limits(conn, "polygon", capacity=1, refill_per_min=120, window_s=1.0)
     conn.commit()
     env = {**os.environ, **pipeline_env}
     args = ["backfill", "--symbols", "SPY", "--start", first, "--end", last, "--timeframes", "m15"]
