@@ -62,6 +62,12 @@ DO $$ BEGIN
     IF to_regclass('dagster.runs') IS NOT NULL THEN
         TRUNCATE dagster.runs CASCADE;
     END IF;
+    -- ...and the pool slots those runs held (a killed run never releases its own).
+    IF to_regclass('dagster.concurrency_slots') IS NOT NULL THEN
+        UPDATE dagster.concurrency_slots SET run_id = NULL, step_key = NULL
+         WHERE run_id IS NOT NULL;
+        DELETE FROM dagster.pending_steps;
+    END IF;
 END $$;
 UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0, opened_at = NULL,
        probe_started_at = NULL;

@@ -30,6 +30,7 @@ from swiftbolt_pipeline.core.models import (
 from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
+from swiftbolt_pipeline.defs.coverage import reap_dead_runs
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -96,6 +97,11 @@ def backfill(
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
     with open_instance() as instance:
+        # A backfill killed earlier (SIGKILL, lost host) still holds its pool slot: free it,
+        # or this one would wait for that slot forever.
+        with runtime.connect() as conn:
+            for run_id in reap_dead_runs(instance, conn):
+                console.print(f"run {run_id} of a dead process marked failed (slot freed)")
         register_symbols(instance, tickers)
         started = time.monotonic()
         outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console, forced)

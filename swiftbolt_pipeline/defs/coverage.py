@@ -73,7 +73,8 @@ def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> li
     """Runs Dagster still thinks are running whose worker is known dead (a SIGKILLed worker, a
     connection cut by a database restart: see `ledger.dead_runs`) are marked failed and their
     pool slots freed, so they neither block the pool forever nor keep their range "in flight".
-    Returns their run ids."""
+    Fetches of dead processes are marked abandoned first. Returns the failed runs' ids."""
+    ledger.abandon_orphans(conn)
     running = instance.get_runs(filters=dg.RunsFilter(statuses=RUNNING_STATUSES))
     dead = set(ledger.dead_runs(conn, [run.run_id for run in running]))
     for run in running:

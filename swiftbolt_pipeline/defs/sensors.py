@@ -13,7 +13,7 @@ from swiftbolt_pipeline.defs.coverage import (
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
-from swiftbolt_pipeline.storage import ledger, watchlist
+from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
 MAX_REQUESTS_PER_TICK = 25
@@ -68,8 +68,6 @@ def coverage_gap_sensor(
     assert SYMBOLS.name is not None
     partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
-        abandoned = ledger.abandon_orphans(conn)
-        conn.commit()
         reaped = reap_dead_runs(context.instance, conn)
         watched = watchlist.list_symbols(conn)
         if not watched:
@@ -77,8 +75,6 @@ def coverage_gap_sensor(
         widest = max(s.window_days for s in watched)
         sessions = window_sessions(settings.today, widest, settings.history_start)
         states = session_states(conn, [s.id for s in watched], sessions)
-    if abandoned:
-        context.log.info(f"{abandoned} ledger row(s) of dead processes marked abandoned")
     if reaped:
         context.log.warning(f"runs of dead workers marked failed: {', '.join(reaped)}")
     gaps = gaps_to_request(watched, states, settings, inflight_ranges(context.instance))

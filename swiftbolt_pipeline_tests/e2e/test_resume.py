@@ -140,4 +140,11 @@ def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session
     )
     assert rerun <= remaining + 2 < pages
     assert _per_day(conn) == expected
+    # The re-run freed the killed run's pool slot and marked that run failed.
+    assert conn.execute(
+        "SELECT count(*) FROM dagster.concurrency_slots WHERE run_id IS NOT NULL"
+    ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM dagster.runs WHERE status IN ('STARTED', 'STARTING')"
+    ).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
