@@ -177,6 +177,30 @@ class WindowStore:
         self._touched: set[date] = set()  # stored sessions that got more bars since
         self._rows_of: dict[date, int] = {}  # rows written per stored session
 
+    @classmethod
+    def start(
+        cls,
+        conn: psycopg.Connection,
+        run_id: str,
+        provider: str,
+        symbol_id: int,
+        window: RequestWindow,
+        result: SymbolIngest,
+        *,
+        is_intraday: bool = False,
+    ) -> WindowStore:
+        """A store for one planned request, its ledger row committed before anything is sent."""
+        fetch_id = start_window(conn, run_id, provider, result.symbol, window, expected=1)
+        return cls(
+            conn,
+            provider=provider,
+            fetch_id=fetch_id,
+            symbol_id=symbol_id,
+            window=window,
+            result=result,
+            is_intraday=is_intraday,
+        )
+
     def add(self, page: pl.DataFrame, stats: RequestStats) -> None:
         """One page: store every session it moved past; the newest one may continue."""
         self.result.received += page.height
@@ -307,15 +331,7 @@ def fetch_window(
     """One planned Polygon request (plus the pages and retries it takes), stored page by
     page."""
     stats = RequestStats()
-    fetch_id = start_window(conn, run_id, polygon.provider, result.symbol, window, expected=1)
-    store = WindowStore(
-        conn,
-        provider=polygon.provider,
-        fetch_id=fetch_id,
-        symbol_id=symbol_id,
-        window=window,
-        result=result,
-    )
+    store = WindowStore.start(conn, run_id, polygon.provider, symbol_id, window, result)
     try:
         for page in polygon.iter_m15_pages(result.symbol, window.first, window.last, stats):
             store.add(page, stats)

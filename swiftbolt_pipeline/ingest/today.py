@@ -12,7 +12,7 @@ from datetime import date, datetime
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, start_window, window_of
+from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, window_of
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.tradier import TradierClient
@@ -36,15 +36,8 @@ def ingest_today(
     result.expected_requests = 1
     window = window_of([day])
     stats = RequestStats()
-    fetch_id = start_window(conn, run_id, tradier.provider, symbol, window, expected=1)
-    store = WindowStore(
-        conn,
-        provider=tradier.provider,
-        fetch_id=fetch_id,
-        symbol_id=symbol_id,
-        window=window,
-        result=result,
-        is_intraday=True,
+    store = WindowStore.start(
+        conn, run_id, tradier.provider, symbol_id, window, result, is_intraday=True
     )
     try:
         store.add(tradier.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)

@@ -25,7 +25,7 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.coverage import coverage_report
-from swiftbolt_pipeline.defs.jobs import BARS_JOB
+from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
@@ -110,12 +110,7 @@ def test_one_failing_symbol_never_blocks_the_others(
 ) -> None:
     days = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
     register_symbols(instance, ["SPY", "ZZNOPE"])
-    request = dg.RunRequest(
-        tags={
-            "dagster/asset_partition_range_start": f"{days[0]}|SPY",
-            "dagster/asset_partition_range_end": f"{days[-1]}|ZZNOPE",
-        }
-    )
+    request = dg.RunRequest(tags=range_tags("SPY", "ZZNOPE", days[0], days[-1]))
     result = _launch(instance, request)
     assert result.success
     # SPY is stored and derived although ZZNOPE (unknown to the provider) failed.
@@ -294,12 +289,7 @@ def test_without_an_intraday_provider_today_waits_for_history(
     _at(monkeypatch, datetime(2026, 3, 10, 12, 0, tzinfo=ET))
     days = calendar.sessions_between(date(2026, 3, 9), date(2026, 3, 10))
     register_symbols(instance, ["SPY"])
-    request = dg.RunRequest(
-        tags={
-            "dagster/asset_partition_range_start": f"{days[0]}|SPY",
-            "dagster/asset_partition_range_end": f"{days[-1]}|SPY",
-        }
-    )
+    request = dg.RunRequest(tags=range_tags("SPY", "SPY", days[0], days[-1]))
     result = _launch(instance, request)
     assert result.success
     assert _bars(conn, "SPY", "m15") == 26  # yesterday from history; today skipped
@@ -381,10 +371,7 @@ def test_todays_refresh_of_many_symbols_holds_a_few_database_connections(
     sampler.start()
     try:
         request = dg.RunRequest(
-            tags={
-                "dagster/asset_partition_range_start": f"2026-03-11|{symbols[0]}",
-                "dagster/asset_partition_range_end": f"2026-03-11|{symbols[-1]}",
-            }
+            tags=range_tags(symbols[0], symbols[-1], date(2026, 3, 11), date(2026, 3, 11))
         )
         assert _launch(instance, request).success
     finally:
