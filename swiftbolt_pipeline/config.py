@@ -1,4 +1,4 @@
-"""Configuration from the environment (design §7). Read once per call, never cached globally,
+"""Configuration from the environment (the variables the README lists). Read once per call, never cached globally,
 so tests and long-running processes see what the environment says now."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`swiftbolt bench`: the benchmark report (design §7), thin over `swiftbolt_pipeline.bench`."""
+"""`swiftbolt bench`: the benchmark report, thin over `swiftbolt_pipeline.bench`."""
 
 from __future__ import annotations
 

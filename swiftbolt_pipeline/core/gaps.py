@@ -1,4 +1,4 @@
-"""Coverage gaps: which expected sessions are missing, as calendar runs (design §7 `gaps`).
+"""Coverage gaps: which expected sessions are missing, as calendar runs (`swiftbolt coverage`'s `gaps`).
 
 A gap is reported per contiguous run of missing sessions so one backfill can fill it; a
 holiday inside a gap does not split it, a present session does.

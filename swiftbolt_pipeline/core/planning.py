@@ -1,4 +1,4 @@
-"""Request planning: coalesce missing sessions into few provider requests (design §4).
+"""Request planning: coalesce missing sessions into few provider requests.
 
 Polygon's `limit` counts base minute aggregates (at most 50,000) including extended hours, so
 one request can cover about 52 full sessions. Planning per contiguous run of sessions keeps the

@@ -1,4 +1,4 @@
-"""Derive h1/h4/d1 bars from m15 bars (design §3), vectorised in polars.
+"""Derive h1/h4/d1 bars from m15 bars, vectorised in polars.
 
 Buckets are anchored on each session's open, not on the clock: h1 starts at 09:30, 10:30, ...
 ET, so its last bucket on a full day is 15:30-16:00, and an early close simply ends the last

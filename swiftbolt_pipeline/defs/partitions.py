@@ -1,4 +1,5 @@
-"""`symbol` x `day` partitions. Day keys are XNYS session dates only (design §3)."""
+"""`symbol` x `day` partitions. Day keys are XNYS session dates only:
+weekends and holidays are never partitions."""
 
 from __future__ import annotations
 

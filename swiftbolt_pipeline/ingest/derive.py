@@ -1,4 +1,4 @@
-"""h1/h4/d1 partitions derived from the stored m15 bars (design §3), never fetched."""
+"""h1/h4/d1 partitions derived from the stored m15 bars, never fetched."""
 
 from __future__ import annotations
 

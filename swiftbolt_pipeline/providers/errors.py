@@ -1,4 +1,4 @@
-"""Provider failures, each with a stable code from the contract (design §5)."""
+"""Provider failures, each with a stable code: the codes the CLI, the API and `job_runs.error_code` share."""
 
 from __future__ import annotations
 

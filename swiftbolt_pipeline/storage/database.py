@@ -82,7 +82,7 @@ def sqlalchemy_url(url: str, schema: str = DAGSTER_SCHEMA) -> str:
     """A psycopg2-dialect SQLAlchemy URL for Dagster's storage, pinned to its own schema.
 
     dagster-postgres on SQLAlchemy 2.1 picks the psycopg 3 dialect for a bare `postgresql://`
-    URL and then fails; the explicit psycopg2 driver works (field notes)."""
+    URL and then fails; the explicit psycopg2 driver works."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
     query.append(("options", f"-csearch_path={schema}"))

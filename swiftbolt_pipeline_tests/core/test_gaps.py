@@ -1,4 +1,4 @@
-"""Coverage gaps and the coverage window (design §7 `gaps`)."""
+"""Coverage gaps and the coverage window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request planning: contiguous runs and 50,000-base-minute windows (design §4 Coalescing)."""
+"""Request planning: contiguous runs and 50,000-base-minute windows."""
 
 from __future__ import annotations
 

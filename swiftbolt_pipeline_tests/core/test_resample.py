@@ -1,4 +1,4 @@
-"""resample / regular_session against a plain per-row reference and invariants (design §3)."""
+"""resample / regular_session against a plain per-row reference and invariants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- Circuit breaker per provider, shared by every worker (design §5).
+-- Circuit breaker per provider, shared by every worker.
 
 CREATE TABLE provider_breakers (
     provider             text PRIMARY KEY,
