@@ -1,5 +1,5 @@
-"""Configuration from the environment (the variables the README lists). Read once per call, never cached globally,
-so tests and long-running processes see what the environment says now."""
+"""Configuration from the environment (the variables the README lists). Read once per call,
+never cached globally, so tests and long-running processes see what the environment says now."""
 
 from __future__ import annotations
 

@@ -288,7 +288,8 @@ def measure_orchestration(
                     f"planned and one materialization event per partition). Reference: "
                     f"{len(samples)} measured single-day in-process runs ({per_run:.2f} s "
                     f"overhead, {per_run_wall:.2f} s wall each) x {per_day_runs} runs; "
-                    "daemon-launched runs cost 7-10 s each (process start and code load), so the real "
+                    "daemon-launched runs cost 7-10 s each (process start and code load), "
+                    "so the real "
                     "one-per-day figure would be far higher." + extrapolated
                 ),
             )

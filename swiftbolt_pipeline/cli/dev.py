@@ -2,10 +2,11 @@
 
 Both run as child processes, each in its own process group, so that stopping a group also stops
 what they start (code servers, run workers). `dagster dev` run in the background ignores SIGINT
-and SIGTERM (Dagster copies an ignored SIGINT onto SIGTERM), so this command supervises the processes itself: SIGINT, SIGTERM or
-SIGHUP stops every group (SIGTERM, then SIGKILL after a grace period) and exits 0; a process
-dying on its own stops the rest and exits non-zero. The embedded PostgreSQL and the built-in
-emulator live in this process and stop when it exits normally (atexit).
+and SIGTERM (Dagster copies an ignored SIGINT onto SIGTERM), so this command supervises the
+processes itself: SIGINT, SIGTERM or SIGHUP stops every group (SIGTERM, then SIGKILL after a
+grace period) and exits 0; a process dying on its own stops the rest and exits non-zero. The
+embedded PostgreSQL and the built-in emulator live in this process and stop when it exits
+normally (atexit).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Coverage gaps: which expected sessions are missing, as calendar runs (`swiftbolt coverage`'s `gaps`).
+"""Coverage gaps: which expected sessions are missing, as calendar runs (the `gaps`
+of `swiftbolt coverage`).
 
 A gap is reported per contiguous run of missing sessions so one backfill can fill it; a
 holiday inside a gap does not split it, a present session does.

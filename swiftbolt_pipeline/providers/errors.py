@@ -1,4 +1,5 @@
-"""Provider failures, each with a stable code: the codes the CLI, the API and `job_runs.error_code` share."""
+"""Provider failures, each with a stable code: the codes the CLI, the API and
+`job_runs.error_code` share."""
 
 from __future__ import annotations
 

@@ -161,7 +161,8 @@ def test_no_api_key_uses_the_built_in_emulator(tmp_path, db_url: str) -> None:
 def test_today_from_tradier_then_polygon_through_the_cli(
     env: dict[str, str], conn: psycopg.Connection
 ) -> None:
-    """Today from Tradier (`is_intraday`), then Polygon once the day is past, as a user drives it with SWIFTBOLT_NOW."""
+    """Today from Tradier (`is_intraday`), then Polygon once the day is past, as a user
+    drives it with SWIFTBOLT_NOW."""
     day = "2026-03-11"
     during = {**env, "SWIFTBOLT_NOW": "2026-03-11T11:05:00-04:00"}
     result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=during)
