@@ -19,6 +19,7 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "QQQ"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_concurrent_workers_share_the_budget_without_429(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:
@@ -31,14 +32,15 @@ def test_concurrent_workers_share_the_budget_without_429(
     conn.commit()
     try:
         with dev_server(pipeline_env, tmp_path) as server:
-            # Two years each: ~10 planned requests per symbol, fetched by concurrent workers.
-            added = run_cli("watch", "add", *SYMBOLS, "--window-days", "730", env=pipeline_env)
+            # One year each: ~5 planned requests per symbol, fetched by concurrent workers. Each
+            # run also records ~1,000 partition events, minutes on a loaded 2-core machine.
+            added = run_cli("watch", "add", *SYMBOLS, "--window-days", "365", env=pipeline_env)
             assert added.returncode == 0, added.stderr
             query = (
                 '{ runsOrError(filter: {tags: [{key: "swiftbolt/trigger", '
                 'value: "coverage_gap_sensor"}]}) { ... on Runs { results { status runId } } } }'
             )
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 720
             peak_running = 0
             while True:
                 runs = server.graphql(query)["runsOrError"]["results"]
@@ -60,4 +62,4 @@ def test_concurrent_workers_share_the_budget_without_429(
            GROUP BY 1 ORDER BY 1"""
     ).fetchall()
     assert [s for s, _ in per_symbol] == sorted(SYMBOLS)
-    assert all(cost <= 11 for _, cost in per_symbol), per_symbol
+    assert all(cost <= 6 for _, cost in per_symbol), per_symbol
