@@ -278,6 +278,7 @@ def _as_served(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.slow
 def test_sixty_symbols_go_in_two_alpaca_batches(
     pipeline_env: dict[str, str], conn: psycopg.Connection, fresh_emulator: str
 ) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 from swiftbolt_pipeline_tests.e2e.test_cli_dev import dev_server
@@ -19,6 +20,7 @@ def _coverage(env: dict[str, str]) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_watch_add_backfills_the_window_by_itself(
     pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -63,6 +65,7 @@ def test_watch_add_backfills_the_window_by_itself(
     assert started_after is None or started_after < 60
 
 
+@pytest.mark.slow
 def test_a_deleted_week_is_refilled_in_one_run(
     pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:

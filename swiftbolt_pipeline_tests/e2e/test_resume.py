@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.storage.ratelimit import set_limits
@@ -40,6 +41,7 @@ def _per_day(conn: psycopg.Connection) -> dict:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backfill_then_resume(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:

@@ -129,6 +129,7 @@ def _succeeded(url: str) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_database_restarted_mid_backfill_fails_cleanly_then_rerun_is_exact(
     pipeline_env: dict[str, str], emulator: str, password_server: PasswordServer
 ) -> None:

@@ -28,6 +28,7 @@ from swiftbolt_pipeline_tests.storage.helpers import fresh_database
 pytestmark = pytest.mark.reliability
 
 
+@pytest.mark.slow
 def test_two_overlapping_backfills_at_once_store_every_bar_exactly_once(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
 ) -> None:
