@@ -19,7 +19,7 @@ from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.migrate import migrate
 
 EMULATOR_KEY = "test-key"
-# Tests run with the clock pinned after the shared real data (which ends 2026-03-12), and a
+# Tests run with the clock pinned after the real data (which ends 2026-03-12), and a
 # history window that covers it.
 TEST_NOW = "2026-03-20T12:00:00-04:00"
 TEST_HISTORY_START = "2024-03-20"

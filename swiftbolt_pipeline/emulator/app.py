@@ -41,7 +41,6 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -74,7 +73,6 @@ class EmulatorSettings:
     route over all clients (None: unlimited). ``retry_after``: send ``Retry-After`` on 429.
     ``page_size``: server-forced maximum of aggregated bars per Polygon page (and of bars, over
     all symbols, per Alpaca page).
-    ``shared_data``: folder holding the shared CSV (None: ``SWIFTBOLT_SHARED_DATA`` or default).
     """
 
     api_key: str | None = None
@@ -82,7 +80,6 @@ class EmulatorSettings:
     rate_window_s: float = 60
     retry_after: bool = False
     page_size: int | None = None
-    shared_data: Path | None = None
     tradier_token: str | None = None
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
@@ -178,7 +175,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     """Build the emulator app; ``app.state.emulator`` is the live :class:`EmulatorState`."""
     settings = settings or EmulatorSettings()
     sessions.calendar_bounds()  # load the XNYS calendar now, not inside the first request
-    store = BarStore(settings.shared_data)
+    store = BarStore()
     state = EmulatorState(
         RuntimeConfig(
             settings.rate_limit,

@@ -5,7 +5,7 @@
   bar, an ms ``to`` inside one ends with that whole bar).
 * ``limit`` (default 5000, max 50000) counts **base minute aggregates**: a page holds as many
   whole aggregated bars as fit in ``limit`` base minutes, where a generated 1-minute bar counts 1
-  and a shared-data 5-minute bar counts 5 (always at least one bar per page). The runtime
+  and a real-data 5-minute bar counts 5 (always at least one bar per page). The runtime
   setting ``page_size`` additionally caps a page at that many aggregated bars.
 * When bars remain, ``next_url`` = ``{base}/v2/aggs/ticker/T/range/M/minute/{from}/{to}?cursor=..``
   with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no

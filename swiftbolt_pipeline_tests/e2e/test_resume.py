@@ -94,7 +94,7 @@ def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session
 ) -> None:
     """A server that pages a window in small pages: what each page brings is committed, so a
     fetch killed mid-window asks only for the rest (plus the one partly served session)."""
-    first, last = "2026-01-05", "2026-03-06"  # one planned window of real shared data
+    first, last = "2026-01-05", "2026-03-06"  # one planned window of real data
     sessions = calendar.sessions_between(date.fromisoformat(first), date.fromisoformat(last))
     page_size = 50
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
