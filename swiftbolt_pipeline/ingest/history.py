@@ -23,8 +23,8 @@ from datetime import date
 import psycopg
 
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
-from swiftbolt_pipeline.ingest.alpaca import BatchMember, ingest_batch
-from swiftbolt_pipeline.ingest.m15 import (
+from swiftbolt_pipeline.ingest.batches import BatchMember, ingest_batch
+from swiftbolt_pipeline.ingest.store import (
     SymbolIngest,
     fetch_window,
     finish_symbol,
@@ -193,7 +193,7 @@ def _polygon_round(
     for state in waiting:
         while state.windows:
             window = state.windows[0]
-            state.result.expected_requests += 1
+            state.result.expected_cost += 1
             try:
                 fetch_window(conn, client, run_id, state.symbol_id, window, state.result)
             except ProviderError as exc:

@@ -1,7 +1,7 @@
 """Today's session from the intraday provider (Tradier time & sales), stored as provisional
 (`is_intraday`) bars until the history provider replaces them once the day is past.
 
-The bars take the one write path (`ingest.m15.WindowStore`) with the same cleaning rules as
+The bars take the one write path (`ingest.store.WindowStore`) with the same cleaning rules as
 history. A session with no clean bar yet keeps what is stored."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import date, datetime
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, window_of
+from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, window_of
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.tradier import TradierClient
@@ -33,7 +33,7 @@ def ingest_today(
     """Replace today's partition with the complete 15-minute bars Tradier has so far.
     A failure is the symbol's outcome (`error`), never another symbol's."""
     result = SymbolIngest(symbol=symbol, days=[day], provider=tradier.provider)
-    result.expected_requests = 1
+    result.expected_cost = 1
     window = window_of([day])
     stats = RequestStats()
     store = WindowStore.start(

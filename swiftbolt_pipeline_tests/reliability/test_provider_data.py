@@ -19,7 +19,7 @@ import pytest
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.ingest.history import HistoryTask, ingest_history_routed
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import UnlimitedLimiter

@@ -33,7 +33,7 @@ from swiftbolt_pipeline.ingest.history import (
     history_round,
     start_history,
 )
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import watchlist
@@ -332,7 +332,7 @@ def _metadata(
     return {
         "rows": dg.MetadataValue.int(sum(r.bars_written for r in results)),
         "requests": dg.MetadataValue.int(sum(r.stats.requests for r in results)),
-        "planned_requests": dg.MetadataValue.int(sum(r.expected_requests for r in results)),
+        "expected_cost": dg.MetadataValue.int(sum(r.expected_cost for r in results)),
         "retries": dg.MetadataValue.int(sum(r.stats.retries for r in results)),
         "token_wait_s": dg.MetadataValue.float(
             round(sum(r.stats.token_wait_s for r in results), 2)

@@ -1,6 +1,6 @@
 """Alpaca history: the symbols of a run that need the same window are fetched together, up to
 50 per request (`AlpacaClient.fetch_m15_batch`), then each symbol's bars are cleaned and
-stored exactly like Polygon's (`ingest.m15.WindowStore`: partitions committed with the
+stored exactly like Polygon's (`ingest.store.WindowStore`: partitions committed with the
 checkpoint, confirmations and ledger row).
 
 Ledger cost of a batch: every symbol of it gets its own `job_runs` row; the batch's one planned
@@ -18,7 +18,7 @@ import psycopg
 
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, fail_window, start_window
+from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, fail_window, start_window
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
@@ -73,7 +73,7 @@ def ingest_batch(
         for i, m in enumerate(members)
     ]
     for member, expected in zip(members, planned, strict=True):
-        member.result.expected_requests += expected
+        member.result.expected_cost += expected
     stats = RequestStats()
     tickers = [m.result.symbol for m in members]
     try:

@@ -55,7 +55,7 @@ class SymbolIngest:
     bars_written: int = 0
     # Bars the providers served (before cleaning): 0 over a whole fetch is SYMBOL_NOT_FOUND.
     received: int = 0
-    expected_requests: int = 0
+    expected_cost: int = 0
     stats: RequestStats = field(default_factory=RequestStats)
     resumed_days: int = 0
     # Sessions answered with nothing usable (confirmed empty when in the past).
