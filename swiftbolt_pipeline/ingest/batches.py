@@ -1,7 +1,7 @@
-"""Alpaca history: the symbols of a run that need the same window are fetched together, up to
-50 per request (`AlpacaClient.fetch_m15_batch`), then each symbol's bars are cleaned and
-stored exactly like Polygon's (`ingest.store.WindowStore`: partitions committed with the
-checkpoint, confirmations and ledger row).
+"""One request window of history for a batch of symbols: one symbol for a provider that
+serves one per request (Polygon), up to its `max_symbols` for one that serves many (Alpaca).
+Each symbol's bars take the one write path (`ingest.store.WindowStore`: partitions committed
+with the checkpoint, confirmations and ledger row) page by page as they arrive.
 
 Ledger cost of a batch: every symbol of it gets its own `job_runs` row; the batch's one planned
 request and the requests it actually took (pages, retries) are spread over those rows (integer
@@ -13,15 +13,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import polars as pl
 import psycopg
 
-from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, fail_window, start_window
-from swiftbolt_pipeline.providers.alpaca import AlpacaClient
+from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
+from swiftbolt_pipeline.providers.registry import HistoryProvider
 
 log = logging.getLogger(__name__)
 
@@ -52,58 +50,58 @@ def split_stats(stats: RequestStats, n: int) -> list[RequestStats]:
     ]
 
 
-def ingest_batch(
+def fetch_window(
     conn: psycopg.Connection,
-    alpaca: AlpacaClient,
+    client: HistoryProvider,
     *,
     run_id: str,
     window: RequestWindow,
     members: Sequence[BatchMember],
 ) -> dict[str, ProviderError]:
-    """Fetch `window` for the members (at most 50 symbols: one multi-symbol request plus its
+    """Fetch `window` for the members (at most `client.max_symbols`: one request plus its
     pages) and store each symbol's partitions.
 
     Returns the per-symbol errors, such as an off-grid answer (the other symbols are still
-    stored). A failure of the request itself (PROVIDER_UNAVAILABLE,
-    AUTH_FAILED, ...) fails every member's ledger row and is raised."""
+    stored). A failure of the request itself (PROVIDER_UNAVAILABLE, AUTH_FAILED, ...) fails
+    every member's ledger row and is raised."""
     n = len(members)
-    planned = shares(1, n)
-    fetch_ids = [
-        start_window(conn, run_id, alpaca.provider, m.result.symbol, window, expected=planned[i])
-        for i, m in enumerate(members)
-    ]
-    for member, expected in zip(members, planned, strict=True):
-        member.result.expected_cost += expected
-    stats = RequestStats()
-    tickers = [m.result.symbol for m in members]
-    try:
-        batch = alpaca.fetch_m15_batch(tickers, window.first, window.last, stats)
-    except ProviderError as exc:
-        for member, fetch_id, part in zip(members, fetch_ids, split_stats(stats, n), strict=True):
-            member.result.stats.add(part)
-            fail_window(conn, fetch_id, part.requests, exc)
-        raise
-    log.info(
-        "alpaca %d symbol(s) %s..%s: %d request(s) incl. pages and retries, %d missing",
-        n, window.first, window.last, stats.requests, len(batch.missing),
-    )  # fmt: skip
-    errors: dict[str, ProviderError] = {}
-    for member, fetch_id, part in zip(members, fetch_ids, split_stats(stats, n), strict=True):
-        result = member.result
-        result.stats.add(part)
-        raw = batch.bars.get(result.symbol.upper(), pl.DataFrame(schema=BAR_SCHEMA))
-        store = WindowStore(
-            conn,
-            provider=alpaca.provider,
-            fetch_id=fetch_id,
-            symbol_id=member.symbol_id,
-            window=window,
-            result=result,
+    stores = {
+        m.result.symbol: WindowStore.start(
+            conn, run_id, client.provider, m.symbol_id, window, m.result, expected=expected
         )
-        try:
-            store.add(raw, part)
-            store.finish(part)
-        except ProviderError as exc:
-            store.fail(part, exc)
-            errors[result.symbol] = exc
+        for m, expected in zip(members, shares(1, n), strict=True)
+    }
+    stats = RequestStats()
+    errors: dict[str, ProviderError] = {}
+    try:
+        for page in client.history_pages(list(stores), window.first, window.last, stats):
+            for symbol, store in stores.items():
+                bars = page.get(symbol)
+                if bars is None or symbol in errors:
+                    continue
+                try:
+                    store.add(bars, stats)
+                except ProviderError as exc:
+                    errors[symbol] = exc
+            if len(errors) == n:  # no symbol left to store: no further page
+                break
+    except ProviderError as exc:
+        for (symbol, store), part in zip(stores.items(), split_stats(stats, n), strict=True):
+            store.result.stats.add(part)
+            store.fail(part, errors.get(symbol, exc))
+        raise
+    if n > 1:
+        log.info(
+            "%s %d symbol(s) %s..%s: %d request(s) incl. pages and retries",
+            client.provider, n, window.first, window.last, stats.requests,
+        )  # fmt: skip
+    for (symbol, store), part in zip(stores.items(), split_stats(stats, n), strict=True):
+        store.result.stats.add(part)
+        if symbol not in errors:
+            try:
+                store.finish(part)
+                continue
+            except ProviderError as exc:
+                errors[symbol] = exc
+        store.fail(part, errors[symbol])
     return errors

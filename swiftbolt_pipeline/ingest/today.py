@@ -1,5 +1,5 @@
 """Today's session from the intraday provider (Tradier time & sales), stored as provisional
-(`is_intraday`) bars until the history provider replaces them once the day is past.
+(`is_intraday`) bars until the history provider's final bars replace them once the day is past.
 
 The bars take the one write path (`ingest.store.WindowStore`) with the same cleaning rules as
 history. A session with no clean bar yet keeps what is stored."""
@@ -15,14 +15,14 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, window_of
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
-from swiftbolt_pipeline.providers.tradier import TradierClient
+from swiftbolt_pipeline.providers.registry import TodayProvider
 
 log = logging.getLogger(__name__)
 
 
 def ingest_today(
     conn: psycopg.Connection,
-    tradier: TradierClient,
+    tradier: TodayProvider,
     *,
     run_id: str,
     symbol: str,
@@ -32,8 +32,7 @@ def ingest_today(
 ) -> SymbolIngest:
     """Replace today's partition with the complete 15-minute bars Tradier has so far.
     A failure is the symbol's outcome (`error`), never another symbol's."""
-    result = SymbolIngest(symbol=symbol, days=[day], provider=tradier.provider)
-    result.expected_cost = 1
+    result = SymbolIngest(symbol=symbol, days=[day], providers=(tradier.provider,))
     window = window_of([day])
     stats = RequestStats()
     store = WindowStore.start(
