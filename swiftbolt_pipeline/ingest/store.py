@@ -101,44 +101,6 @@ class SymbolIngest:
         return sum(self.rejected.values())
 
 
-def start_window(
-    conn: psycopg.Connection,
-    run_id: str,
-    provider: Provider,
-    symbol: str,
-    window: RequestWindow,
-    *,
-    expected: int,
-) -> int:
-    """The ledger row of one symbol-window fetch, committed before anything is sent."""
-    fetch_id = ledger.start_fetch(
-        conn,
-        run_id=run_id,
-        provider=provider,
-        symbol=symbol,
-        timeframe=Timeframe.M15.value,
-        first=window.first,
-        last=window.last,
-        expected_cost=expected,
-    )
-    conn.commit()
-    return fetch_id
-
-
-def fail_window(
-    conn: psycopg.Connection, fetch_id: int, requests: int, exc: ProviderError, rows: int = 0
-) -> None:
-    ledger.finish_fetch(
-        conn,
-        fetch_id,
-        actual_cost=requests,
-        rows_written=rows,
-        error_code=exc.code,
-        error_message=exc.message,
-    )
-    conn.commit()
-
-
 class WindowStore:
     """Stores one window's bars of one symbol as they arrive (see the module docstring).
 
@@ -189,7 +151,17 @@ class WindowStore:
         """A store for (its share of) one planned request, its ledger row committed before
         anything is sent."""
         result.expected_cost += expected
-        fetch_id = start_window(conn, run_id, provider, result.symbol, window, expected=expected)
+        fetch_id = ledger.start_fetch(
+            conn,
+            run_id=run_id,
+            provider=provider,
+            symbol=result.symbol,
+            timeframe=Timeframe.M15.value,
+            first=window.first,
+            last=window.last,
+            expected_cost=expected,
+        )
+        conn.commit()
         return cls(
             conn,
             provider=provider,
@@ -241,7 +213,15 @@ class WindowStore:
 
     def fail(self, stats: RequestStats, exc: ProviderError) -> None:
         """Close the ledger row as failed; sessions already committed stay."""
-        fail_window(self.conn, self.fetch_id, stats.requests, exc, self.rows)
+        ledger.finish_fetch(
+            self.conn,
+            self.fetch_id,
+            actual_cost=stats.requests,
+            rows_written=self.rows,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        self.conn.commit()
 
     def _due(self, day: date) -> bool:
         return day not in self._stored or day in self._touched
