@@ -10,11 +10,11 @@ from pathlib import Path
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import InvalidInput, Provider
-from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS, PROVIDERS
 
-DEFAULT_POLYGON_BASE_URL = "https://api.polygon.io"
-DEFAULT_TRADIER_BASE_URL = "https://api.tradier.com"
-DEFAULT_ALPACA_BASE_URL = "https://data.alpaca.markets"
+DEFAULT_POLYGON_BASE_URL = PROVIDERS[Provider.POLYGON].base_url
+DEFAULT_TRADIER_BASE_URL = PROVIDERS[Provider.TRADIER].base_url
+DEFAULT_ALPACA_BASE_URL = PROVIDERS[Provider.ALPACA].base_url
 # Sent to the built-in emulator when no real key is configured.
 EMULATOR_API_KEY = "emulator"
 

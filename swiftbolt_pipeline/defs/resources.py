@@ -10,11 +10,17 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.core.models import Provider
-from swiftbolt_pipeline.providers.alpaca import AlpacaClient
-from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient
-from swiftbolt_pipeline.providers.registry import C, ClientPolicy, open_client
-from swiftbolt_pipeline.providers.tradier import TradierClient
+from swiftbolt_pipeline.providers.registry import (
+    PROVIDERS,
+    C,
+    ClientPolicy,
+    HistoryProvider,
+    TodayProvider,
+    as_history,
+    as_today,
+    open_client,
+)
 from swiftbolt_pipeline.storage import database
 
 
@@ -31,7 +37,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 class _ProviderResource(dg.ConfigurableResource):
     """What every provider resource shares: the warehouse holding the limiter and breaker, and
-    the retry policy. Unconfigured (no credentials), `client()` refuses with
+    the retry policy. Unconfigured (no credentials), opening a client refuses with
     PROVIDER_UNAVAILABLE: the provider's work goes to the next provider or is skipped."""
 
     provider: ClassVar[Provider]
@@ -70,21 +76,26 @@ class _ProviderResource(dg.ConfigurableResource):
         ) as client:
             yield client
 
+    @contextmanager
+    def history_client(self) -> Iterator[HistoryProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_history(client)
+
+    @contextmanager
+    def today_client(self) -> Iterator[TodayProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_today(client)
+
 
 class PolygonResource(_ProviderResource):
     """Polygon (history, splits): all runs and processes share one 5 requests/minute."""
 
     provider: ClassVar[Provider] = Provider.POLYGON
     api_key: str | None = None
-    base_url: str = "https://api.polygon.io"
+    base_url: str = PROVIDERS[Provider.POLYGON].base_url
 
     def _credentials(self) -> list[str | None]:
         return [self.api_key]
-
-    @contextmanager
-    def client(self) -> Iterator[PolygonClient]:
-        with self._open(PolygonClient) as client:
-            yield client
 
     @contextmanager
     def reference_client(
@@ -104,15 +115,10 @@ class TradierResource(_ProviderResource):
 
     provider: ClassVar[Provider] = Provider.TRADIER
     token: str | None = None
-    base_url: str = "https://api.tradier.com"
+    base_url: str = PROVIDERS[Provider.TRADIER].base_url
 
     def _credentials(self) -> list[str | None]:
         return [self.token]
-
-    @contextmanager
-    def client(self) -> Iterator[TradierClient]:
-        with self._open(TradierClient) as client:
-            yield client
 
 
 class AlpacaResource(_ProviderResource):
@@ -121,12 +127,7 @@ class AlpacaResource(_ProviderResource):
     provider: ClassVar[Provider] = Provider.ALPACA
     key_id: str | None = None
     secret_key: str | None = None
-    base_url: str = "https://data.alpaca.markets"
+    base_url: str = PROVIDERS[Provider.ALPACA].base_url
 
     def _credentials(self) -> list[str | None]:
         return [self.key_id, self.secret_key]
-
-    @contextmanager
-    def client(self) -> Iterator[AlpacaClient]:
-        with self._open(AlpacaClient) as client:
-            yield client

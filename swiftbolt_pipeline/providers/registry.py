@@ -60,20 +60,40 @@ class TodayProvider(Protocol):
 @dataclass(frozen=True)
 class Registration:
     client: type[ProviderClient]
+    base_url: str  # the provider's own API
     credentials: tuple[str, ...]  # the environment variables, in the client's order
     history: bool  # serves past sessions (else today's session)
 
 
 PROVIDERS: dict[Provider, Registration] = {
-    Provider.POLYGON: Registration(PolygonClient, ("POLYGON_API_KEY",), history=True),
-    Provider.ALPACA: Registration(
-        AlpacaClient, ("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"), history=True
+    Provider.POLYGON: Registration(
+        PolygonClient, "https://api.polygon.io", ("POLYGON_API_KEY",), history=True
     ),
-    Provider.TRADIER: Registration(TradierClient, ("TRADIER_TOKEN",), history=False),
+    Provider.ALPACA: Registration(
+        AlpacaClient,
+        "https://data.alpaca.markets",
+        ("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"),
+        history=True,
+    ),
+    Provider.TRADIER: Registration(
+        TradierClient, "https://api.tradier.com", ("TRADIER_TOKEN",), history=False
+    ),
 }
 HISTORY_PROVIDERS = tuple(p for p, r in PROVIDERS.items() if r.history)
 
 C = TypeVar("C", bound=ProviderClient)
+
+
+def as_history(client: ProviderClient) -> HistoryProvider:
+    if not isinstance(client, HistoryProvider):
+        raise TypeError(f"{client.provider} serves no history")
+    return client
+
+
+def as_today(client: ProviderClient) -> TodayProvider:
+    if not isinstance(client, TodayProvider):
+        raise TypeError(f"{client.provider} serves no intraday session")
+    return client
 
 
 @dataclass(frozen=True)

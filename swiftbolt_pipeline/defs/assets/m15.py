@@ -182,7 +182,7 @@ def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
                 history_round(
                     conn,
                     run,
-                    lambda _: stack.enter_context(resource.client()),
+                    lambda _: stack.enter_context(resource.history_client()),
                     run_id=context.run.run_id,
                 )
             except ProviderError as exc:  # a rejected key: every symbol waits, then fails
@@ -212,7 +212,7 @@ def m15_tradier(
     """Today's session of `symbols` from Tradier, holding the `tradier` pool."""
     with ExitStack() as stack:
         try:
-            client = stack.enter_context(tradier.client())
+            client = stack.enter_context(tradier.today_client())
         except ProviderError as exc:
             if exc.code != PROVIDER_UNAVAILABLE:
                 raise
