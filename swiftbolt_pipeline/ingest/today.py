@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def ingest_today(
     conn: psycopg.Connection,
-    tradier: TodayProvider,
+    client: TodayProvider,
     *,
     run_id: str,
     symbol: str,
@@ -30,16 +30,16 @@ def ingest_today(
     day: date,
     now: datetime,
 ) -> SymbolIngest:
-    """Replace today's partition with the complete 15-minute bars Tradier has so far.
+    """Replace today's partition with the complete 15-minute bars the provider has so far.
     A failure is the symbol's outcome (`error`), never another symbol's."""
-    result = SymbolIngest(symbol=symbol, days=[day], providers=(tradier.provider,))
+    result = SymbolIngest(symbol=symbol, days=[day], providers=(client.provider,))
     window = window_of([day])
     stats = RequestStats()
     store = WindowStore.start(
-        conn, run_id, tradier.provider, symbol_id, window, result, is_intraday=True
+        conn, run_id, client.provider, symbol_id, window, result, is_intraday=True
     )
     try:
-        store.add(tradier.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)
+        store.add(client.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)
         store.finish(stats)
     except ProviderError as exc:
         store.fail(stats, exc)
@@ -47,5 +47,5 @@ def ingest_today(
     finally:
         result.stats.add(stats)
     if result.error is None and not result.bars_written:
-        log.info("%s today (%s): no complete bars from %s yet", symbol, day, tradier.provider)
+        log.info("%s today (%s): no complete bars from %s yet", symbol, day, client.provider)
     return result

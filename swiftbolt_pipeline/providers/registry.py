@@ -5,7 +5,9 @@ its role: history (past sessions, `HistoryProvider`) or today's session (`TodayP
 `open_client` gives the client its token bucket and circuit breaker, both PostgreSQL rows
 shared by every process, over one database connection owned by the client's context.
 
-Adding a provider: its `Provider` value, its client module under `providers/`, one line here."""
+Adding a provider: its `Provider` value, its client module under `providers/` and one line
+here; then its settings (`config.Settings`) and its Dagster resource (`defs/resources.py`), a
+few fields each. Routing, storage and the ledger need no change."""
 
 from __future__ import annotations
 
