@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import InvalidInput
+from swiftbolt_pipeline.core.models import InvalidInput, Provider
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS, PROVIDERS
 
-DEFAULT_POLYGON_BASE_URL = "https://api.polygon.io"
-DEFAULT_TRADIER_BASE_URL = "https://api.tradier.com"
-DEFAULT_ALPACA_BASE_URL = "https://data.alpaca.markets"
-HISTORY_PROVIDERS = ("polygon", "alpaca")
+DEFAULT_POLYGON_BASE_URL = PROVIDERS[Provider.POLYGON].base_url
+DEFAULT_TRADIER_BASE_URL = PROVIDERS[Provider.TRADIER].base_url
+DEFAULT_ALPACA_BASE_URL = PROVIDERS[Provider.ALPACA].base_url
 # Sent to the built-in emulator when no real key is configured.
 EMULATOR_API_KEY = "emulator"
 
@@ -41,8 +41,9 @@ def parse_day(raw: str, what: str) -> date:
         raise InvalidInput("INVALID_RANGE", f"{what} {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
-def parse_providers(raw: str) -> tuple[str, ...]:
-    """`polygon,alpaca` -> primary first, then fallbacks; unknown names are refused."""
+def parse_providers(raw: str, *, single: str | None = None) -> tuple[Provider, ...]:
+    """`polygon,alpaca` -> primary first, then fallbacks; unknown names are refused. With
+    `single` (where the value comes from, for the message), exactly one provider."""
     names = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
     unknown = [n for n in names if n not in HISTORY_PROVIDERS]
     if unknown or not names:
@@ -51,7 +52,9 @@ def parse_providers(raw: str) -> tuple[str, ...]:
             f"unknown history provider(s) {', '.join(unknown) or raw!r}; "
             f"choose from {', '.join(HISTORY_PROVIDERS)}",
         )
-    return names
+    if single and len(names) != 1:
+        raise InvalidInput("INVALID_PROVIDER", f"{single} takes one provider, not {raw!r}")
+    return tuple(Provider(n) for n in names)
 
 
 def _positive_float(name: str, default: float) -> float:
@@ -81,7 +84,7 @@ class Settings:
     alpaca_base_url: str
     alpaca_key_id: str | None
     alpaca_secret_key: str | None
-    history_providers: tuple[str, ...]
+    history_providers: tuple[Provider, ...]
     extended_hours: bool
 
     @classmethod
@@ -109,6 +112,14 @@ class Settings:
 
     def now(self) -> datetime:
         return self.fixed_now or datetime.now(UTC)
+
+    def credentials(self, provider: Provider) -> list[str | None]:
+        """The provider's credentials, in the registry's order of their variables."""
+        return {
+            Provider.POLYGON: [self.polygon_api_key],
+            Provider.ALPACA: [self.alpaca_key_id, self.alpaca_secret_key],
+            Provider.TRADIER: [self.tradier_token],
+        }[provider]
 
     @property
     def intraday_configured(self) -> bool:

@@ -25,32 +25,30 @@ class BreakerState:
 
 
 class PostgresCircuitBreaker:
+    """One provider's breaker. `conn` is an autocommit connection owned by the caller, who may
+    share it with the provider's token limiter (each call is its own statement or
+    transaction)."""
+
     def __init__(
         self,
-        url: str,
+        conn: psycopg.Connection,
         provider: str,
         *,
         cooldown_s: float = 60.0,
         threshold: int = FAILURE_THRESHOLD,
     ) -> None:
-        self.url = url
+        self.conn = conn
         self.provider = provider
         self.cooldown_s = cooldown_s
         self.threshold = threshold
-        self._conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-            self._conn.execute(
-                "INSERT INTO provider_breakers (provider) VALUES (%s) ON CONFLICT DO NOTHING",
-                (self.provider,),
-            )
-        return self._conn
+        conn.execute(
+            "INSERT INTO provider_breakers (provider) VALUES (%s) ON CONFLICT DO NOTHING",
+            (provider,),
+        )
 
     def allow(self) -> bool:
         """May a request go out now? In half-open state only one caller (the probe) may."""
-        conn = self._connection()
+        conn = self.conn
         with conn.transaction():
             row = conn.execute(
                 """SELECT state,
@@ -77,7 +75,7 @@ class PostgresCircuitBreaker:
             return False
 
     def success(self) -> None:
-        conn = self._connection()
+        conn = self.conn
         conn.execute(
             """UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0,
                       opened_at = NULL, probe_started_at = NULL, updated_at = now()
@@ -86,7 +84,7 @@ class PostgresCircuitBreaker:
         )
 
     def failure(self) -> None:
-        conn = self._connection()
+        conn = self.conn
         row = conn.execute(
             """UPDATE provider_breakers SET
                    consecutive_failures = consecutive_failures + 1,
@@ -102,10 +100,6 @@ class PostgresCircuitBreaker:
         ).fetchone()
         if row and row[0] == "open":
             log.warning("%s circuit open after repeated failures", self.provider)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 def breaker_state(conn: psycopg.Connection, provider: str) -> BreakerState | None:

@@ -17,10 +17,10 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs import corporate_actions as ca_defs
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.ingest import corporate_actions as ca_ingest
 from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient, SplitEvent
@@ -316,7 +316,7 @@ def test_split_checks_defer_when_the_budget_is_busy(
                   updated_at = clock_timestamp() WHERE provider = 'polygon'"""
     )
     conn.commit()
-    monkeypatch.setattr(ca_defs, "TOKEN_WAIT_S", 0.2)
+    monkeypatch.setattr(ca_ingest, "TOKEN_WAIT_S", 0.2)
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
     result = _evaluate(instance, pipeline_env)
     assert isinstance(result, dg.SkipReason)

@@ -18,13 +18,14 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.defs.partitions import partition_key
 from swiftbolt_pipeline.defs.resources import AlpacaResource, PolygonResource
-from swiftbolt_pipeline.ingest.history import HistoryTask, ingest_history_routed
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.history import HistoryTask
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter
@@ -35,6 +36,7 @@ from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
     emulator_requests,
+    ingest_history_routed,
     inject,
     reset_emulator,
     served_bars,
@@ -183,12 +185,10 @@ def test_outage_flips_to_the_fallback_and_back(
 
 
 def _open_breaker(db_url: str, provider: str) -> None:
-    breaker = PostgresCircuitBreaker(db_url, provider, cooldown_s=60)
-    try:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        breaker = PostgresCircuitBreaker(conn, provider, cooldown_s=60)
         for _ in range(5):
             breaker.failure()
-    finally:
-        breaker.close()
 
 
 def test_open_breaker_without_fallback_fails_fast(
@@ -355,13 +355,13 @@ def test_fallback_takes_only_the_remaining_windows(
     alpaca = AlpacaClient(
         fresh_emulator, EMULATOR_KEY, EMULATOR_KEY, UnlimitedLimiter(), SystemClock()
     )
-    clients = {"polygon": polygon, "alpaca": alpaca}
+    clients: dict[Provider, Any] = {Provider.POLYGON: polygon, Provider.ALPACA: alpaca}
     try:
         ids = watchlist.ensure(conn, ["SPY"])
         conn.commit()
         results: list[SymbolIngest] = ingest_history_routed(
             conn,
-            ("polygon", "alpaca"),
+            (Provider.POLYGON, Provider.ALPACA),
             clients.__getitem__,
             run_id="routing",
             tasks=[HistoryTask("SPY", ids["SPY"], days)],
@@ -370,8 +370,8 @@ def test_fallback_takes_only_the_remaining_windows(
         polygon.close()
         alpaca.close()
     (result,) = results
-    assert (result.provider, result.unavailable, result.fallback_used) == (
-        "polygon,alpaca",
+    assert (result.providers, result.unavailable, result.fallback_used) == (
+        (Provider.POLYGON, Provider.ALPACA),
         ["polygon"],
         True,
     )

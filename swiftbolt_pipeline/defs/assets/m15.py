@@ -10,10 +10,10 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from swiftbolt_pipeline.config import HISTORY_PROVIDERS, Settings, parse_providers
+from swiftbolt_pipeline.config import Settings, parse_providers
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.clean import merge_counts
-from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
+from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import (
     check_fetch_complete,
@@ -33,9 +33,10 @@ from swiftbolt_pipeline.ingest.history import (
     history_round,
     start_history,
 )
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -49,17 +50,12 @@ MISSING_ONLY_TAG = "swiftbolt/missing-only"
 FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
-def history_providers(tags: dict[str, str], settings: Settings) -> tuple[str, ...]:
+def history_providers(tags: dict[str, str], settings: Settings) -> tuple[Provider, ...]:
     """The run's history providers in order: the forced one (run tag), else the configured."""
     forced = tags.get(PROVIDER_TAG)
     if forced is None:
         return settings.history_providers
-    names = parse_providers(forced)
-    if len(names) != 1:
-        raise InvalidInput(
-            "INVALID_PROVIDER", f"run tag {PROVIDER_TAG}={forced!r} must name one provider"
-        )
-    return names
+    return parse_providers(forced, single=f"run tag {PROVIDER_TAG}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ class _Plan:
 
     days: dict[str, list[date]]
     ids: dict[str, int]
-    providers: tuple[str, ...]
+    providers: tuple[Provider, ...]
     now: datetime
 
 
@@ -77,7 +73,7 @@ class _Fetched:
     """One step's per-symbol outcomes; `skipped` names an unconfigured provider."""
 
     results: list[SymbolIngest]
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[Provider, ...] = ()
 
 
 CHECK_OUTPUTS = [spec.get_python_identifier() for spec in m15_check_specs()]
@@ -127,7 +123,7 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
     out={
         "plan": dg.Out(),
         "stored": dg.Out(),
-        **{p: dg.Out(is_required=False) for p in HISTORY_PROVIDERS},
+        **{p.value: dg.Out(is_required=False) for p in HISTORY_PROVIDERS},
         "tradier": dg.Out(is_required=False),
     },
 )
@@ -155,7 +151,7 @@ def m15_plan(
             context.log.info(f"history providers: {', '.join(providers)}")
             run = start_history(conn, providers, tasks, extended_hours=settings.extended_hours)
             if (first := run.next_provider()) is not None:
-                yield dg.Output(run, first)
+                yield dg.Output(run, first.value)
             else:  # everything was stored by an earlier (killed) run: no request
                 stored = finish_history(conn, run)
     yield dg.Output(_Plan(plan, ids, providers, settings.now()), "plan")
@@ -165,26 +161,28 @@ def m15_plan(
         yield dg.Output(todays, "tradier")
 
 
-def _history_op(provider: str, *, fallback: bool) -> dg.OpDefinition:
+def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
     """One history provider's round, holding its pool. The symbols it could not serve
     (unavailable) go to the next provider's step; the last round's outcomes to the checks."""
-    handoffs = [] if fallback else [p for p in HISTORY_PROVIDERS if p != provider]
+    # Dagster names (outputs, pool, resource key) are plain strings.
+    key = provider.value
+    handoffs = [] if fallback else [p.value for p in HISTORY_PROVIDERS if p != provider]
 
     @dg.op(
-        name=f"m15_{provider}_fallback" if fallback else f"m15_{provider}",
-        pool=provider,
-        required_resource_keys={provider, "warehouse"},
+        name=f"m15_{key}_fallback" if fallback else f"m15_{key}",
+        pool=key,
+        required_resource_keys={key, "warehouse"},
         out={"done": dg.Out(is_required=False), **{p: dg.Out(is_required=False) for p in handoffs}},
     )
     def fetch(context: dg.OpExecutionContext, runs: list[HistoryRun]) -> Iterator[dg.Output[Any]]:
         [run] = runs  # handed over by exactly one upstream step
-        resource = getattr(context.resources, provider)
+        resource = getattr(context.resources, key)
         with context.resources.warehouse.connect() as conn, ExitStack() as stack:
             try:
                 history_round(
                     conn,
                     run,
-                    lambda _: stack.enter_context(resource.client()),
+                    lambda _: stack.enter_context(resource.history_client()),
                     run_id=context.run.run_id,
                 )
             except ProviderError as exc:  # a rejected key: every symbol waits, then fails
@@ -198,7 +196,7 @@ def _history_op(provider: str, *, fallback: bool) -> dg.OpDefinition:
             if following is None:
                 yield dg.Output(_Fetched(finish_history(conn, run)), "done")
         if following is not None:
-            yield dg.Output(run, following)
+            yield dg.Output(run, following.value)
 
     return fetch
 
@@ -214,13 +212,13 @@ def m15_tradier(
     """Today's session of `symbols` from Tradier, holding the `tradier` pool."""
     with ExitStack() as stack:
         try:
-            client = stack.enter_context(tradier.client())
+            client = stack.enter_context(tradier.today_client())
         except ProviderError as exc:
             if exc.code != PROVIDER_UNAVAILABLE:
                 raise
             # Not configured: today's session waits for the history provider.
             context.log.warning(f"today's session skipped: {exc}")
-            return _Fetched([], skipped=("tradier",))
+            return _Fetched([], skipped=(Provider.TRADIER,))
         conn = stack.enter_context(warehouse.connect())
         today = calendar.exchange_date(plan.now)
         return _Fetched(
@@ -317,13 +315,13 @@ def _record_outcomes(
     conn.commit()
 
 
-def _providers_used(results: list[SymbolIngest], order: tuple[str, ...]) -> list[str]:
-    used = {p for r in results for p in r.provider.split(",") if p}
+def _providers_used(results: list[SymbolIngest], order: tuple[Provider, ...]) -> list[Provider]:
+    used = {p for r in results for p in r.providers}
     return [p for p in order if p in used] + sorted(used - set(order))
 
 
 def _metadata(
-    results: list[SymbolIngest], providers: tuple[str, ...], skipped: list[str]
+    results: list[SymbolIngest], providers: tuple[Provider, ...], skipped: list[Provider]
 ) -> dict[str, dg.MetadataValue]:
     first = min((r.first_ts for r in results if r.first_ts), default=None)
     last = max((r.last_ts for r in results if r.last_ts), default=None)
@@ -332,7 +330,7 @@ def _metadata(
     return {
         "rows": dg.MetadataValue.int(sum(r.bars_written for r in results)),
         "requests": dg.MetadataValue.int(sum(r.stats.requests for r in results)),
-        "planned_requests": dg.MetadataValue.int(sum(r.expected_requests for r in results)),
+        "expected_cost": dg.MetadataValue.int(sum(r.expected_cost for r in results)),
         "retries": dg.MetadataValue.int(sum(r.stats.retries for r in results)),
         "token_wait_s": dg.MetadataValue.float(
             round(sum(r.stats.token_wait_s for r in results), 2)
