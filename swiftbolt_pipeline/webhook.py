@@ -1,0 +1,68 @@
+"""Posting the `alerts` outbox to the operators' webhook (`SWIFTBOLT_ALERT_WEBHOOK`).
+
+One post per alert, oldest first, each in its own transaction: the alert row stays locked while
+it is posted, so concurrent senders never post it twice, and its delivery is recorded as soon
+as the webhook accepts it. The first failed post ends the round: the webhook is down or
+refusing, and the rest waits for the alert's backoff rather than hammering it."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.alerts import message
+from swiftbolt_pipeline.storage import alerts
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = 5.0
+MAX_PER_ROUND = 50
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Values no message may carry: credentials, the database password, the webhook's own
+    URL (chat webhooks embed their token in it)."""
+    password = urlsplit(settings.database_url).password if settings.database_url else None
+    values = [
+        settings.polygon_api_key,
+        settings.tradier_token,
+        settings.alpaca_key_id,
+        settings.alpaca_secret_key,
+        password,
+        settings.alert_webhook,
+    ]
+    return [v for v in values if v]
+
+
+def deliver_pending(
+    conn: psycopg.Connection,
+    url: str,
+    secrets: list[str],
+) -> int:
+    """Post the alerts that are due; returns how many the webhook accepted."""
+    delivered = 0
+    with httpx.Client(timeout=TIMEOUT_S) as http:
+        for _ in range(MAX_PER_ROUND):
+            with conn.transaction():
+                alert = alerts.claim_next(conn)
+                if alert is None:
+                    break
+                try:
+                    http.post(url, json=message(alert, secrets)).raise_for_status()
+                except httpx.HTTPStatusError as exc:
+                    error = f"webhook answered HTTP {exc.response.status_code}"
+                except httpx.HTTPError as exc:
+                    # The exception's text may name the URL, which can hold a token.
+                    error = f"webhook unreachable ({type(exc).__name__})"
+                else:
+                    alerts.mark_delivered(conn, alert.id)
+                    delivered += 1
+                    continue
+                alerts.postpone(conn, alert.id, error)
+            log.warning("alert %s not delivered: %s; retried later", alert.id, error)
+            break
+    return delivered
