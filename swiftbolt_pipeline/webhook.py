@@ -43,7 +43,8 @@ def deliver_pending(
     url: str,
     secrets: list[str],
 ) -> int:
-    """Post the alerts that are due; returns how many the webhook accepted."""
+    """Post the alerts that are due; returns how many the webhook accepted. `conn` must be
+    outside a transaction: each alert's delivery commits on its own."""
     delivered = 0
     with httpx.Client(timeout=TIMEOUT_S) as http:
         for _ in range(MAX_PER_ROUND):
