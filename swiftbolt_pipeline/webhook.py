@@ -38,11 +38,7 @@ def secrets_of(settings: Settings) -> list[str]:
     return [v for v in values if v]
 
 
-def deliver_pending(
-    conn: psycopg.Connection,
-    url: str,
-    secrets: list[str],
-) -> int:
+def deliver_pending(conn: psycopg.Connection, url: str, secrets: list[str]) -> int:
     """Post the alerts that are due; returns how many the webhook accepted. `conn` must be
     outside a transaction: each alert's delivery commits on its own."""
     delivered = 0
@@ -52,18 +48,25 @@ def deliver_pending(
                 alert = alerts.claim_next(conn)
                 if alert is None:
                     break
-                try:
-                    http.post(url, json=message(alert, secrets)).raise_for_status()
-                except httpx.HTTPStatusError as exc:
-                    error = f"webhook answered HTTP {exc.response.status_code}"
-                except httpx.HTTPError as exc:
-                    # The exception's text may name the URL, which can hold a token.
-                    error = f"webhook unreachable ({type(exc).__name__})"
-                else:
+                error = _post(http, url, message(alert, secrets))
+                if error is None:
                     alerts.mark_delivered(conn, alert.id)
-                    delivered += 1
-                    continue
-                alerts.postpone(conn, alert.id, error)
-            log.warning("alert %s not delivered: %s; retried later", alert.id, error)
-            break
+                else:
+                    alerts.postpone(conn, alert.id, error)
+            if error is not None:
+                log.warning("alert %s not delivered: %s; retried later", alert.id, error)
+                break
+            delivered += 1
     return delivered
+
+
+def _post(http: httpx.Client, url: str, body: dict[str, str | int]) -> str | None:
+    """None when the webhook took the message, else why not (never the exception's text: it
+    may name the URL, which can hold a token)."""
+    try:
+        http.post(url, json=body).raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        return f"webhook answered HTTP {exc.response.status_code}"
+    except httpx.HTTPError as exc:
+        return f"webhook unreachable ({type(exc).__name__})"
+    return None
