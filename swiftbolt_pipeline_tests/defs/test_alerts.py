@@ -4,6 +4,7 @@ gets parked; and an outage of the webhook delays delivery without losing or doub
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +16,13 @@ import pytest
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.alerts import Alert, AlertKind, message
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
-from swiftbolt_pipeline.webhook import deliver_pending
+from swiftbolt_pipeline.webhook import deliver_pending, secrets_of
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.receiver import Receiver
 from swiftbolt_pipeline_tests.reliability.helpers import inject, materialize, reset_emulator
@@ -171,3 +173,23 @@ def test_webhook_outage_delays_delivery_without_storm_or_duplicate(
     for thread in threads:
         thread.join(10)
     assert _kinds(receiver) == [("breaker_opened", "polygon"), ("breaker_opened", "tradier")]
+
+
+def test_configured_secrets_never_reach_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a reason quotes from the configuration, the message masks every credential,
+    the database password and the webhook's own URL."""
+    secrets = {
+        "POLYGON_API_KEY": "pk-0a1b2c3d",
+        "TRADIER_TOKEN": "tt-4e5f6a7b",
+        "ALPACA_KEY_ID": "AKID8c9d",
+        "ALPACA_SECRET_KEY": "as-0e1f2a3b",
+        "SWIFTBOLT_ALERT_WEBHOOK": "https://hooks.example/services/T0/B1/s3cr3tpath",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bars:pw-5c6d7e8f@db.internal/bars")
+    reason = " ".join([*secrets.values(), "pw-5c6d7e8f"])
+    alert = Alert(1, AlertKind.RUN_FAILED, "run-1", reason, datetime.now(UTC))
+    text = json.dumps(message(alert, secrets_of(Settings.from_env())))
+    for value in [*secrets.values(), "pw-5c6d7e8f"]:
+        assert value not in text
