@@ -86,6 +86,7 @@ class Settings:
     alpaca_secret_key: str | None
     history_providers: tuple[Provider, ...]
     extended_hours: bool
+    alert_webhook: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,6 +109,7 @@ class Settings:
             alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
             history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
             extended_hours=(_env("SWIFTBOLT_EXTENDED_HOURS") or "").lower() in ("1", "true", "yes"),
+            alert_webhook=_env("SWIFTBOLT_ALERT_WEBHOOK"),
         )
 
     def now(self) -> datetime:

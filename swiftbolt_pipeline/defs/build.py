@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
@@ -57,7 +58,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[build_m15_asset(partitions), *build_derived_assets(partitions)],
         jobs=[bars_job],
-        sensors=[watchlist_sensor, coverage_gap_sensor, corporate_actions_sensor],
+        sensors=[
+            watchlist_sensor,
+            coverage_gap_sensor,
+            corporate_actions_sensor,
+            run_failure_alert_sensor,
+            alert_delivery_sensor,
+        ],
         schedules=[today_intraday_schedule, finalize_previous_session_schedule],
         resources=build_resources(settings),
         # A run's steps are short and mostly wait on the shared token bucket: one process per

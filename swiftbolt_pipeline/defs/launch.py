@@ -79,7 +79,7 @@ def materialize_range(
     error = None
     if not result.success:
         failures = [
-            _root_cause(event.step_failure_data.error)
+            root_cause(event.step_failure_data.error)
             for event in result.all_events
             if event.is_step_failure and event.step_failure_data.error
         ]
@@ -96,7 +96,7 @@ def materialize_range(
     return RunOutcome(symbol, result.run_id, result.success, len(days), error, checks)
 
 
-def _root_cause(error: SerializableErrorInfo) -> str:
+def root_cause(error: SerializableErrorInfo) -> str:
     """The innermost error message: Dagster wraps the asset's exception in its own."""
     while error.cause is not None:
         error = error.cause

@@ -11,6 +11,9 @@ from datetime import datetime
 
 import psycopg
 
+from swiftbolt_pipeline.core.alerts import AlertKind
+from swiftbolt_pipeline.storage import alerts
+
 log = logging.getLogger(__name__)
 
 FAILURE_THRESHOLD = 5
@@ -84,8 +87,34 @@ class PostgresCircuitBreaker:
         )
 
     def failure(self) -> None:
+        """Count a failed request. The call that opens the breaker records the alert in the
+        same transaction, under the row lock: one alert per opening, however many workers
+        fail at once."""
         conn = self.conn
-        row = conn.execute(
+        with conn.transaction():
+            before = conn.execute(
+                "SELECT state FROM provider_breakers WHERE provider = %s FOR UPDATE",
+                (self.provider,),
+            ).fetchone()
+            row = self._count_failure(conn)
+            if before and row and before[0] != "open" and row[0] == "open":
+                reason = (
+                    "the probe request after the cooldown failed"
+                    if before[0] == "half_open"
+                    else f"{row[1]} consecutive failed requests"
+                )
+                alerts.record(
+                    conn,
+                    AlertKind.BREAKER_OPENED,
+                    self.provider,
+                    f"{reason}; requests skip {self.provider} for {self.cooldown_s:g} s,"
+                    " then one probe",
+                )
+        if row and row[0] == "open":
+            log.warning("%s circuit open after repeated failures", self.provider)
+
+    def _count_failure(self, conn: psycopg.Connection) -> tuple[str, int] | None:
+        return conn.execute(
             """UPDATE provider_breakers SET
                    consecutive_failures = consecutive_failures + 1,
                    state = CASE WHEN state = 'half_open'
@@ -95,11 +124,9 @@ class PostgresCircuitBreaker:
                                     THEN clock_timestamp() ELSE opened_at END,
                    probe_started_at = NULL,
                    updated_at = now()
-               WHERE provider = %s RETURNING state""",
+               WHERE provider = %s RETURNING state, consecutive_failures""",
             (self.threshold, self.threshold, self.provider),
         ).fetchone()
-        if row and row[0] == "open":
-            log.warning("%s circuit open after repeated failures", self.provider)
 
 
 def breaker_state(conn: psycopg.Connection, provider: str) -> BreakerState | None:

@@ -30,6 +30,8 @@ from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.webhook import deliver_pending
+from swiftbolt_pipeline_tests.receiver import Receiver
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
 ET = ZoneInfo("America/New_York")
@@ -190,6 +192,10 @@ def test_a_dead_symbol_is_parked_after_a_bounded_cost(
     assert dead.ticker == "ZZDEAD" and not dead.is_active
     assert dead.parked_reason is not None and "SYMBOL_NOT_FOUND" in dead.parked_reason
     assert [s.ticker for s in watchlist.list_symbols(conn)] == []
+    conn.commit()
+    with Receiver() as receiver:  # one alert for the parking, none for the failures before it
+        deliver_pending(conn, receiver.url, [])
+    assert [(m["kind"], m["subject"]) for m in receiver.messages()] == [("symbol_parked", "ZZDEAD")]
     # Adding it again un-parks it.
     (again,) = watchlist.add(conn, ["ZZDEAD"], window_days=20)
     assert again.is_active and again.parked_reason is None and again.not_found_streak == 0

@@ -165,7 +165,7 @@ def test_outage_flips_to_the_fallback_and_back(
         ).fetchall()
         assert ledger == [
             ("polygon", "failed", "PROVIDER_UNAVAILABLE", 5),
-            ("alpaca", "succeeded", None, 1),
+            ("alpaca", "success", None, 1),
         ]
         conn.commit()
 
@@ -328,7 +328,7 @@ def test_sixty_symbols_go_in_two_alpaca_batches(
     failed = conn.execute(
         "SELECT symbol, status, rows_written FROM job_runs WHERE symbol = 'ZZNOPE'"
     ).fetchall()
-    assert failed == [("ZZNOPE", "succeeded", 0)]  # the fetch worked; the ticker has no bars
+    assert failed == [("ZZNOPE", "success", 0)]  # the fetch worked; the ticker has no bars
 
 
 class _PolygonDownAfterFirstWindow(PolygonClient):
@@ -390,9 +390,9 @@ def test_fallback_takes_only_the_remaining_windows(
     assert conn.execute(
         "SELECT provider, status, error_code FROM job_runs ORDER BY id"
     ).fetchall() == [
-        ("polygon", "succeeded", None),
+        ("polygon", "success", None),
         ("polygon", "failed", "PROVIDER_UNAVAILABLE"),
-        ("alpaca", "succeeded", None),
+        ("alpaca", "success", None),
     ]
 
 

@@ -32,7 +32,7 @@ def test_forced_alpaca_stores_alpaca_bars(
         ("alpaca", 988 + 38 * (7 + 2 + 1))
     ]
     assert conn.execute("SELECT DISTINCT provider, status FROM job_runs").fetchall() == [
-        ("alpaca", "succeeded")
+        ("alpaca", "success")
     ]
     stored = conn.execute(
         """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume

@@ -23,7 +23,7 @@ START, END = "2024-03-20", "2026-03-19"  # two years: 10 planned Polygon request
 
 
 def _windows_done(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'succeeded'").fetchone()
+    row = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'success'").fetchone()
     conn.commit()
     return row[0] if row else 0
 
