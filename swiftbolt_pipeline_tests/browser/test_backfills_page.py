@@ -2,8 +2,8 @@
 added to the watchlist while it runs is backfilled by the gap sensor as a Dagster backfill,
 listed there as launched by the sensor, and seen through to success.
 
-Its own `swiftbolt dev` (on its own embedded PostgreSQL): the symbol it watches would change
-the partition counts the other browser tests assert.
+Its own `swiftbolt dev`, on the test database: the symbol it watches would change the
+partition counts the other browser tests assert.
 """
 
 from __future__ import annotations
@@ -35,24 +35,23 @@ BACKFILLS = """{ partitionBackfillsOrError { ... on PartitionBackfills { results
     id status isAssetBackfill partitionNames tags { key value } runs { status } } } } }"""
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A fresh SWIFTBOLT_HOME (embedded PostgreSQL), the built-in emulator, the pinned clock;
-    nothing watched yet."""
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The test database (emptied), no provider keys (the built-in emulator), the pinned
+    clock; nothing watched yet."""
     return {
-        "SWIFTBOLT_HOME": str(tmp_path_factory.mktemp("backfills") / "home"),
+        "DATABASE_URL": db_url,
+        "SWIFTBOLT_HOME": str(tmp_path / "home"),
         "SWIFTBOLT_NOW": TEST_NOW,
         "SWIFTBOLT_HISTORY_START": TEST_HISTORY_START,
     }
 
 
-@pytest.fixture(scope="module")
-def server(
-    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, chromium_path: Path
-) -> Iterator[DevServer]:
-    with dev_server(env, tmp_path_factory.mktemp("dev")) as running:
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path, chromium_path: Path) -> Iterator[DevServer]:
+    with dev_server(env, tmp_path) as running:
         yield running
-        running.proc.send_signal(signal.SIGTERM)  # so it also stops the embedded PostgreSQL
+        running.proc.send_signal(signal.SIGTERM)
         try:
             running.proc.wait(STOP_TIMEOUT_S)
         finally:
@@ -85,7 +84,7 @@ def test_watch_add_shows_a_sensor_backfill_on_the_backfills_page(
     row = page.locator("[class*=rowGrid]").filter(has=link)
     expect(row).to_have_count(1)
     expect(row.get_by_text("Backfill", exact=True)).to_be_visible()
-    expect(row.get_by_text("coverage_gap_sensor")).to_be_visible()  # launched by
+    expect(row.get_by_text("coverage_gap_sensor").first).to_be_visible()  # launched by
     shots.take(page, "backfills-page-requested")
 
     deadline = time.monotonic() + BACKFILL_TIMEOUT_S
@@ -108,7 +107,7 @@ def test_watch_add_shows_a_sensor_backfill_on_the_backfills_page(
     assert backfill["runs"] == [{"status": "SUCCESS"}]
 
     # Its own page, one click away, says the same.
-    link.click()
+    link.first.click()  # the ID (the row's "View" button links there too)
     expect(page.get_by_text("Partitions targeted")).to_be_visible()
     expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
     shots.take(page, "sensor-backfill-status")
