@@ -75,10 +75,10 @@ def materialize_range(
         selection=list(selection),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        # Dagster 1.13 has no public way to run a partition range in process (`materialize`
-        # and `execute_in_process` take one partition key; submitting through the instance
-        # needs the daemon, which the CLI must not), so the run carries the range tags a
-        # single-run backfill's run carries.
+        # Dagster 1.13 has no public way to run a partition range in process: `materialize`
+        # and `execute_in_process` take one partition key, and a backfill submitted to the
+        # instance waits for the daemon, which the CLI must not need. So the run carries the
+        # range tags Dagster puts on a single-run backfill's run.
         tags={
             **range_tags(symbol, symbol, days[0], days[-1]),
             "swiftbolt/symbol": symbol,
