@@ -10,7 +10,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionsFilter,
+    BulkActionStatus,
+)
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar, completeness
@@ -74,7 +78,7 @@ def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
 
 def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
     """Per symbol, the days an unfinished asset backfill targets (first to last)."""
-    unfinished = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING]
+    unfinished = [s for s in BulkActionStatus if s not in BULK_ACTION_TERMINAL_STATUSES]
     ranges = []
     for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=unfinished)):
         if backfill.asset_backfill_data is None:
