@@ -62,6 +62,10 @@ DO $$ BEGIN
     IF to_regclass('dagster.runs') IS NOT NULL THEN
         TRUNCATE dagster.runs CASCADE;
     END IF;
+    -- ...and so would an unfinished backfill.
+    IF to_regclass('dagster.bulk_actions') IS NOT NULL THEN
+        TRUNCATE dagster.bulk_actions CASCADE;
+    END IF;
     -- ...and the pool slots those runs held (a killed run never releases its own).
     IF to_regclass('dagster.concurrency_slots') IS NOT NULL THEN
         UPDATE dagster.concurrency_slots SET run_id = NULL, step_key = NULL

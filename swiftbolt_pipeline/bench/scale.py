@@ -100,7 +100,7 @@ def measure_scale(
 
         def tick() -> dg.SensorResult | dg.SkipReason:
             context = dg.build_sensor_context(
-                instance=env.instance, resources={"warehouse": warehouse}
+                instance=env.instance, resources={"warehouse": warehouse}, definitions=env.defs
             )
             logging.disable(logging.INFO)  # the sensor's own "requesting ..." line
             try:

@@ -10,12 +10,18 @@ from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionsFilter,
+    BulkActionStatus,
+)
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.storage import ledger
 from swiftbolt_pipeline.storage.coverage import session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
@@ -60,13 +66,28 @@ def _range_of(run: dg.DagsterRun, running: bool) -> InflightRange | None:
 
 
 def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
-    """Queued and running runs' ranges, in one query (each storage query costs a connection)."""
+    """Queued and running runs' ranges, then unfinished backfills' (one requested a moment ago
+    has no run yet), in two queries (each storage query costs a connection)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=QUEUED_STATUSES + RUNNING_STATUSES))
     return [
         found
         for run in runs
         if (found := _range_of(run, running=run.status in RUNNING_STATUSES)) is not None
-    ]
+    ] + _backfill_ranges(instance)
+
+
+def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
+    """Per symbol, the days an unfinished asset backfill targets (first to last)."""
+    unfinished = [s for s in BulkActionStatus if s not in BULK_ACTION_TERMINAL_STATUSES]
+    ranges = []
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=unfinished)):
+        if backfill.asset_backfill_data is None:
+            continue  # not an asset backfill: its runs carry range tags
+        target = backfill.asset_backfill_data.target_subset
+        keys = {str(key) for _, key in target.iterate_asset_partitions() if key}
+        for symbol, days in days_by_symbol(sorted(keys)).items():
+            ranges.append(InflightRange(symbol, symbol, days[0], days[-1], running=False))
+    return ranges
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> list[str]:

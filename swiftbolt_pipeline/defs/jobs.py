@@ -9,11 +9,12 @@ from swiftbolt_pipeline.defs.partitions import partition_key
 
 BARS_JOB = "bars_job"
 DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in ("h1_bars", "h4_bars", "d1_bars"))
+BAR_ASSET_KEYS = (dg.AssetKey("m15_bars"), *DERIVED_ASSET_KEYS)
 
 # Partitioning is inferred from the selected assets.
 bars_job = dg.define_asset_job(
     BARS_JOB,
-    selection=dg.AssetSelection.assets("m15_bars", "h1_bars", "h4_bars", "d1_bars"),
+    selection=dg.AssetSelection.assets(*BAR_ASSET_KEYS),
     description="m15 bars from the providers, then h1/h4/d1 derived, for a partition range.",
 )
 

@@ -10,7 +10,8 @@ from swiftbolt_pipeline.defs.coverage import (
     inflight_ranges,
     reap_dead_runs,
 )
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
+from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
+from swiftbolt_pipeline.defs.launch import backfill_request
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.storage import watchlist
@@ -49,16 +50,19 @@ def watchlist_sensor(
 
 @dg.sensor(
     name="coverage_gap_sensor",
-    job_name=BARS_JOB,
+    # An asset selection, not a job: Dagster submits a sensor's backfill requests only for
+    # assets of the sensor's own selection.
+    asset_selection=bars_job.selection,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Finds incomplete sessions of watched symbols, per timeframe (raw bars the history "
         "provider has not confirmed, provisional bars of past sessions, missing or stale "
-        "derived bars) and requests one run per symbol per contiguous range, never per day: "
-        "a fetch where raw bars are missing, a derive-only run (no request) where only h1/h4/d1 "
-        "are. Ranges already queued or running, and symbols whose last fetch failed less "
-        "than 10 minutes ago, are left alone."
+        "derived bars) and requests one backfill (a single run) per symbol per contiguous "
+        "range, never per day: a fetch where raw bars are missing, a derive-only backfill (no "
+        "request) where only h1/h4/d1 are. Ranges of unfinished backfills and of queued or "
+        "running runs, and symbols whose last fetch failed less than 10 minutes ago, are left "
+        "alone."
     ),
 )
 def coverage_gap_sensor(
@@ -83,7 +87,7 @@ def coverage_gap_sensor(
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a
     # new symbol's backfill starts without waiting for the watchlist sensor.
     new_symbols = sorted({g.symbol for g in gaps} - partitions)
-    requests = [_run_request(g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
+    requests = [_backfill_request(context, g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
     context.log.info(
         f"requesting {len(requests)} of {len(gaps)} range(s): "
         + ", ".join(
@@ -97,11 +101,16 @@ def coverage_gap_sensor(
     )
 
 
-def _run_request(gap: GapRequest) -> dg.RunRequest:
-    return dg.RunRequest(
-        asset_selection=None if gap.fetch else list(DERIVED_ASSET_KEYS),
+def _backfill_request(context: dg.SensorEvaluationContext, gap: GapRequest) -> dg.RunRequest:
+    assert context.repository_def is not None  # the daemon evaluates sensors with definitions
+    return backfill_request(
+        context.repository_def.asset_graph,
+        BAR_ASSET_KEYS if gap.fetch else DERIVED_ASSET_KEYS,
+        symbol=gap.symbol,
+        first_day=gap.gap.start,
+        last_day=gap.gap.end,
+        # A backfill's tags are its run's tags.
         tags={
-            **range_tags(gap.symbol, gap.symbol, gap.gap.start, gap.gap.end),
             "swiftbolt/symbol": gap.symbol,
             "swiftbolt/trigger": "coverage_gap_sensor",
             "dagster/priority": str(gap.priority),

@@ -43,7 +43,7 @@ from swiftbolt_pipeline.cli.runtime import (
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions, build_resources
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
-from swiftbolt_pipeline.defs.launch import configure_pools
+from swiftbolt_pipeline.defs.launch import as_single_run, configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.soak import pg
@@ -235,7 +235,7 @@ class Simulation:
         for name in SENSORS:
             requests += self._sensor(defs, instance, name)
         for origin, name, request in requests:
-            self._launch(defs, instance, origin, name, request)
+            self._launch(defs, instance, origin, name, as_single_run(request))
         return len(requests)
 
     def _schedule(

@@ -26,7 +26,7 @@ from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.coverage import coverage_report
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
-from swiftbolt_pipeline.defs.launch import register_symbols
+from swiftbolt_pipeline.defs.launch import as_single_run, register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.storage import watchlist
@@ -55,7 +55,8 @@ def _at(monkeypatch: pytest.MonkeyPatch, when: datetime) -> None:
 
 
 def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
-    """One evaluation of the real gap sensor; its new symbols become partitions."""
+    """One evaluation of the real gap sensor; its new symbols become partitions. Each
+    requested backfill comes back as the one run the daemon launches for it."""
     context = dg.build_sensor_context(
         instance=instance,
         resources={"warehouse": WarehouseResource(database_url=db_url)},
@@ -68,7 +69,7 @@ def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
     for request in result.dynamic_partitions_requests or []:
         assert isinstance(request, dg.AddDynamicPartitionsRequest)
         register_symbols(instance, list(request.partition_keys))
-    return list(result.run_requests or [])
+    return [as_single_run(request) for request in result.run_requests or []]
 
 
 def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -87,7 +88,8 @@ def _range(request: dg.RunRequest) -> tuple[str, str, bool]:
     """(first day, last day, fetches from providers) of a requested run."""
     start = request.tags["dagster/asset_partition_range_start"].split("|")[0]
     end = request.tags["dagster/asset_partition_range_end"].split("|")[0]
-    return start, end, request.asset_selection is None
+    selection = request.asset_selection
+    return start, end, selection is None or dg.AssetKey("m15_bars") in selection
 
 
 def _count(conn: psycopg.Connection, sql: str, *params: Any) -> int:
