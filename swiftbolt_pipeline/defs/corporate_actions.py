@@ -25,13 +25,14 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 
-from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.defs.coverage import InflightRange, inflight_ranges
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.providers.errors import (
     PROVIDER_UNAVAILABLE,
     RATE_LIMIT_EXCEEDED,
@@ -62,7 +63,7 @@ def reference_client(polygon: PolygonResource) -> Iterator[PolygonReferenceClien
         raise ProviderError(
             PROVIDER_UNAVAILABLE, "not configured: set POLYGON_API_KEY", provider="polygon"
         )
-    url = polygon.warehouse.database_url
+    url = polygon.warehouse.url
     # A sensor tick never waits long for a token: when the budget is busy the check is deferred.
     limiter = PostgresTokenLimiter(url, "polygon", SystemClock(), max_wait_s=TOKEN_WAIT_S)
     breaker = PostgresCircuitBreaker(url, "polygon", cooldown_s=polygon.breaker_cooldown_s)
@@ -87,7 +88,7 @@ def reference_client(polygon: PolygonResource) -> Iterator[PolygonReferenceClien
 def check_splits(
     conn: psycopg.Connection,
     polygon: PolygonResource,
-    settings: Settings,
+    settings: PipelineClock,
     log: logging.Logger | None = None,
 ) -> dict[str, int]:
     """Fetch and store the splits of the symbols due for a check. Returns counters:
@@ -146,7 +147,7 @@ def check_splits(
 
 def refetch_requests(
     conn: psycopg.Connection,
-    settings: Settings,
+    settings: PipelineClock,
     excluded: list[InflightRange],
 ) -> list[tuple[ca_store.Refetch, dg.RunRequest]]:
     """One run request per symbol with stale bars; symbols whose range overlaps a queued,
@@ -182,15 +183,15 @@ def corporate_actions_sensor(
     context: dg.SensorEvaluationContext,
     polygon: PolygonResource,
     warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> dg.SensorResult | dg.SkipReason:
-    settings = Settings.from_env()
     with warehouse.connect() as conn:
-        counts = check_splits(conn, polygon, settings, context.log)
+        counts = check_splits(conn, polygon, pipeline, context.log)
         excluded = inflight_ranges(context.instance)
-        planned = refetch_requests(conn, settings, excluded)
+        planned = refetch_requests(conn, pipeline, excluded)
         for refetch, _ in planned:
-            ca_store.mark_requested(conn, refetch.ticker, settings.today)
-        settled = ca_store.settle(conn, settings.today, settings.history_start)
+            ca_store.mark_requested(conn, refetch.ticker, pipeline.today)
+        settled = ca_store.settle(conn, pipeline.today, pipeline.history_start)
     summary = (
         f"split checks: {counts['checked']} ok, {counts['failed']} failed, "
         f"{counts['deferred']} deferred, {counts['new_splits']} new split(s), "

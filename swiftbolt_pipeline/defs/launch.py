@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
@@ -59,7 +60,7 @@ def materialize_range(
     days: Sequence[date],
     selection: Sequence[str],
     log_level: str = "INFO",
-    tags: dict[str, str] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
     result = dg.materialize(
@@ -68,12 +69,14 @@ def materialize_range(
         resources=resources,
         selection=list(selection),
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            **(run_config or {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
         tags={
             "dagster/asset_partition_range_start": partition_key(symbol, days[0]),
             "dagster/asset_partition_range_end": partition_key(symbol, days[-1]),
             "swiftbolt/symbol": symbol,
-            **(tags or {}),
         },
     )
     error = None

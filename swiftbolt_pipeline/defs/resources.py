@@ -3,6 +3,7 @@ request's token from the shared PostgreSQL bucket and reports to the shared circ
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,13 +20,20 @@ from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The project's PostgreSQL: bars, watchlist, rate buckets, ledger."""
+    """The project's PostgreSQL: bars, watchlist, rate buckets, ledger. Without `database_url`
+    (DATABASE_URL unset), the embedded server under `home`, started on first use, so its
+    address (with any password) never appears in the resource's configuration."""
 
-    database_url: str
+    database_url: str | None = None
+    home: str = ".swiftbolt"
+
+    @property
+    def url(self) -> str:
+        return database.resolve_database_url(Path(self.home), self.database_url)
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        with database.connect(self.database_url) as conn:
+        with database.connect(self.url) as conn:
             yield conn
 
 
@@ -43,7 +51,7 @@ class _ProviderResource(dg.ConfigurableResource):
     def _policy(self, provider: str) -> Iterator[dict[str, Any]]:
         """Keyword arguments for a provider client, closed again afterwards."""
         clock = SystemClock()
-        url = self.warehouse.database_url
+        url = self.warehouse.url
         limiter = PostgresTokenLimiter(url, provider, clock)
         breaker = PostgresCircuitBreaker(url, provider, cooldown_s=self.breaker_cooldown_s)
         try:
