@@ -29,6 +29,7 @@ from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
@@ -56,7 +57,10 @@ def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
     """One evaluation of the real gap sensor; its new symbols become partitions."""
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
         definitions=build_definitions(Settings.from_env()),
     )
     result = coverage_gap_sensor(context)

@@ -18,7 +18,7 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
+from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.defs.partitions import partition_key
@@ -76,8 +76,6 @@ def _run(
         "dagster/asset_partition_range_start": partition_key(symbols[0], days[0]),
         "dagster/asset_partition_range_end": partition_key(symbols[-1], days[-1]),
     }
-    if provider:
-        tags[PROVIDER_TAG] = provider
     result = dg.materialize(
         assets,
         instance=instance,
@@ -85,6 +83,7 @@ def _run(
         selection=["m15_bars"],
         raise_on_error=False,
         tags=tags,
+        run_config=plan_run_config(provider) if provider else None,
     )
     error = None
     if not result.success:
