@@ -207,6 +207,28 @@ def test_open_breaker_without_fallback_fails_fast(
     assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ("tradier", "unknown history provider(s) 'tradier'; choose from polygon, alpaca"),
+        ("polygon,alpaca", "run config provider='polygon,alpaca' must name one provider"),
+    ],
+)
+def test_run_config_provider_names_one_history_provider(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    fresh_emulator: str,
+    provider: str,
+    message: str,
+) -> None:
+    with dg.instance_for_test() as instance:
+        outcome = _run(["MSFT"], WEEK, instance, provider=provider)
+    assert not outcome.success
+    assert outcome.error is not None and message in outcome.error
+    assert emulator_requests(fresh_emulator, "polygon") == 0
+    assert conn.execute("SELECT count(*) FROM job_runs").fetchone() == (0,)
+
+
 def test_open_breaker_goes_straight_to_the_fallback(
     pipeline_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
