@@ -122,11 +122,11 @@ class Simulation:
             )
             self._configure_emulator()
             first = self.plan.sessions[0] - timedelta(days=1)
+            self._set_clock(datetime.combine(first, datetime.min.time(), ET))
             self._export(
                 {
                     "DATABASE_URL": self.db.url,
                     "SWIFTBOLT_HOME": str(root / "home"),
-                    "SWIFTBOLT_NOW": _iso(datetime.combine(first, datetime.min.time(), ET)),
                     "SWIFTBOLT_HISTORY_START": self.plan.history_start.isoformat(),
                     "SWIFTBOLT_BREAKER_COOLDOWN_S": "1",
                     "SWIFTBOLT_HISTORY_PROVIDERS": None,
@@ -182,6 +182,11 @@ class Simulation:
 
     # ------------------------------------------------------------------ the clock
 
+    def _set_clock(self, at: datetime) -> None:
+        """The product's clock (its SWIFTBOLT_NOW) and the emulator's move together."""
+        self._export({"SWIFTBOLT_NOW": _iso(at)})
+        httpx.put(f"{self.emulator}/_emulator/config", json={"now": _iso(at)}).raise_for_status()
+
     def _loop(self) -> None:
         """Ticks in order. The instance pools its storage connections (several times faster
         than connecting per call); when PostgreSQL restarts under it, the tick fails and is
@@ -192,7 +197,7 @@ class Simulation:
         started = time.monotonic()
         all_ticks = ticks(self.plan)
         for n, at in enumerate(all_ticks):
-            self._export({"SWIFTBOLT_NOW": _iso(at)})
+            self._set_clock(at)
             due = [e for e in pending if e.at <= at]
             pending = [e for e in pending if e.at > at]
             restart: threading.Timer | None = None
