@@ -1,6 +1,7 @@
 """Resources: the warehouse (PostgreSQL) and the provider clients, each of which takes every
 request's token from the shared PostgreSQL bucket and reports to the shared circuit breaker."""
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
+from swiftbolt_pipeline.storage.migrate import migrate
 from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
 
@@ -29,12 +31,22 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def url(self) -> str:
-        return database.resolve_database_url(Path(self.home), self.database_url)
+        return self.database_url or _embedded_warehouse(Path(self.home).resolve())
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
         with database.connect(self.url) as conn:
             yield conn
+
+
+@functools.cache
+def _embedded_warehouse(home: Path) -> str:
+    """The embedded database, migrated once per process: started by Dagster's own tools
+    (`dagster dev`), no `swiftbolt` command has brought its schema up to date."""
+    url = database.start_embedded(home)
+    with database.connect(url) as conn:
+        migrate(conn)
+    return url
 
 
 class _ProviderResource(dg.ConfigurableResource):

@@ -15,8 +15,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from swiftbolt_pipeline.storage.migrate import migrate
-
 EMBEDDED_DATABASE = "swiftbolt"
 DAGSTER_SCHEMA = "dagster"
 
@@ -29,8 +27,8 @@ class DatabaseUnavailable(RuntimeError):
 
 @functools.cache
 def start_embedded(home: Path) -> str:
-    """Start (or join) the embedded server under `home` and return a URL for our database,
-    created and migrated on first start (once per process)."""
+    """Start (or join) the embedded server under `home` and return a URL for our database
+    (created on first start); once per process."""
     pgdata = home / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -47,10 +45,7 @@ def start_embedded(home: Path) -> str:
         ).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-    url = server.get_uri(EMBEDDED_DATABASE)
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-    return url
+    return server.get_uri(EMBEDDED_DATABASE)
 
 
 def resolve_database_url(home: Path, configured: str | None) -> str:
