@@ -117,7 +117,7 @@ class Settings:
         """From `environ` (default: this process's environment)."""
         env = os.environ if environ is None else environ
 
-        def _env(name: str) -> str | None:
+        def _env(name: str) -> str | None:  # stripped, None when unset or blank
             return _value(env, name)
 
         now_raw = _env("SWIFTBOLT_NOW")
