@@ -82,7 +82,7 @@ def measure_scale(
         pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().alias("__day")
     )
     gap_days = {s.day for s in sessions[-3:]}
-    warehouse = env.resources["warehouse"]
+    resources = {key: env.resources[key] for key in ("warehouse", "pipeline")}
     rows: list[Row] = []
     details: dict[str, Any] = {}
     loaded: dict[str, int] = {}
@@ -99,9 +99,7 @@ def measure_scale(
         register_symbols(env.instance, names)
 
         def tick() -> dg.SensorResult | dg.SkipReason:
-            context = dg.build_sensor_context(
-                instance=env.instance, resources={"warehouse": warehouse}
-            )
+            context = dg.build_sensor_context(instance=env.instance, resources=resources)
             logging.disable(logging.INFO)  # the sensor's own "requesting ..." line
             try:
                 return coverage_gap_sensor(context)  # type: ignore[return-value]
