@@ -1,12 +1,14 @@
-"""Configuration from the environment (the variables the README lists). Read once per call,
-never cached globally, so tests and long-running processes see what the environment says now."""
+"""Configuration from the environment (the variables the README lists), read once at the edge:
+the CLI, the API and the Dagster definitions build a `Settings` and pass it on."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Protocol
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import InvalidInput, Provider
@@ -19,8 +21,8 @@ DEFAULT_ALPACA_BASE_URL = PROVIDERS[Provider.ALPACA].base_url
 EMULATOR_API_KEY = "emulator"
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
     return value or None
 
 
@@ -57,8 +59,8 @@ def parse_providers(raw: str, *, single: str | None = None) -> tuple[Provider, .
     return tuple(Provider(n) for n in names)
 
 
-def _positive_float(name: str, default: float) -> float:
-    raw = _env(name)
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = _value(environ, name)
     if raw is None:
         return default
     try:
@@ -68,6 +70,32 @@ def _positive_float(name: str, default: float) -> float:
     if not value > 0:
         raise InvalidInput("INVALID_CONFIG", f"{name}={raw!r} must be a positive number")
     return value
+
+
+def history_window_start(today: date, override: date | None) -> date:
+    """The first session kept: SWIFTBOLT_HISTORY_START, else two years before today."""
+    if override:
+        return override
+    try:
+        return today.replace(year=today.year - 2)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - 2, day=28)
+
+
+class PipelineClock(Protocol):
+    """What the services read from the configuration: the clock and the history window.
+    `Settings` provides it at the edge (CLI, API), the `PipelineSettings` resource in Dagster."""
+
+    @property
+    def today(self) -> date: ...
+
+    @property
+    def history_start(self) -> date: ...
+
+    @property
+    def intraday_configured(self) -> bool: ...
+
+    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +117,13 @@ class Settings:
     alert_webhook: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """From `environ` (default: this process's environment)."""
+        env = os.environ if environ is None else environ
+
+        def _env(name: str) -> str | None:  # stripped, None when unset or blank
+            return _value(env, name)
+
         now_raw = _env("SWIFTBOLT_NOW")
         start_raw = _env("SWIFTBOLT_HISTORY_START")
         return cls(
@@ -103,7 +137,7 @@ class Settings:
             polygon_base_url=(_env("POLYGON_BASE_URL") or DEFAULT_POLYGON_BASE_URL).rstrip("/"),
             tradier_token=_env("TRADIER_TOKEN"),
             tradier_base_url=(_env("TRADIER_BASE_URL") or DEFAULT_TRADIER_BASE_URL).rstrip("/"),
-            breaker_cooldown_s=_positive_float("SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
+            breaker_cooldown_s=_positive_float(env, "SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
             alpaca_base_url=(_env("ALPACA_BASE_URL") or DEFAULT_ALPACA_BASE_URL).rstrip("/"),
             alpaca_key_id=_env("ALPACA_KEY_ID"),
             alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
@@ -136,13 +170,7 @@ class Settings:
 
     @property
     def history_start(self) -> date:
-        if self.history_start_override:
-            return self.history_start_override
-        today = self.today
-        try:
-            return today.replace(year=today.year - 2)
-        except ValueError:  # 29 February
-            return today.replace(year=today.year - 2, day=28)
+        return history_window_start(self.today, self.history_start_override)
 
     def check_range(self, start: date, end: date) -> None:
         """Refuse ranges that are reversed, before the history window or after today."""

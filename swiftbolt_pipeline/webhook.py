@@ -8,6 +8,7 @@ refusing, and the rest waits for the alert's backoff rather than hammering it.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,19 +24,25 @@ TIMEOUT_S = 5.0
 MAX_PER_ROUND = 50
 
 
+def secrets_among(values: Iterable[str | None], database_url: str | None) -> list[str]:
+    """Values no message may carry: `values` (credentials, the webhook's own URL: chat
+    webhooks embed their token in it) and the database password."""
+    password = urlsplit(database_url).password if database_url else None
+    return [v for v in (*values, password) if v]
+
+
 def secrets_of(settings: Settings) -> list[str]:
-    """Values no message may carry: credentials, the database password, the webhook's own
-    URL (chat webhooks embed their token in it)."""
-    password = urlsplit(settings.database_url).password if settings.database_url else None
-    values = [
-        settings.polygon_api_key,
-        settings.tradier_token,
-        settings.alpaca_key_id,
-        settings.alpaca_secret_key,
-        password,
-        settings.alert_webhook,
-    ]
-    return [v for v in values if v]
+    """Every secret the settings hold."""
+    return secrets_among(
+        [
+            settings.polygon_api_key,
+            settings.tradier_token,
+            settings.alpaca_key_id,
+            settings.alpaca_secret_key,
+            settings.alert_webhook,
+        ],
+        settings.database_url,
+    )
 
 
 def deliver_pending(conn: psycopg.Connection, url: str, secrets: list[str]) -> int:

@@ -28,7 +28,7 @@ from swiftbolt_pipeline.core.models import (
     normalize_tickers,
     parse_timeframes,
 )
-from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
+from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
 from swiftbolt_pipeline.defs.coverage import reap_dead_runs
@@ -118,6 +118,7 @@ def _run_all(
 ) -> list[RunOutcome]:
     # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
+    forced = plan_run_config(provider) if provider and "m15_bars" in selection else None
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
@@ -140,7 +141,7 @@ def _run_all(
                 future = pool.submit(
                     materialize_range,
                     instance, assets, resources, symbol=ticker, days=days, selection=selection,
-                    log_level=log_level, tags={PROVIDER_TAG: provider.value} if provider else None,
+                    log_level=log_level, run_config=forced,
                 )  # fmt: skip
                 while not wait([future], timeout=0.5).done:
                     done = bar_store.sessions_with_bars(

@@ -6,7 +6,8 @@ and SIGTERM (Dagster copies an ignored SIGINT onto SIGTERM), so this command sup
 processes itself: SIGINT, SIGTERM or SIGHUP stops every group (SIGTERM, then SIGKILL after a
 grace period) and exits 0; a process dying on its own stops the rest and exits non-zero. The
 embedded PostgreSQL and the built-in emulator live in this process and stop when it exits
-normally (atexit).
+normally (atexit); the children get their addresses in their environment (run workers inherit
+the daemon's).
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
         ("dagster-webserver", ["-h", host, "-p", str(port), *location]),
         *([] if no_daemon else [("dagster-daemon", ["run", *location])]),
     ]
+    env = runtime.child_environ()
     children: list[Child] = []
     try:
         for name, args in commands:
             if stop.signum is None:
-                children.append(_spawn(name, args))
+                children.append(_spawn(name, args, env))
         failure = _supervise(children, stop, host, port)
     finally:
         _stop_all(children)
@@ -110,9 +112,9 @@ def _executable(name: str) -> str:
     return found
 
 
-def _spawn(name: str, args: list[str]) -> Child:
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
     proc = subprocess.Popen(
-        [_executable(name), *args], stdin=subprocess.DEVNULL, start_new_session=True
+        [_executable(name), *args], stdin=subprocess.DEVNULL, start_new_session=True, env=env
     )
     return Child(name, proc)
 

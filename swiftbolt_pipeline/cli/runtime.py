@@ -8,8 +8,8 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -26,18 +26,37 @@ from swiftbolt_pipeline.storage.migrate import MIGRATION_LOCK_KEY, migrate
 class Runtime:
     settings: Settings
     database_url: str
+    # The environment `settings` were read from, with what this command resolved (`exported`:
+    # the database, the emulator), which the processes it starts must see too.
+    environ: dict[str, str] = field(default_factory=dict)
+    exported: dict[str, str] = field(default_factory=dict)
 
     def connect(self) -> psycopg.Connection:
         return database.connect(self.database_url)
 
+    def export(self, name: str, value: str) -> None:
+        self.environ[name] = value
+        self.exported[name] = value
 
-def open_runtime(*, migrate_schema: bool = True) -> Runtime:
-    settings = Settings.from_env()
+    def child_environ(self) -> dict[str, str]:
+        """The environment for a process this one starts: its own (which holds the Dagster
+        instance's variables) with what this command resolved."""
+        return {**os.environ, **self.exported}
+
+
+def open_runtime(
+    environ: Mapping[str, str] | None = None, *, migrate_schema: bool = True
+) -> Runtime:
+    """Settings from `environ` (default: this process's environment) and the database."""
+    env = dict(os.environ if environ is None else environ)
+    settings = Settings.from_env(env)
     url = database.resolve_database_url(settings.home, settings.database_url)
     if migrate_schema:
         with database.connect(url) as conn:
             migrate(conn)
-    return Runtime(settings=settings, database_url=url)
+    runtime = Runtime(settings=settings, database_url=url, environ=env)
+    runtime.export("DATABASE_URL", url)
+    return runtime
 
 
 def project_file(name: str) -> Path:
@@ -107,13 +126,14 @@ def ensure_providers(runtime: Runtime) -> ProviderSetup:
     credentials is not configured and its work is skipped (today's session then waits for the
     history provider). With no credentials at all this is the demo: the built-in emulator
     starts in this process and serves every provider without a base URL, and a provider with
-    a base URL (an emulator started elsewhere) gets the emulator's key."""
+    a base URL (an emulator started elsewhere) gets the emulator's key. What it resolves is
+    exported on `runtime`, and `runtime.settings` read again."""
+    env = runtime.environ
     configured = {
-        name: all(os.environ.get(var) for var in keys)
+        name: all(env.get(var, "").strip() for var in keys)
         for name, (keys, _) in PROVIDER_VARIABLES.items()
     }
     if any(configured.values()):
-        runtime.settings = Settings.from_env()
         notes = tuple(
             f"{name}: not configured (set {' and '.join(keys)}): {_SKIPPED[name]}"
             for name, (keys, _) in PROVIDER_VARIABLES.items()
@@ -121,19 +141,19 @@ def ensure_providers(runtime: Runtime) -> ProviderSetup:
             and (name == "tradier" or name in runtime.settings.history_providers)
         )
         return ProviderSetup(runtime.settings.polygon_base_url, notes)
-    if os.environ.get("POLYGON_BASE_URL", "").rstrip("/") == DEFAULT_POLYGON_BASE_URL:
+    if env.get("POLYGON_BASE_URL", "").strip().rstrip("/") == DEFAULT_POLYGON_BASE_URL:
         raise InvalidInput(
             "INVALID_CONFIG",
             "POLYGON_API_KEY is not set; unset POLYGON_BASE_URL to use the built-in emulator",
         )
     emulator_url: str | None = None
     for keys, url_var in PROVIDER_VARIABLES.values():
-        if not os.environ.get(url_var):
+        if not env.get(url_var, "").strip():
             emulator_url = emulator_url or _start_emulator()
-            os.environ[url_var] = emulator_url
+            runtime.export(url_var, emulator_url)
         for var in keys:
-            os.environ[var] = EMULATOR_API_KEY
-    runtime.settings = Settings.from_env()
+            runtime.export(var, EMULATOR_API_KEY)
+    runtime.settings = Settings.from_env(env)
     if runtime.settings.polygon_base_url == emulator_url:
         return ProviderSetup(f"built-in emulator at {emulator_url} (no POLYGON_API_KEY set)")
     return ProviderSetup(f"{runtime.settings.polygon_base_url} (emulator key, no credentials set)")

@@ -9,7 +9,6 @@ import click
 import dagster as dg
 
 from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
-from swiftbolt_pipeline.config import Settings
 
 
 @click.command()
@@ -57,7 +56,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
     app = create_app(
         runtime.database_url,
         instance_factory=dg.DagsterInstance.get,
-        settings_factory=Settings.from_env,
+        settings_factory=lambda: runtime.settings,
         api_token=token,
         tokenless_writes=tokenless_writes,
         hosts=(host, *allow_hosts),

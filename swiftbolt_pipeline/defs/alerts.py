@@ -3,12 +3,17 @@ outbox (breakers and parked symbols enter it where they happen, in storage/)."""
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.alerts import AlertKind
 from swiftbolt_pipeline.defs.launch import root_cause
-from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.resources import (
+    AlertWebhookResource,
+    AlpacaResource,
+    PolygonResource,
+    TradierResource,
+    WarehouseResource,
+)
 from swiftbolt_pipeline.storage import alerts
-from swiftbolt_pipeline.webhook import deliver_pending, secrets_of
+from swiftbolt_pipeline.webhook import deliver_pending, secrets_among
 
 
 def failure_reason(context: dg.RunFailureSensorContext) -> str:
@@ -51,11 +56,17 @@ def run_failure_alert_sensor(
     ),
 )
 def alert_delivery_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    alert_webhook: AlertWebhookResource,
+    polygon: PolygonResource,
+    tradier: TradierResource,
+    alpaca: AlpacaResource,
 ) -> dg.SkipReason:
-    settings = Settings.from_env()
-    if not settings.alert_webhook:
+    if not alert_webhook.url:
         return dg.SkipReason("SWIFTBOLT_ALERT_WEBHOOK is not set")
+    credentials = [polygon.api_key, tradier.token, alpaca.key_id, alpaca.secret_key]
+    secrets = secrets_among([*credentials, alert_webhook.url], warehouse.database_url)
     with warehouse.connect() as conn:
-        sent = deliver_pending(conn, settings.alert_webhook, secrets_of(settings))
+        sent = deliver_pending(conn, alert_webhook.url, secrets)
     return dg.SkipReason(f"{sent} alert(s) delivered")

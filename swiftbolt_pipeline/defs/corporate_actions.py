@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.coverage import inflight_ranges
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest.corporate_actions import (
     ClaimedRefetch,
     check_splits,
@@ -51,13 +51,13 @@ def corporate_actions_sensor(
     context: dg.SensorEvaluationContext,
     polygon: PolygonResource,
     warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> dg.SensorResult | dg.SkipReason:
-    settings = Settings.from_env()
     excluded = inflight_ranges(context.instance)
     with warehouse.connect() as conn:
-        counts = check_splits(conn, polygon, settings, context.log)
+        counts = check_splits(conn, polygon, pipeline, context.log)
         planned, settled = claim_refetches(
-            conn, settings, lambda ticker, day: any(r.covers(ticker, day) for r in excluded)
+            conn, pipeline, lambda ticker, day: any(r.covers(ticker, day) for r in excluded)
         )
     summary = f"{counts.summary()}; settled: {len(settled)}"
     if not planned:

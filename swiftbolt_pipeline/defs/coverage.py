@@ -16,7 +16,7 @@ from dagster._core.execution.backfill import (
     BulkActionStatus,
 )
 
-from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
@@ -105,7 +105,7 @@ def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> li
     return sorted(dead)
 
 
-def expected_sessions(settings: Settings, window_days: int) -> list[date]:
+def expected_sessions(settings: PipelineClock, window_days: int) -> list[date]:
     """Sessions of the window that can hold bars now: today's counts once its first
     15-minute bar is complete and an intraday provider is configured (the intraday schedule
     then keeps it fresh); without one, today waits for the history provider."""
@@ -159,7 +159,7 @@ class Coverage:
 
 
 def complete_sessions(
-    states: dict[date, SessionState], timeframe: Timeframe, settings: Settings
+    states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
 ) -> frozenset[date]:
     now, today = settings.now(), settings.today
     return frozenset(
@@ -174,7 +174,7 @@ def complete_sessions(
 def coverage_report(
     conn: psycopg.Connection,
     instance: dg.DagsterInstance | None,
-    settings: Settings,
+    settings: PipelineClock,
     *,
     symbol: str,
     symbol_id: int | None,
@@ -220,7 +220,7 @@ class GapRequest:
 def gaps_to_request(
     watched: Sequence[WatchedSymbol],
     states: dict[int, dict[date, SessionState]],
-    settings: Settings,
+    settings: PipelineClock,
     excluded: Iterable[InflightRange],
 ) -> list[GapRequest]:
     """Contiguous incomplete ranges per watched symbol, minus what is in flight, highest

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -65,7 +66,7 @@ def materialize_range(
     days: Sequence[date],
     selection: Sequence[str],
     log_level: str = "INFO",
-    tags: dict[str, str] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
     result = dg.materialize(
@@ -74,7 +75,10 @@ def materialize_range(
         resources=resources,
         selection=list(selection),
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            **(run_config or {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
         # Dagster 1.13 has no public way to run a partition range in process: `materialize`
         # and `execute_in_process` take one partition key, and a backfill submitted to the
         # instance waits for the daemon, which the CLI must not need. So the run carries the
@@ -82,7 +86,6 @@ def materialize_range(
         tags={
             **range_tags(symbol, symbol, days[0], days[-1]),
             "swiftbolt/symbol": symbol,
-            **(tags or {}),
         },
     )
     error = None

@@ -2,8 +2,10 @@
 `providers.registry.open_client` (each request's token from the shared PostgreSQL bucket,
 each outcome to the shared circuit breaker)."""
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
@@ -22,17 +24,41 @@ from swiftbolt_pipeline.providers.registry import (
     open_client,
 )
 from swiftbolt_pipeline.storage import database
+from swiftbolt_pipeline.storage.migrate import migrate
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The project's PostgreSQL: bars, watchlist, rate buckets, ledger."""
+    """The project's PostgreSQL: bars, watchlist, rate buckets, ledger. Without `database_url`
+    (DATABASE_URL unset), the embedded server under `home`, started on first use, so its
+    address (with any password) never appears in the resource's configuration."""
 
-    database_url: str
+    database_url: str | None = None
+    home: str = ".swiftbolt"
+
+    @property
+    def url(self) -> str:
+        return self.database_url or _embedded_warehouse(Path(self.home).resolve())
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        with database.connect(self.database_url) as conn:
+        with database.connect(self.url) as conn:
             yield conn
+
+
+@functools.cache
+def _embedded_warehouse(home: Path) -> str:
+    """The embedded database, migrated once per process: started by Dagster's own tools
+    (`dagster dev`), no `swiftbolt` command has brought its schema up to date."""
+    url = database.start_embedded(home)
+    with database.connect(url) as conn:
+        migrate(conn)
+    return url
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """The operators' webhook (SWIFTBOLT_ALERT_WEBHOOK); unset, alerts wait in the outbox."""
+
+    url: str | None = None
 
 
 class _ProviderResource(dg.ConfigurableResource):
@@ -69,7 +95,7 @@ class _ProviderResource(dg.ConfigurableResource):
         with open_client(
             self.provider,
             client_class,
-            database_url=self.warehouse.database_url,
+            database_url=self.warehouse.url,
             base_url=self.base_url,
             credentials=self._credentials(),
             policy=policy,

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.gaps import window_sessions
 from swiftbolt_pipeline.defs.coverage import (
     GapRequest,
@@ -14,6 +13,7 @@ from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bar
 from swiftbolt_pipeline.defs.launch import backfill_request
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -66,9 +66,8 @@ def watchlist_sensor(
     ),
 )
 def coverage_gap_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pipeline: PipelineSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    settings = Settings.from_env()
     assert SYMBOLS.name is not None
     partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
@@ -77,11 +76,11 @@ def coverage_gap_sensor(
         if not watched:
             return dg.SkipReason("the watchlist is empty")
         widest = max(s.window_days for s in watched)
-        sessions = window_sessions(settings.today, widest, settings.history_start)
+        sessions = window_sessions(pipeline.today, widest, pipeline.history_start)
         states = session_states(conn, [s.id for s in watched], sessions)
     if reaped:
         context.log.warning(f"runs of dead workers marked failed: {', '.join(reaped)}")
-    gaps = gaps_to_request(watched, states, settings, inflight_ranges(context.instance))
+    gaps = gaps_to_request(watched, states, pipeline, inflight_ranges(context.instance))
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a

@@ -16,7 +16,8 @@ Admin API (no auth), under ``/_emulator/``:
   called since the last reset (read it as ``.get("alpaca", 0)``).
 * ``POST /_emulator/reset`` — clear counters, faults, rate windows and runtime splits.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
-  ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``).
+  ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``),
+  ``now`` (the emulator's clock, ISO-8601 with offset; null: ``SWIFTBOLT_NOW`` or real time).
 * ``GET /_emulator/health`` — ``{"status": "ok"}``.
 * ``POST /_emulator/splits`` — add a stock split (object or list): ``{"ticker": "SPY",
   "execution_date": "2025-11-10", "split_from": 1, "split_to": 4}``; from then on Polygon's

@@ -162,7 +162,7 @@ def serve(
         "request_id": request_id(),
         "count": 0,
     }
-    stop = min(end, now_ms()) + 1  # bar starts <= to and <= now
+    stop = min(end, now_ms(config.now)) + 1  # bar starts <= to and <= now
     if not is_listed(ticker) or stop <= start:
         return JSONResponse(body)
     base_bars = store.bars(ticker, start, stop)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import psycopg
 
-from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.providers.errors import (
     PROVIDER_UNAVAILABLE,
@@ -79,7 +79,7 @@ class ClaimedRefetch:
 def check_splits(
     conn: psycopg.Connection,
     source: ReferenceSource,
-    settings: Settings,
+    settings: PipelineClock,
     log: logging.Logger | None = None,
 ) -> SplitChecks:
     """Fetch and store the splits of the symbols due for a check."""
@@ -136,7 +136,7 @@ def check_splits(
 
 
 def claim_refetches(
-    conn: psycopg.Connection, settings: Settings, busy: Callable[[str, date], bool]
+    conn: psycopg.Connection, settings: PipelineClock, busy: Callable[[str, date], bool]
 ) -> tuple[list[ClaimedRefetch], list[tuple[str, date]]]:
     """The stale ranges to fetch again (a symbol with a `busy` session waits for that run),
     each marked requested; and the splits settled now."""

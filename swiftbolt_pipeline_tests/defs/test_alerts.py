@@ -18,7 +18,13 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.alerts import Alert, AlertKind, message
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
-from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.resources import (
+    AlertWebhookResource,
+    AlpacaResource,
+    PolygonResource,
+    TradierResource,
+    WarehouseResource,
+)
 from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
@@ -30,17 +36,29 @@ from swiftbolt_pipeline_tests.reliability.helpers import inject, materialize, re
 WEEK = calendar.sessions_between(date(2025, 6, 2), date(2025, 6, 6))
 
 
+WEBHOOK: dict[str, str] = {}
+
+
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     with Receiver() as running:
         monkeypatch.setenv("SWIFTBOLT_ALERT_WEBHOOK", running.url)
+        monkeypatch.setitem(WEBHOOK, "url", running.url)
         yield running
 
 
 def _deliver(db_url: str) -> None:
     """One tick of the delivery sensor, as the daemon evaluates it."""
-    resources = {"warehouse": WarehouseResource(database_url=db_url)}
-    alert_delivery_sensor(dg.build_sensor_context(resources=resources))
+    warehouse = WarehouseResource(database_url=db_url)
+    resources = {
+        "warehouse": warehouse,
+        "alert_webhook": AlertWebhookResource(url=WEBHOOK["url"]),
+        "polygon": PolygonResource(warehouse=warehouse, api_key=EMULATOR_KEY),
+        "tradier": TradierResource(warehouse=warehouse),
+        "alpaca": AlpacaResource(warehouse=warehouse),
+    }
+    with dg.build_sensor_context(resources=resources) as context:
+        alert_delivery_sensor(context)
 
 
 def _kinds(receiver: Receiver) -> list[tuple[str, str]]:

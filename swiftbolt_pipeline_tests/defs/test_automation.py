@@ -24,6 +24,7 @@ from swiftbolt_pipeline.defs.schedules import (
     today_intraday_schedule,
 )
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
 
@@ -39,7 +40,10 @@ def instance():
 def _sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, db_url: str):
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
         definitions=build_definitions(Settings.from_env()),
     )
     return sensor(context)
@@ -273,7 +277,11 @@ def test_coverage_report_counts_running_and_queued_slices(
 
 
 def _schedule(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, at: datetime):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at,
+        resources={"pipeline": PipelineSettings.from_settings(Settings.from_env())},
+    )
     return schedule(context)
 
 
@@ -334,7 +342,10 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 1, 20, 6, 0, tzinfo=ET),
-            resources={"warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"])},
+            resources={
+                "warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"]),
+                "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+            },
         )
         return finalize_previous_session_schedule(context)
 

@@ -20,6 +20,7 @@ from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest import corporate_actions as ca_ingest
 from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
@@ -172,8 +173,10 @@ def _evaluate(instance: dg.DagsterInstance, env: dict[str, str]):
         warehouse=warehouse,
         backoff_base_s=0.01,
     )
+    pipeline = PipelineSettings.from_settings(Settings.from_env())
     with dg.build_sensor_context(
-        instance=instance, resources={"warehouse": warehouse, "polygon": polygon}
+        instance=instance,
+        resources={"warehouse": warehouse, "polygon": polygon, "pipeline": pipeline},
     ) as context:
         return corporate_actions_sensor(context)
 

@@ -29,6 +29,7 @@ from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.launch import as_single_run, register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.webhook import deliver_pending
 from swiftbolt_pipeline_tests.receiver import Receiver
@@ -59,7 +60,10 @@ def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
     requested backfill comes back as the one run the daemon launches for it."""
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
         definitions=build_definitions(Settings.from_env()),
     )
     result = coverage_gap_sensor(context)

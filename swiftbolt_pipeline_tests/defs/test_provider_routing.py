@@ -19,7 +19,7 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.core.models import Provider
-from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
+from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.defs.partitions import partition_key
@@ -78,8 +78,6 @@ def _run(
         "dagster/asset_partition_range_start": partition_key(symbols[0], days[0]),
         "dagster/asset_partition_range_end": partition_key(symbols[-1], days[-1]),
     }
-    if provider:
-        tags[PROVIDER_TAG] = provider
     result = dg.materialize(
         assets,
         instance=instance,
@@ -87,6 +85,7 @@ def _run(
         selection=["m15_bars"],
         raise_on_error=False,
         tags=tags,
+        run_config=plan_run_config(provider) if provider else None,
     )
     error = None
     if not result.success:
@@ -206,6 +205,28 @@ def test_open_breaker_without_fallback_fails_fast(
         ("polygon", "PROVIDER_UNAVAILABLE", 0)
     ]
     assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ("tradier", "unknown history provider(s) 'tradier'; choose from polygon, alpaca"),
+        ("polygon,alpaca", "run config provider takes one provider, not 'polygon,alpaca'"),
+    ],
+)
+def test_run_config_provider_names_one_history_provider(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    fresh_emulator: str,
+    provider: str,
+    message: str,
+) -> None:
+    with dg.instance_for_test() as instance:
+        outcome = _run(["MSFT"], WEEK, instance, provider=provider)
+    assert not outcome.success
+    assert outcome.error is not None and message in outcome.error
+    assert emulator_requests(fresh_emulator, "polygon") == 0
+    assert conn.execute("SELECT count(*) FROM job_runs").fetchone() == (0,)
 
 
 def test_open_breaker_goes_straight_to_the_fallback(

@@ -17,7 +17,7 @@ from swiftbolt_pipeline.soak.runner import Simulation
 def _simulate(
     start: date, sessions: int, symbols: int, every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The simulation exports its own environment; restore the test's afterwards.
+    # The simulation points this process at its own Dagster instance; restore the environment.
     for key in list(os.environ):
         monkeypatch.setenv(key, os.environ[key])
     plan = build_plan(start, sessions=sessions, symbols=symbols, seed=7, intraday_every_min=every)

@@ -9,8 +9,9 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from pydantic import Field
 
-from swiftbolt_pipeline.config import Settings, parse_providers
+from swiftbolt_pipeline.config import PipelineClock, parse_providers
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.clean import merge_counts
 from swiftbolt_pipeline.core.models import Provider, Timeframe
@@ -26,6 +27,7 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest.history import (
     HistoryRun,
     HistoryTask,
@@ -40,9 +42,6 @@ from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
-# Run tag forcing one history provider for the run (`swiftbolt backfill --provider NAME`, or
-# set by hand when launching from the UI); else SWIFTBOLT_HISTORY_PROVIDERS decides.
-PROVIDER_TAG = "swiftbolt/provider"
 # Run tag: fetch only the sessions that lack their final bars (set by the finalize schedule).
 MISSING_ONLY_TAG = "swiftbolt/missing-only"
 # How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
@@ -50,12 +49,27 @@ MISSING_ONLY_TAG = "swiftbolt/missing-only"
 FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
-def history_providers(tags: dict[str, str], settings: Settings) -> tuple[Provider, ...]:
-    """The run's history providers in order: the forced one (run tag), else the configured."""
-    forced = tags.get(PROVIDER_TAG)
-    if forced is None:
-        return settings.history_providers
-    return parse_providers(forced, single=f"run tag {PROVIDER_TAG}")
+class PlanConfig(dg.Config):
+    """Run config of `m15_plan` (the launchpad, `swiftbolt backfill --provider NAME`)."""
+
+    provider: str | None = Field(
+        default=None,
+        description="Force one history provider for this run (polygon or alpaca); "
+        "unset: SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
+    )
+
+
+def plan_run_config(provider: str) -> dict[str, Any]:
+    """Run config forcing `provider` for a run that materializes `m15_bars`."""
+    plan = {"config": PlanConfig(provider=provider).model_dump()}
+    return {"ops": {"m15_bars": {"ops": {"m15_plan": plan}}}}
+
+
+def history_providers(config: PlanConfig, pipeline: PipelineSettings) -> tuple[Provider, ...]:
+    """The run's history providers in order: the forced one (run config), else the configured."""
+    if config.provider is None:
+        return tuple(Provider(p) for p in pipeline.history_providers)
+    return parse_providers(config.provider, single="run config provider")
 
 
 @dataclass(frozen=True)
@@ -93,8 +107,8 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
             "session, stored in `ohlc_bars_v2` (timeframe m15). Historical sessions come from "
-            "the history providers (SWIFTBOLT_HISTORY_PROVIDERS, or the run tag "
-            f"`{PROVIDER_TAG}`): Polygon aggregates in coalesced windows of about 50 sessions, "
+            "the history providers (SWIFTBOLT_HISTORY_PROVIDERS, or the run config `provider` "
+            "of `m15_plan`): Polygon aggregates in coalesced windows of about 50 sessions, "
             "Alpaca in multi-symbol batches of up to 50 symbols; when one is unavailable "
             "(outage, open circuit breaker) the next takes the remaining windows. Today's "
             "session comes from Tradier time & sales (`is_intraday`), replaced later. Each "
@@ -128,13 +142,15 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
     },
 )
 def m15_plan(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource
+    context: dg.OpExecutionContext,
+    config: PlanConfig,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> Iterator[dg.Output[Any]]:
     """Which provider steps have work: history to the run's first history provider, today's
     session to Tradier. The others are skipped, so they never wait for or take a slot."""
-    settings = Settings.from_env()
-    providers = history_providers(dict(context.run.tags), settings)
-    today = settings.today
+    providers = history_providers(config, pipeline)
+    today = pipeline.today
     plan = days_by_symbol(list(context.partition_keys))
     stored: list[SymbolIngest] = []
     with warehouse.connect() as conn:
@@ -149,12 +165,12 @@ def m15_plan(
         tasks = [HistoryTask(s, ids[s], days) for s, days in history.items() if days]
         if tasks:
             context.log.info(f"history providers: {', '.join(providers)}")
-            run = start_history(conn, providers, tasks, extended_hours=settings.extended_hours)
+            run = start_history(conn, providers, tasks, extended_hours=pipeline.extended_hours)
             if (first := run.next_provider()) is not None:
                 yield dg.Output(run, first.value)
             else:  # everything was stored by an earlier (killed) run: no request
                 stored = finish_history(conn, run)
-    yield dg.Output(_Plan(plan, ids, providers, settings.now()), "plan")
+    yield dg.Output(_Plan(plan, ids, providers, pipeline.now()), "plan")
     yield dg.Output(_Fetched(stored), "stored")
     todays = [symbol for symbol, days in plan.items() if today in days]
     if todays:
@@ -171,7 +187,7 @@ def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
     @dg.op(
         name=f"m15_{key}_fallback" if fallback else f"m15_{key}",
         pool=key,
-        required_resource_keys={key, "warehouse"},
+        required_resource_keys={key, "warehouse", "pipeline"},
         out={"done": dg.Out(is_required=False), **{p: dg.Out(is_required=False) for p in handoffs}},
     )
     def fetch(context: dg.OpExecutionContext, runs: list[HistoryRun]) -> Iterator[dg.Output[Any]]:
@@ -190,7 +206,7 @@ def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
                     SymbolIngest(s.result.symbol, s.result.days, error=exc) for s in run.states
                 ]
                 ids = {s.result.symbol: s.symbol_id for s in run.states}
-                _record_outcomes(context, conn, failed, ids, Settings.from_env())
+                _record_outcomes(context, conn, failed, ids, context.resources.pipeline)
                 raise
             following = run.next_provider()
             if following is None:
@@ -238,14 +254,14 @@ def m15_checks(
     plan: _Plan,
     fetched: list[_Fetched],
     warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> dg.MaterializeResult:
     """Every symbol's outcome recorded, the checks evaluated on what was stored."""
-    settings = Settings.from_env()
     providers = plan.providers
     results = [r for part in fetched for r in part.results]
     skipped = [p for part in fetched for p in part.skipped]
     with warehouse.connect() as conn:
-        _record_outcomes(context, conn, results, plan.ids, settings)
+        _record_outcomes(context, conn, results, plan.ids, pipeline)
         failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
         errors = [r.error for r in results if r.error]
         if errors and len(errors) == len(results):  # nothing succeeded: the run fails
@@ -260,7 +276,7 @@ def m15_checks(
         for result in results:
             merge_counts(rejected, result.rejected)
         checks = [
-            *check_m15(conn, plan.days, plan.ids, extended_hours=settings.extended_hours),
+            *check_m15(conn, plan.days, plan.ids, extended_hours=pipeline.extended_hours),
             check_provider_data(rejected),
             check_fetch_complete(failures),
         ]
@@ -292,11 +308,11 @@ def _record_outcomes(
     conn: psycopg.Connection,
     results: list[SymbolIngest],
     ids: dict[str, int],
-    settings: Settings,
+    clock: PipelineClock,
 ) -> None:
     """Per symbol: clear or note its failure (the gap sensor waits FAILURE_COOLDOWN before
     retrying it), and park a symbol that keeps answering SYMBOL_NOT_FOUND."""
-    now = settings.now()
+    now = clock.now()
     with conn.transaction():
         for result in results:
             error = result.error
