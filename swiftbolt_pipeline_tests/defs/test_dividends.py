@@ -1,10 +1,14 @@
-"""Dividends fetched by the corporate-actions sensor's check, from the emulator over HTTP: the
-stored rows are the emulator's source rows, once, however often the check runs."""
+"""Dividends: the client against recorded Polygon pages (MockTransport), and the
+corporate-actions sensor's check against the emulator over HTTP: the stored rows are the
+emulator's source rows, once, however often the check runs."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -14,10 +18,86 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
 from swiftbolt_pipeline.emulator.dividends import DIVIDENDS
 from swiftbolt_pipeline.ingest.corporate_actions import check_corporate_actions
+from swiftbolt_pipeline.providers import errors
+from swiftbolt_pipeline.providers.http import RequestStats
+from swiftbolt_pipeline.providers.polygon_reference import DividendEvent, PolygonReferenceClient
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
+from swiftbolt_pipeline_tests.providers.helpers import (
+    BASE,
+    KEY,
+    CountingLimiter,
+    Script,
+    fake_clock,
+    ok,
+)
+
+RECORDED = Path(__file__).parents[1] / "emulator" / "recorded"
 
 SYMBOLS = ["AAPL", "NVDA", "SPY"]  # at most one tick's worth of checks
+
+# ---------------------------------------------------------------- the client
+
+
+def _recorded(name: str) -> dict[str, Any]:
+    return json.loads((RECORDED / name).read_text())
+
+
+def _client(script: Script) -> PolygonReferenceClient:
+    return PolygonReferenceClient(
+        BASE, KEY, CountingLimiter(), fake_clock(), transport=script.transport
+    )
+
+
+def test_client_reads_the_recorded_pages_oldest_first() -> None:
+    first = _recorded("polygon_dividends_AAPL.json")
+    script = Script(ok(first), ok({"results": [], "status": "OK", "request_id": "r2"}))
+    stats = RequestStats()
+    found = _client(script).fetch_dividends("AAPL", stats)
+    assert stats.requests == 2  # the recorded next_url, followed on the configured host
+    assert script.requests[0].url.params["sort"] == "ex_dividend_date"
+    assert str(script.requests[1].url).startswith(f"{BASE}/v3/reference/dividends?cursor=")
+    assert all(KEY not in str(r.url) for r in script.requests)
+    assert [d.ex_date for d in found] == sorted(
+        date.fromisoformat(r["ex_dividend_date"]) for r in first["results"]
+    )
+    assert found[-1] == DividendEvent(
+        "AAPL", date(2023, 8, 11), 0.24, "CD", date(2023, 8, 14), date(2023, 8, 17), "USD", 4
+    )
+
+
+def test_client_accepts_missing_optional_fields() -> None:
+    page = _recorded("polygon_dividends_no_currency.json")
+    page["results"] = [page["results"][0] | {"ticker": "CSSEN"}]
+    del page["results"][0]["record_date"], page["results"][0]["frequency"]
+    (found,) = _client(Script(ok(page))).fetch_dividends("CSSEN", RequestStats())
+    assert (found.currency, found.record_date, found.frequency) == (None, None, None)
+    assert found.pay_date == date(2025, 6, 30) and found.cash_amount == 0.59375
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ex_dividend_date": None},
+        {"cash_amount": "0.24"},
+        {"cash_amount": -1},
+        {"cash_amount": False},
+        {"dividend_type": None},
+        {"pay_date": "17/08/2023"},
+        {"frequency": 4.5},
+        {"ticker": "MSFT"},
+    ],
+)
+def test_client_refuses_malformed_dividends(change: dict[str, Any]) -> None:
+    page = _recorded("polygon_dividends_AAPL.json")
+    del page["next_url"]
+    page["results"][0] |= change
+    with pytest.raises(errors.ProviderError) as caught:
+        _client(Script(ok(page))).fetch_dividends("AAPL", RequestStats())
+    assert caught.value.code == errors.MALFORMED_RESPONSE
+
+
+# ---------------------------------------------------------------- the check, over HTTP
 
 
 def _expected() -> list[tuple]:
