@@ -1,5 +1,5 @@
-"""Keep the corporate actions of watched symbols, and stored prices consistent with the history
-provider's split adjustment.
+"""Store the splits and dividends of watched symbols, and keep stored prices consistent with the
+history provider's split adjustment.
 
 Two steps, each a plain function the corporate-actions sensor calls once per tick:
 
