@@ -1,4 +1,5 @@
-"""The HTTP API: coverage, ensure-coverage, bars and token status for chart apps.
+"""The HTTP API: coverage, ensure-coverage, bars, corporate actions and token status for chart
+apps.
 
 One connection pool and one Dagster instance per app, opened at startup (or on first use when
 the app runs without its lifespan) and closed at shutdown. Coverage and ensure share
@@ -27,8 +28,11 @@ from swiftbolt_pipeline.api.models import (
     BAR_FIELDS,
     BARS_JSON,
     BarsOut,
+    CorporateActionsOut,
     CoverageOut,
+    DividendOut,
     EnsureCoverageIn,
+    SplitOut,
     StatusOut,
     Ticker,
     TokenStatusOut,
@@ -40,6 +44,8 @@ from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG, inflight_ranges
 from swiftbolt_pipeline.defs.ensure import symbol_coverage
 from swiftbolt_pipeline.storage import breaker, ratelimit, watchlist
+from swiftbolt_pipeline.storage import corporate_actions as ca_store
+from swiftbolt_pipeline.storage import dividends as dividend_store
 
 # Longest `end - start` one /v1/bars request may span, per timeframe: at most ~10,000 bars
 # (m15: 26 bars a session, h1: 7, h4: 2, d1: 1). Longer ranges are refused (INVALID_RANGE);
@@ -223,6 +229,23 @@ def create_app(
             except LookupError:
                 raise ApiError("UNKNOWN_PROVIDER", f"unknown provider {provider!r}") from None
         return TokenStatusOut.model_validate(status.to_json())
+
+    @app.get(
+        "/v1/corporate-actions", response_model=CorporateActionsOut, tags=["corporate actions"]
+    )
+    def get_corporate_actions(symbol: Annotated[Ticker, Query()]) -> Any:
+        """The symbol's splits and cash dividends as last checked with the history provider
+        (once a day per watched symbol), each list by date."""
+        with resources.connection() as conn:
+            splits = ca_store.splits(conn, symbol)
+            dividends = dividend_store.dividends(conn, symbol)
+            if not splits and not dividends and not symbol_known(conn, symbol):
+                raise ApiError("SYMBOL_NOT_FOUND", f"the archive has no symbol {symbol}")
+        return CorporateActionsOut(
+            symbol=symbol,
+            splits=[SplitOut.model_validate(s, from_attributes=True) for s in splits],
+            dividends=[DividendOut.model_validate(d, from_attributes=True) for d in dividends],
+        )
 
     @app.get("/v1/status", response_model=StatusOut, tags=["status"])
     def get_status() -> Any:

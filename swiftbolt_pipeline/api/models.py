@@ -131,6 +131,28 @@ class TokenStatusOut(BaseModel):
     seconds_until_full: float
 
 
+class SplitOut(BaseModel):
+    execution_date: date
+    split_from: float = Field(description="Shares before: 1 -> 4 is split_from 1, split_to 4")
+    split_to: float
+
+
+class DividendOut(BaseModel):
+    ex_date: date
+    record_date: date | None
+    pay_date: date | None
+    cash_amount: float = Field(description="Per share, in `currency`")
+    currency: str | None
+    frequency: int | None = Field(description="Payments a year (0: one-time)")
+    type: str = Field(description="CD regular, SC special, LT/ST capital gains")
+
+
+class CorporateActionsOut(BaseModel):
+    symbol: str
+    splits: list[SplitOut] = Field(description="By execution date")
+    dividends: list[DividendOut] = Field(description="By ex-date")
+
+
 class RunOut(BaseModel):
     run_id: str
     status: str

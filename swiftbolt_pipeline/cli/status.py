@@ -1,7 +1,8 @@
-"""`swiftbolt status`: watchlist coverage at a glance, one row and one bar per symbol.
+"""`swiftbolt status`: watchlist coverage at a glance, one row and one bar per symbol, and a line
+per symbol with stored dividends.
 
 A thin view over `defs.coverage.coverage_report` (the same numbers as `swiftbolt coverage` and
-the HTTP API) and the watchlist; it computes nothing of its own."""
+the HTTP API), the watchlist and the stored dividends; it computes nothing of its own."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from swiftbolt_pipeline.defs.coverage import (
 )
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
+from swiftbolt_pipeline.storage.dividends import DividendSummary, summaries
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 BAR_WIDTH = 20
@@ -43,6 +45,7 @@ class SymbolStatus:
     last_bar: datetime | None
     runs_running: int
     runs_queued: int
+    dividends: DividendSummary | None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -54,7 +57,19 @@ class SymbolStatus:
             "last_bar": self.last_bar.isoformat() if self.last_bar else None,
             "gaps": len(self.m15.gaps),
             "runs_in_flight": {"running": self.runs_running, "queued": self.runs_queued},
+            "dividends": _dividends_json(self.dividends),
         }
+
+
+def _dividends_json(summary: DividendSummary | None) -> dict[str, object]:
+    if summary is None:
+        return {"count": 0, "last_ex_date": None, "last_cash_amount": None, "currency": None}
+    return {
+        "count": summary.count,
+        "last_ex_date": summary.last_ex_date.isoformat(),
+        "last_cash_amount": float(summary.last_cash_amount),
+        "currency": summary.currency,
+    }
 
 
 def _summary(report: Coverage) -> dict[str, object]:
@@ -85,7 +100,11 @@ def status(show_all: bool, as_json: bool) -> None:
         symbols = watchlist.list_symbols(conn, active_only=not show_all)
         parked = watchlist.parked(conn)
         inflight = inflight_ranges(instance)
-        rows = [_status_of(conn, instance, runtime.settings, s, inflight) for s in symbols]
+        dividends = summaries(conn)
+        rows = [
+            _status_of(conn, instance, runtime.settings, s, inflight, dividends.get(s.ticker))
+            for s in symbols
+        ]
     if as_json:
         click.echo(json.dumps([row.to_json() for row in rows]))
         return
@@ -110,6 +129,7 @@ def _status_of(
     settings: Settings,
     symbol: WatchedSymbol,
     inflight: list[InflightRange],
+    dividends: DividendSummary | None,
 ) -> SymbolStatus:
     m15, d1 = (
         coverage_report(
@@ -131,6 +151,7 @@ def _status_of(
         last_bar=_last_bar(conn, symbol, m15),
         runs_running=sum(r.running for r in mine),
         runs_queued=sum(not r.running for r in mine),
+        dividends=dividends,
     )
 
 
@@ -201,6 +222,13 @@ def _print_table(
     console.print(table)
     running = sum(r.running for r in inflight)
     console.print(f"Runs in flight: {running} running, {len(inflight) - running} queued.")
+    for row in rows:
+        if row.dividends:
+            d = row.dividends
+            console.print(
+                f"Dividends {row.symbol.ticker}: {d.count}, last ex-date {d.last_ex_date} "
+                f"{d.last_cash_amount:f} {d.currency or ''}".rstrip()
+            )
     if any(row.m15.gaps or row.d1.gaps for row in rows):
         console.print(
             "Gaps: `swiftbolt coverage SYMBOL --timeframe m15` lists them; `swiftbolt dev` "

@@ -1,9 +1,10 @@
-"""`corporate_actions_sensor`: keep stored prices consistent with Polygon's split adjustment.
+"""`corporate_actions_sensor`: keep each watched symbol's splits and dividends, and stored prices
+consistent with Polygon's split adjustment.
 
-Each tick checks a few symbols' splits and requests one `bars_job` run per symbol whose stored
-bars an executed split made stale (`ingest/corporate_actions.py` does the work), tagged
-`swiftbolt/trigger=split`. The run replaces those partitions (writes are idempotent per
-partition) with freshly adjusted bars."""
+Each tick checks a few symbols' splits and dividends and requests one `bars_job` run per
+symbol whose stored bars an executed split made stale (`ingest/corporate_actions.py` does the
+work), tagged `swiftbolt/trigger=split`. The run replaces those partitions (writes are
+idempotent per partition) with freshly adjusted bars."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest.corporate_actions import (
     ClaimedRefetch,
-    check_splits,
+    check_corporate_actions,
     claim_refetches,
 )
 
@@ -42,7 +43,8 @@ def refetch_request(claimed: ClaimedRefetch) -> dg.RunRequest:
     minimum_interval_seconds=15 * 60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Checks each watched symbol's splits on Polygon at most once a day and, when a split "
+        "Checks each watched symbol's splits and dividends on Polygon at most once a day and, "
+        "when a split "
         "makes stored (split-adjusted) bars stale, requests one bars_job run re-fetching the "
         "symbol's stored range before the split (tag swiftbolt/trigger=split)."
     ),
@@ -55,7 +57,7 @@ def corporate_actions_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     excluded = inflight_ranges(context.instance)
     with warehouse.connect() as conn:
-        counts = check_splits(conn, polygon, pipeline, context.log)
+        counts = check_corporate_actions(conn, polygon, pipeline, context.log)
         planned, settled = claim_refetches(
             conn, pipeline, lambda ticker, day: any(r.covers(ticker, day) for r in excluded)
         )

@@ -28,11 +28,11 @@ Admin API (no auth), under ``/_emulator/``:
   "listed_from": "2026-12-10", "delisted_after": null, "halted": ["2026-12-15"]}`` (see
   ``data.Lifecycle``); ``GET`` lists them, ``DELETE [?ticker=T]`` forgets them.
 * ``GET /_emulator/requests`` — provider requests per route and ticker since the last reset
-  (``{"polygon": {"SPY": 3}, "tradier": {...}}``; the splits endpoint counts under
-  ``polygon``, keyed by its ``ticker`` query, ``*`` without one).
+  (``{"polygon": {"SPY": 3}, "tradier": {...}}``; the reference endpoints count under
+  ``polygon``, keyed by their ``ticker`` query, ``*`` without one).
 
-Polygon's ``GET /v3/reference/splits`` shares the ``polygon`` route: same key, rate window,
-faults and counters as the aggregates.
+Polygon's ``GET /v3/reference/splits`` and ``/v3/reference/dividends`` (see ``dividends.py``)
+share the ``polygon`` route: same key, rate window, faults and counters as the aggregates.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import alpaca, polygon, sessions, splits, tradier
+from . import alpaca, dividends, polygon, sessions, splits, tradier
 from .data import BarStore, Lifecycle
 from .state import EmulatorState, Fault, RuntimeConfig
 
@@ -194,11 +194,17 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     def serve_splits(request: Request, _: BarStore, config: RuntimeConfig) -> Response:
         return splits.serve(request, book, config)
 
+    def serve_dividends(request: Request, _: BarStore, config: RuntimeConfig) -> Response:
+        return dividends.serve(request, config)
+
     providers = {
         "polygon": _Provider("polygon", settings.api_key, polygon.authenticate,
                              polygon.rate_limited, polygon.fault_response, serve_aggs),
         "polygon_splits": _Provider("polygon", settings.api_key, polygon.authenticate,
                                     polygon.rate_limited, polygon.fault_response, serve_splits),
+        "polygon_dividends": _Provider("polygon", settings.api_key, polygon.authenticate,
+                                       polygon.rate_limited, polygon.fault_response,
+                                       serve_dividends),
         "tradier": _Provider("tradier", settings.tradier_token or settings.api_key,
                              tradier.authenticate, tradier.rate_limited,
                              tradier.fault_response, tradier.serve),
@@ -241,6 +247,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     async def polygon_splits(request: Request) -> Response:
         return await guarded(request, providers["polygon_splits"])
+
+    async def polygon_dividends(request: Request) -> Response:
+        return await guarded(request, providers["polygon_dividends"])
 
     async def tradier_timesales(request: Request) -> Response:
         return await guarded(request, providers["tradier"])
@@ -325,6 +334,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     routes = [
         Route(agg_path, polygon_aggs, methods=["GET"]),
         Route("/v3/reference/splits", polygon_splits, methods=["GET"]),
+        Route("/v3/reference/dividends", polygon_dividends, methods=["GET"]),
         Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
         Route("/v2/stocks/bars", alpaca_bars, methods=["GET"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),

@@ -163,12 +163,12 @@ class SplitBook:
 # ---------------------------------------------------------------- GET /v3/reference/splits
 
 
-def _encode_cursor(query: dict[str, str], offset: int) -> str:
+def encode_cursor(query: dict[str, str], offset: int) -> str:
     raw = json.dumps({"q": query, "offset": offset}, sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[dict[str, str], int]:
+def decode_cursor(cursor: str) -> tuple[dict[str, str], int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
@@ -180,10 +180,10 @@ def _decode_cursor(cursor: str) -> tuple[dict[str, str], int]:
     return {str(k): str(v) for k, v in query.items()}, offset
 
 
-def _query(request: Request) -> tuple[dict[str, str], int]:
+def query_of(request: Request) -> tuple[dict[str, str], int]:
     cursor = request.query_params.get("cursor")
     if cursor:
-        return _decode_cursor(cursor)
+        return decode_cursor(cursor)
     query = {k: v for k, v in request.query_params.items() if k.lower() != "apikey"}
     return query, 0
 
@@ -201,7 +201,7 @@ def _select(splits: list[Split], query: dict[str, str]) -> list[Split]:
         except ValueError:
             raise BadRequest(f"Could not parse '{name}': use YYYY-MM-DD") from None
         op = name.rpartition(".")[2] if "." in name else "eq"
-        splits = [s for s in splits if _compare(s.execution_date, op, bound)]
+        splits = [s for s in splits if compare(s.execution_date, op, bound)]
     reverse = query.get("reverse_split")
     if reverse is not None:
         if reverse.lower() not in ("true", "false"):
@@ -223,7 +223,7 @@ def _select(splits: list[Split], query: dict[str, str]) -> list[Split]:
     return sorted(splits, key=key, reverse=order == "desc")
 
 
-def _compare(value: date, op: str, bound: date) -> bool:
+def compare(value: date, op: str, bound: date) -> bool:
     return {
         "eq": value == bound,
         "gte": value >= bound,
@@ -235,7 +235,7 @@ def _compare(value: date, op: str, bound: date) -> bool:
 
 def serve(request: Request, book: SplitBook, config: RuntimeConfig) -> Response:
     try:
-        query, offset = _query(request)
+        query, offset = query_of(request)
         raw_limit = query.get("limit", str(DEFAULT_LIMIT))
         if not raw_limit.isdigit() or int(raw_limit) < 1:
             raise BadRequest("limit must be a positive integer")
@@ -253,6 +253,6 @@ def serve(request: Request, book: SplitBook, config: RuntimeConfig) -> Response:
     }
     if offset + limit < len(selected):
         base = str(request.base_url).rstrip("/")
-        cursor = _encode_cursor(query, offset + limit)
+        cursor = encode_cursor(query, offset + limit)
         body["next_url"] = f"{base}/v3/reference/splits?{urlencode({'cursor': cursor})}"
     return JSONResponse(body)

@@ -1,12 +1,14 @@
-"""Keep stored prices consistent with the history provider's split adjustment.
+"""Store the splits and dividends of watched symbols, and keep stored prices consistent with the
+history provider's split adjustment.
 
 Two steps, each a plain function the corporate-actions sensor calls once per tick:
 
-1. `check_splits` (costs Polygon requests): the splits of a few watched symbols whose last
-   check is more than a day old (never-checked first) are fetched from `/v3/reference/splits`
-   and stored in `corporate_actions`. The requests take tokens from the shared bucket like any
-   fetch, but never wait long for one: when the budget is busy (a backfill is running) the
-   check is deferred to a later tick.
+1. `check_corporate_actions` (costs Polygon requests): the splits and cash dividends of a few
+   watched symbols whose last check is more than a day old (never-checked first) are fetched
+   from `/v3/reference/splits` and `/v3/reference/dividends` and stored (`corporate_actions`,
+   `dividends`) with the check, in one transaction. The requests take tokens from the shared
+   bucket like any fetch, but never wait long for one: when the budget is busy (a backfill is
+   running) the check is deferred to a later tick.
 2. `claim_refetches` (database only): every symbol with stored bars made stale by an executed
    split (see `storage/corporate_actions.py` for the rule) whose stored range before the split
    no queued, running or recently failed run covers; each is marked requested, and a split
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Protocol
 
 import psycopg
@@ -32,8 +35,9 @@ from swiftbolt_pipeline.providers.errors import (
     ProviderError,
 )
 from swiftbolt_pipeline.providers.http import RequestStats
-from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient
+from swiftbolt_pipeline.providers.polygon_reference import DividendEvent, PolygonReferenceClient
 from swiftbolt_pipeline.storage import corporate_actions as ca_store
+from swiftbolt_pipeline.storage import dividends as dividend_store
 
 # At most this many symbols are checked per tick, and no new check starts after the tick has
 # spent CHECK_BUDGET_S: a sensor tick must finish well within Dagster's 60 s evaluation limit.
@@ -46,7 +50,7 @@ MAX_ATTEMPTS = 2
 
 
 class ReferenceSource(Protocol):
-    """Opens the splits client (the `polygon` resource does)."""
+    """Opens the reference-data client (the `polygon` resource does)."""
 
     def reference_client(
         self, *, max_attempts: int, max_token_wait_s: float
@@ -54,17 +58,19 @@ class ReferenceSource(Protocol):
 
 
 @dataclass
-class SplitChecks:
+class CorporateActionChecks:
     checked: int = 0
     new_splits: int = 0
+    dividends: int = 0
     failed: int = 0
     deferred: int = 0
     requests: int = 0
 
     def summary(self) -> str:
         return (
-            f"split checks: {self.checked} ok, {self.failed} failed, {self.deferred} deferred, "
-            f"{self.new_splits} new split(s), {self.requests} request(s)"
+            f"corporate-action checks: {self.checked} ok, {self.failed} failed, "
+            f"{self.deferred} deferred, {self.new_splits} new split(s), "
+            f"{self.dividends} dividend(s), {self.requests} request(s)"
         )
 
 
@@ -76,14 +82,14 @@ class ClaimedRefetch:
     days: list[date]
 
 
-def check_splits(
+def check_corporate_actions(
     conn: psycopg.Connection,
     source: ReferenceSource,
     settings: PipelineClock,
     log: logging.Logger | None = None,
-) -> SplitChecks:
-    """Fetch and store the splits of the symbols due for a check."""
-    counts = SplitChecks()
+) -> CorporateActionChecks:
+    """Fetch and store the splits and dividends of the symbols due for a check."""
+    counts = CorporateActionChecks()
     due = ca_store.due_for_check(conn, settings.now(), limit=MAX_CHECKS_PER_TICK)
     if not due:
         return counts
@@ -98,6 +104,7 @@ def check_splits(
             stats = RequestStats()
             try:
                 found = client.fetch_splits(symbol.ticker, stats, since=settings.history_start)
+                dividends = client.fetch_dividends(symbol.ticker, stats)
             except ProviderError as exc:
                 counts.requests += stats.requests
                 if exc.code in (RATE_LIMIT_EXCEEDED, PROVIDER_UNAVAILABLE):
@@ -105,7 +112,7 @@ def check_splits(
                     # busy, nothing was learned about this symbol; a later tick tries again.
                     counts.deferred += len(due) - index
                     if log:
-                        log.info(f"split checks deferred: {exc.message}")
+                        log.info(f"corporate-action checks deferred: {exc.message}")
                     break
                 counts.failed += 1
                 ca_store.record_failure(
@@ -116,23 +123,44 @@ def check_splits(
                     message=exc.message,
                 )
                 if log:
-                    log.warning(f"{symbol.ticker}: split check failed: {exc}")
+                    log.warning(f"{symbol.ticker}: corporate-action check failed: {exc}")
                 continue
             counts.requests += stats.requests
-            new = ca_store.record_splits(
-                conn,
-                symbol.ticker,
-                [(s.execution_date, s.split_from, s.split_to) for s in found],
-                checked_at=settings.now(),
-            )
+            checked_at = settings.now()
+            with conn.transaction():
+                dividend_store.replace_dividends(
+                    conn, symbol.ticker, [_row(d) for d in dividends], fetched_at=checked_at
+                )
+                new = ca_store.record_splits(
+                    conn,
+                    symbol.ticker,
+                    [(s.execution_date, s.split_from, s.split_to) for s in found],
+                    checked_at=checked_at,
+                    dividends_found=len(dividends),
+                )
             counts.checked += 1
             counts.new_splits += len(new)
+            counts.dividends += len(dividends)
             if log and new:
                 log.info(
                     f"{symbol.ticker}: new split(s) "
                     + ", ".join(f"{s.execution_date} {s.split_from:g}->{s.split_to:g}" for s in new)
                 )
     return counts
+
+
+def _row(event: DividendEvent) -> dividend_store.DividendRow:
+    return dividend_store.DividendRow(
+        symbol=event.ticker,
+        ex_date=event.ex_date,
+        record_date=event.record_date,
+        pay_date=event.pay_date,
+        # Through its shortest decimal text: 0.26 stays 0.26, not the float's binary expansion.
+        cash_amount=Decimal(repr(event.cash_amount)),
+        currency=event.currency,
+        frequency=event.frequency,
+        type=event.type,
+    )
 
 
 def claim_refetches(

@@ -1,18 +1,19 @@
-"""Polygon reference data: stock splits of one ticker (`GET /v3/reference/splits`).
+"""Polygon reference data of one ticker: stock splits (`GET /v3/reference/splits`) and cash
+dividends (`GET /v3/reference/dividends`).
 
 Every request (page, retry) goes through `ResilientClient`, so it takes a token from the same
 shared PostgreSQL bucket as the aggregates and trips the same circuit breaker. The key travels
 in the Authorization header, never in a URL; `next_url` is followed on the configured host.
-
-Dividends are not fetched: Polygon's `adjusted=true` aggregates are adjusted for splits only,
-so dividends never change stored prices and would only spend the 5 requests/minute budget."""
+Dividends never change stored prices (`adjusted=true` aggregates are adjusted for splits only);
+they are kept for chart apps."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonApi
@@ -36,8 +37,25 @@ class SplitEvent:
         return self.split_to / self.split_from
 
 
+@dataclass(frozen=True)
+class DividendEvent:
+    """A cash dividend; Polygon may omit every field but the ex-date, amount and type."""
+
+    ticker: str
+    ex_date: date
+    cash_amount: float
+    type: str  # CD regular, SC special, LT/ST long/short-term capital gain
+    record_date: date | None
+    pay_date: date | None
+    currency: str | None
+    frequency: int | None  # payments a year: 0 one-time, 1, 2, 4, 12, ...
+
+
+E = TypeVar("E", SplitEvent, DividendEvent)
+
+
 class PolygonReferenceClient(PolygonApi):
-    """Polygon reference data: stock splits."""
+    """Polygon reference data: stock splits and cash dividends."""
 
     def __enter__(self) -> PolygonReferenceClient:
         return self
@@ -65,13 +83,43 @@ class PolygonReferenceClient(PolygonApi):
         for payload in self._pages(
             url, params, stats, label=label, max_pages=MAX_PAGES, path_prefix=prefix
         ):
-            for event in self._results(payload, ticker, stats):
+            for event in self._results(payload, ticker, stats, _parse_split, "split"):
                 found[event.execution_date] = event
         return [found[day] for day in sorted(found)]
 
-    def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[SplitEvent]:
+    def fetch_dividends(self, ticker: str, stats: RequestStats) -> list[DividendEvent]:
+        """Every cash dividend of `ticker`, by ex-date, every page followed (a few a year: one
+        page). One per (ex-date, type): a repeated one keeps the last seen."""
+        params = {
+            "ticker": ticker,
+            "order": "asc",
+            "sort": "ex_dividend_date",
+            "limit": str(PAGE_LIMIT),
+        }
+        prefix = "/v3/reference/dividends"
+        found: dict[tuple[date, str], DividendEvent] = {}
+        for payload in self._pages(
+            f"{self.base_url}{prefix}",
+            params,
+            stats,
+            label=f"dividends {ticker}",
+            max_pages=MAX_PAGES,
+            path_prefix=prefix,
+        ):
+            for event in self._results(payload, ticker, stats, _parse_dividend, "dividend"):
+                found[(event.ex_date, event.type)] = event
+        return [found[key] for key in sorted(found)]
+
+    def _results(
+        self,
+        payload: Any,
+        ticker: str,
+        stats: RequestStats,
+        parse: Callable[[Any], E | None],
+        kind: str,
+    ) -> list[E]:
         if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
-            raise self._malformed("response is not an OK splits payload", stats)
+            raise self._malformed(f"response is not an OK {kind}s payload", stats)
         results = payload.get("results")
         if results is None:
             return []
@@ -79,11 +127,13 @@ class PolygonReferenceClient(PolygonApi):
             raise self._malformed("`results` is not a list", stats)
         events = []
         for item in results:
-            event = _parse_split(item)
+            event = parse(item)
             if event is None:
-                raise self._malformed(f"split with missing or invalid fields: {item!r:.160}", stats)
+                raise self._malformed(
+                    f"{kind} with missing or invalid fields: {item!r:.160}", stats
+                )
             if event.ticker != ticker.upper():
-                raise self._malformed(f"split of {event.ticker} returned for {ticker}", stats)
+                raise self._malformed(f"{kind} of {event.ticker} returned for {ticker}", stats)
             events.append(event)
         return events
 
@@ -111,3 +161,41 @@ def _parse_split(item: Any) -> SplitEvent | None:
     except ValueError:
         return None
     return SplitEvent(ticker.upper(), execution_date, float(split_from), float(split_to))
+
+
+def _optional_date(item: dict[str, Any], name: str) -> date | None:
+    """The field's date; None when absent; ValueError when present but not a date."""
+    raw = item.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError(name)
+    return date.fromisoformat(raw)
+
+
+def _parse_dividend(item: Any) -> DividendEvent | None:
+    if not isinstance(item, dict):
+        return None
+    ticker, kind, cash = item.get("ticker"), item.get("dividend_type"), item.get("cash_amount")
+    currency, frequency = item.get("currency"), item.get("frequency")
+    if not isinstance(ticker, str) or not ticker or not isinstance(kind, str) or not kind:
+        return None
+    if not _positive(cash) and not (type(cash) in (int, float) and cash == 0):
+        return None
+    if currency is not None and not isinstance(currency, str):
+        return None
+    if frequency is not None and (
+        not isinstance(frequency, int) or isinstance(frequency, bool) or frequency < 0
+    ):
+        return None
+    try:
+        ex_date = _optional_date(item, "ex_dividend_date")
+        record_date = _optional_date(item, "record_date")
+        pay_date = _optional_date(item, "pay_date")
+    except ValueError:
+        return None
+    if ex_date is None:
+        return None
+    return DividendEvent(
+        ticker.upper(), ex_date, float(cash), kind, record_date, pay_date, currency, frequency
+    )

@@ -9,10 +9,12 @@ Request floor (Polygon), per symbol, from the plan and the truth:
   (`limit` counts base minutes; the emulator also caps pages at `page_size` bars);
 * one request per session it trades in the simulation (that session fetched once from the
   history provider: the 06:00 finalize, or the gap fill when no intraday provider is set);
-* one split check per calendar day it is watched (the corporate-actions sensor's daily check);
+* two requests per calendar day it is watched (the corporate-actions sensor's daily check of
+  splits and dividends);
 * for the split symbol, the stored range before the split once more (the re-fetch).
 Dead symbol-days (a mistyped ticker every day, a delisted one after its last session, a halted
-one on its halted day) have no floor; each may cost at most 2 requests, the allowance.
+one on its halted day) have no floor; each may cost at most 3 requests (a fetch and the
+corporate-action check's two), the allowance.
 Pass: requests <= 1.2 x floor + allowance.
 """
 
@@ -36,7 +38,7 @@ MAX_LIMIT = 50_000  # base minute aggregates per Polygon request
 PRICE_TOL = 1e-6
 VWAP_TOL = 1e-3  # derived vwap from 4-decimal m15 vwaps
 BUDGET_FACTOR = 1.2
-DEAD_ALLOWANCE = 2
+DEAD_ALLOWANCE = 3
 EXAMPLES = 4
 
 
@@ -260,7 +262,7 @@ def request_floor(plan: SoakPlan, store: BarStore) -> dict[str, dict[str, int]]:
         floor += sum(1 for d in sim_sessions if facts.trades_on(spec.ticker, d))
         watched_days = list(_calendar_days(added_day, end_day))
         alive = [d for d in watched_days if _alive(spec, facts, d)]
-        floor += len(alive)  # daily split checks
+        floor += 2 * len(alive)  # daily corporate-action checks: splits and dividends
         if plan.split_day and spec.role == "split":
             before = [d for d in window_of(plan, spec, plan.split_day)]
             floor += _pages(store, spec, before, facts)

@@ -1,5 +1,5 @@
-"""`corporate_actions` and `corporate_action_checks`: known splits, when each watched symbol was
-last checked, and which stored bars a split made stale.
+"""`corporate_actions` and `corporate_action_checks`: known splits, when each watched symbol's
+splits and dividends were last checked, and which stored bars a split made stale.
 
 Staleness rule. Polygon serves split-adjusted bars, so a split executed on day E changes every
 bar before E. A stored bar is stale when it starts before E and was fetched before the split's
@@ -90,10 +90,11 @@ def record_splits(
     splits: Sequence[tuple[date, float, float]],
     *,
     checked_at: datetime,
+    dividends_found: int = 0,
 ) -> list[SplitRow]:
     """Store a successful check of `ticker` with the splits it found, as
-    (execution_date, split_from, split_to). Returns the splits that are new (or whose ratio
-    changed) since the last check. One transaction."""
+    (execution_date, split_from, split_to), and the number of dividends it found. Returns the
+    splits that are new (or whose ratio changed) since the last check. One transaction."""
     with conn.transaction():
         first_check = (
             conn.execute(
@@ -136,13 +137,15 @@ def record_splits(
             if row is not None:
                 changed.append(_split(row))
         conn.execute(
-            """INSERT INTO corporate_action_checks (ticker, checked_at, status, splits_found)
-               VALUES (%s, %s, 'ok', %s)
+            """INSERT INTO corporate_action_checks
+                      (ticker, checked_at, status, splits_found, dividends_found)
+               VALUES (%s, %s, 'ok', %s, %s)
                ON CONFLICT (ticker) DO UPDATE
                   SET checked_at = EXCLUDED.checked_at, status = 'ok',
                       splits_found = EXCLUDED.splits_found,
+                      dividends_found = EXCLUDED.dividends_found,
                       error_code = NULL, error_message = NULL""",
-            (ticker, checked_at, len(splits)),
+            (ticker, checked_at, len(splits), dividends_found),
         )
     return changed
 

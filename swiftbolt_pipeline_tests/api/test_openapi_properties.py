@@ -58,6 +58,7 @@ def test_openapi_document_is_valid(api_schema: OpenApiSchema) -> None:
         "/v1/ensure-coverage",
         "/v1/bars",
         "/v1/tokens/{provider}",
+        "/v1/corporate-actions",
         "/v1/status",
     }
     error_ref = "#/components/schemas/ErrorBody"
