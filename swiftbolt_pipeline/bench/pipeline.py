@@ -18,12 +18,13 @@ from typing import Any
 
 from swiftbolt_pipeline.core.planning import base_minute_floor
 from swiftbolt_pipeline.defs.launch import materialize_range, register_symbols
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
 from swiftbolt_pipeline.storage import watchlist
 
 from .env import UNLIMITED, BenchEnv
 from .report import Row
 
-ALL_ASSETS = ("m15_bars", "h1_bars", "h4_bars", "d1_bars")
+ALL_ASSETS = tuple(BAR_ASSETS.values())
 OLD_SYSTEM_REQUESTS = 40
 
 
@@ -316,7 +317,7 @@ def measure_rate_floor(
         {"capacity": limit, "refill_per_min": limit * 60 / window_s, "window_s": bucket_window},
     )
     try:
-        result = backfill(env, [f"RL{k:03d}" for k in range(symbols)], days, ("m15_bars",))
+        result = backfill(env, [f"RL{k:03d}" for k in range(symbols)], days, (M15_BARS,))
     finally:
         env.set_rate(None, 60.0, UNLIMITED)
     rate = limit / window_s

@@ -30,18 +30,12 @@ from swiftbolt_pipeline.core.models import (
 from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
-from swiftbolt_pipeline.defs.coverage import reap_dead_runs
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
+from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
-
-ASSET_FOR = {
-    Timeframe.M15: "m15_bars",
-    Timeframe.H1: "h1_bars",
-    Timeframe.H4: "h4_bars",
-    Timeframe.D1: "d1_bars",
-}
 
 
 @click.command()
@@ -50,7 +44,7 @@ ASSET_FOR = {
 @click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
 @click.option(
     "--timeframes",
-    default=",".join(ASSET_FOR),
+    default=",".join(BAR_ASSETS),
     show_default=True,
     help="Timeframes to fill; h1/h4/d1 are derived from the stored m15 bars (no requests).",
 )
@@ -88,7 +82,7 @@ def backfill(
         source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
     prepare_dagster_home(runtime)
     defs = build_definitions(runtime.settings)
-    selection = [ASSET_FOR[tf] for tf in wanted]
+    selection = [BAR_ASSETS[tf] for tf in wanted]
     console = Console(stderr=True, soft_wrap=True)
     for note in setup.notes:
         console.print(note)
@@ -223,7 +217,7 @@ def _print_summary(
     empty = sum(
         value
         for check in checks
-        if check.asset == "m15_bars"
+        if check.asset == M15_BARS
         and isinstance(value := check.metadata.get("sessions_with_empty_intervals"), int)
     )
     if empty:

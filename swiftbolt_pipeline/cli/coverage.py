@@ -8,8 +8,8 @@ import click
 
 from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.core.models import normalize_ticker
-from swiftbolt_pipeline.defs.coverage import Coverage
-from swiftbolt_pipeline.defs.ensure import parse_timeframe, symbol_coverage
+from swiftbolt_pipeline.services.coverage import Coverage
+from swiftbolt_pipeline.services.ensure import parse_timeframe, symbol_coverage
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 

@@ -1,6 +1,6 @@
 """`swiftbolt status`: watchlist coverage at a glance, one row and one bar per symbol.
 
-A thin view over `defs.coverage.coverage_report` (the same numbers as `swiftbolt coverage` and
+A thin view over `services.coverage.coverage_report` (the same numbers as `swiftbolt coverage` and
 the HTTP API) and the watchlist; it computes nothing of its own."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.coverage import (
+from swiftbolt_pipeline.services.coverage import (
     Coverage,
     InflightRange,
     coverage_report,

@@ -28,7 +28,6 @@ import psycopg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.defs.coverage import InflightRange, inflight_ranges
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
@@ -39,6 +38,7 @@ from swiftbolt_pipeline.providers.errors import (
 )
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient
+from swiftbolt_pipeline.services.coverage import InflightRange, inflight_ranges
 from swiftbolt_pipeline.storage import corporate_actions as ca_store
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
 from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter

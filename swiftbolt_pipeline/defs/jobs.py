@@ -4,16 +4,21 @@ from datetime import date
 
 import dagster as dg
 
-from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG
-from swiftbolt_pipeline.defs.partitions import partition_key
+from swiftbolt_pipeline.names import (
+    BAR_ASSETS,
+    DERIVED_ASSETS,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    partition_key,
+)
 
 BARS_JOB = "bars_job"
-DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in ("h1_bars", "h4_bars", "d1_bars"))
+DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in DERIVED_ASSETS)
 
 # Partitioning is inferred from the selected assets.
 bars_job = dg.define_asset_job(
     BARS_JOB,
-    selection=dg.AssetSelection.assets("m15_bars", "h1_bars", "h4_bars", "d1_bars"),
+    selection=dg.AssetSelection.assets(*BAR_ASSETS.values()),
     description="m15 bars from the providers, then h1/h4/d1 derived, for a partition range.",
 )
 

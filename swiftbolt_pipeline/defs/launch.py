@@ -9,7 +9,8 @@ from datetime import date
 import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 
-from swiftbolt_pipeline.defs.partitions import SYMBOLS, partition_key
+from swiftbolt_pipeline.defs.partitions import SYMBOLS
+from swiftbolt_pipeline.names import partition_key
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.gaps import window_sessions
-from swiftbolt_pipeline.defs.coverage import (
+from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
+from swiftbolt_pipeline.defs.partitions import SYMBOLS
+from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.names import PRIORITY_TAG, SYMBOL_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.services.coverage import (
     GapRequest,
     gaps_to_request,
     inflight_ranges,
     reap_dead_runs,
 )
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
-from swiftbolt_pipeline.defs.partitions import SYMBOLS
-from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -102,8 +103,8 @@ def _run_request(gap: GapRequest) -> dg.RunRequest:
         asset_selection=None if gap.fetch else list(DERIVED_ASSET_KEYS),
         tags={
             **range_tags(gap.symbol, gap.symbol, gap.gap.start, gap.gap.end),
-            "swiftbolt/symbol": gap.symbol,
-            "swiftbolt/trigger": "coverage_gap_sensor",
-            "dagster/priority": str(gap.priority),
+            SYMBOL_TAG: gap.symbol,
+            TRIGGER_TAG: "coverage_gap_sensor",
+            PRIORITY_TAG: str(gap.priority),
         },
     )

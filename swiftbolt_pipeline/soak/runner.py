@@ -46,6 +46,7 @@ from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
+from swiftbolt_pipeline.names import SOAK_WORKER_TAG
 from swiftbolt_pipeline.soak import pg
 from swiftbolt_pipeline.soak.audit import AuditReport, EmulatorCounters, run_audit
 from swiftbolt_pipeline.soak.plan import (
@@ -63,7 +64,7 @@ from swiftbolt_pipeline.soak.plan import (
     SoakPlan,
     ticks,
 )
-from swiftbolt_pipeline.storage import ratelimit, watchlist
+from swiftbolt_pipeline.storage import ledger, ratelimit, watchlist
 
 SCALED_RATE_PER_MIN = 600
 SENSORS = ("watchlist_sensor", "coverage_gap_sensor", "corporate_actions_sensor")
@@ -315,7 +316,7 @@ class Simulation:
         """The run in a real child process, SIGKILLed while its fetch is in flight (the
         emulator holds the next Polygon answer for a few seconds), as a worker lost mid-run."""
         marker = f"soak-kill-{time.monotonic_ns()}"
-        tags = {**tags, "swiftbolt/soak_worker": marker}
+        tags = {**tags, SOAK_WORKER_TAG: marker}
         fault = {"route": "polygon", "kind": "delay", "seconds": KILL_DELAY_S, "count": 1}
         httpx.post(f"{self.emulator}/_emulator/faults", json=fault).raise_for_status()
         proc = subprocess.Popen(
@@ -329,12 +330,9 @@ class Simulation:
         with self.runtime.connect() as conn:
             while proc.poll() is None and time.monotonic() < deadline:
                 runs = instance.get_runs(
-                    filters=dg.RunsFilter(tags={"swiftbolt/soak_worker": marker}), limit=1
+                    filters=dg.RunsFilter(tags={SOAK_WORKER_TAG: marker}), limit=1
                 )
-                fetching = runs and conn.execute(
-                    "SELECT count(*) FROM job_runs WHERE run_id = %s AND status = 'running'",
-                    (runs[0].run_id,),
-                ).fetchone() != (0,)
+                fetching = runs and ledger.fetching(conn, runs[0].run_id)
                 conn.commit()
                 if fetching:
                     proc.send_signal(signal.SIGKILL)

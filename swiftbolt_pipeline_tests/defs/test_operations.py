@@ -24,11 +24,11 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.coverage import coverage_report
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
+from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 

@@ -35,6 +35,7 @@ from swiftbolt_pipeline.ingest.history import (
 )
 from swiftbolt_pipeline.ingest.m15 import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
+from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
@@ -42,8 +43,6 @@ from swiftbolt_pipeline.storage.coverage import session_states
 # Run tag forcing one history provider for the run (`swiftbolt backfill --provider NAME`, or
 # set by hand when launching from the UI); else SWIFTBOLT_HISTORY_PROVIDERS decides.
 PROVIDER_TAG = "swiftbolt/provider"
-# Run tag: fetch only the sessions that lack their final bars (set by the finalize schedule).
-MISSING_ONLY_TAG = "swiftbolt/missing-only"
 # How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
 # provider outage doesn't spin the queue.
 FAILURE_COOLDOWN = timedelta(minutes=10)
@@ -85,7 +84,7 @@ CHECK_OUTPUTS = [spec.get_python_identifier() for spec in m15_check_specs()]
 
 def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.graph_asset(
-        name="m15_bars",
+        name=M15_BARS,
         partitions_def=partitions_def,
         # A backfill of many days is one run, coalesced into few provider requests.
         backfill_policy=dg.BackfillPolicy.single_run(),
