@@ -171,8 +171,9 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
         with psycopg.connect(url) as conn:
             migrate(conn)
         settings = Settings.from_env()
-        prepare_dagster_home(Runtime(settings=settings, database_url=url))
-        instance = stack.enter_context(open_instance())
+        runtime = Runtime(settings=settings, database_url=url)
+        prepare_dagster_home(runtime)
+        instance = stack.enter_context(open_instance(runtime))
         env = BenchEnv(
             home=home,
             database_url=url,

@@ -90,7 +90,7 @@ def backfill(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
-    with open_instance() as instance:
+    with open_instance(runtime) as instance:
         # A backfill killed earlier (SIGKILL, lost host) still holds its pool slot: free it,
         # or this one would wait for that slot forever.
         with runtime.connect() as conn:

@@ -28,7 +28,7 @@ def coverage(
     frame = parse_timeframe(timeframe)
     runtime = open_runtime()
     prepare_dagster_home(runtime)
-    with runtime.connect() as conn, open_instance() as instance:
+    with runtime.connect() as conn, open_instance(runtime) as instance:
         report = symbol_coverage(
             conn,
             instance,

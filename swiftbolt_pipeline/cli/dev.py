@@ -24,12 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 import click
-import dagster as dg
 import httpx
 
 from swiftbolt_pipeline.cli.runtime import (
+    dagster_environment,
     ensure_providers,
     fail,
+    open_instance,
     open_runtime,
     prepare_dagster_home,
 )
@@ -75,7 +76,7 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     setup = ensure_providers(runtime)
     home = prepare_dagster_home(runtime)
     # Pool limits live in Dagster's storage (its tables exist: prepare_dagster_home made them).
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(runtime) as instance:
         configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)
     click.echo(f"bars from: {setup.source}", err=True)
@@ -92,7 +93,7 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     try:
         for name, args in commands:
             if stop.signum is None:
-                children.append(_spawn(name, args))
+                children.append(_spawn(name, args, dagster_environment(runtime)))
         failure = _supervise(children, stop, host, port)
     finally:
         _stop_all(children)
@@ -110,9 +111,12 @@ def _executable(name: str) -> str:
     return found
 
 
-def _spawn(name: str, args: list[str]) -> Child:
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
     proc = subprocess.Popen(
-        [_executable(name), *args], stdin=subprocess.DEVNULL, start_new_session=True
+        [_executable(name), *args],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **env},
     )
     return Child(name, proc)
 

@@ -14,7 +14,7 @@ from swiftbolt_pipeline.cli.backfill import backfill
 from swiftbolt_pipeline.cli.bench import bench
 from swiftbolt_pipeline.cli.coverage import coverage
 from swiftbolt_pipeline.cli.dev import dev
-from swiftbolt_pipeline.cli.runtime import fail, open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import fail, open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
@@ -72,7 +72,7 @@ def db_migrate() -> None:
         applied = migrate(conn)
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
     prepare_dagster_home(runtime)
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(runtime) as instance:
         configure_pools(instance)
     click.echo("pools: " + ", ".join(f"{k}={v}" for k, v in POOL_LIMITS.items()))
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import click
 import dagster as dg
 import psycopg
+from dagster._core.instance.ref import InstanceRef
 
 from swiftbolt_pipeline.config import DEFAULT_POLYGON_BASE_URL, EMULATOR_API_KEY, Settings
 from swiftbolt_pipeline.core.models import InvalidInput
 from swiftbolt_pipeline.storage import database
-from swiftbolt_pipeline.storage.migrate import MIGRATION_LOCK_KEY, migrate
+from swiftbolt_pipeline.storage.migrate import migrate
 
 
 @dataclass
@@ -46,40 +47,36 @@ def project_file(name: str) -> Path:
     return packaged if packaged.exists() else Path(__file__).resolve().parents[2] / name
 
 
+def dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME of the swiftbolt commands: the instance directory under SWIFTBOLT_HOME."""
+    return settings.home / "dagster"
+
+
 def prepare_dagster_home(runtime: Runtime) -> Path:
-    """DAGSTER_HOME under SWIFTBOLT_HOME, with the project's dagster.yaml pointing Dagster's
-    storage at the same PostgreSQL (schema `dagster`)."""
-    home = runtime.settings.home / "dagster"
+    """The instance directory with the project's dagster.yaml, and Dagster's tables in the
+    project's PostgreSQL (schema `dagster`), created on first open."""
+    home = dagster_home(runtime.settings)
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project_file("dagster.yaml"), home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ["SWIFTBOLT_DAGSTER_PG_URL"] = database.sqlalchemy_url(runtime.database_url)
-    os.environ["SWIFTBOLT_DAGSTER_ARTIFACTS"] = str(home / "storage")
-    _create_dagster_storage_once(runtime.database_url)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+        pass
     return home
 
 
-def _create_dagster_storage_once(url: str) -> None:
-    """Dagster creates its tables on first use, and two processes doing that at once on a
-    fresh schema collide; the first one creates them under our migration lock."""
-    with database.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('dagster.instance_info')").fetchone() != (None,):
-            return
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        try:
-            with dg.DagsterInstance.get():
-                pass
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+def dagster_environment(runtime: Runtime) -> dict[str, str]:
+    """What a Dagster process we start (webserver, daemon, run worker) needs in its
+    environment, beyond ours, to open the same instance."""
+    return {"DAGSTER_HOME": str(dagster_home(runtime.settings))}
 
 
 @contextlib.contextmanager
-def open_instance() -> Iterator[dg.DagsterInstance]:
+def open_instance(runtime: Runtime) -> Iterator[dg.DagsterInstance]:
     """The Dagster instance (after `prepare_dagster_home`) with pooled storage connections.
 
     dagster-postgres opens fresh connections for every event by default; an in-process
     backfill writes thousands of events, and pooling makes it about 2.5x faster."""
-    with dg.DagsterInstance.get() as instance:
+    ref = InstanceRef.from_dir(str(dagster_home(runtime.settings)))
+    with dg.DagsterInstance.from_ref(ref) as instance:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
         yield instance
 

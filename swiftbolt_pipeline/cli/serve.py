@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 
 import click
-import dagster as dg
 
-from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 
 
@@ -56,7 +56,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
         )
     app = create_app(
         runtime.database_url,
-        instance_factory=dg.DagsterInstance.get,
+        instance_factory=functools.partial(open_instance, runtime),
         settings_factory=Settings.from_env,
         api_token=token,
         tokenless_writes=tokenless_writes,

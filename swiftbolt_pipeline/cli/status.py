@@ -79,7 +79,7 @@ def status(show_all: bool, as_json: bool) -> None:
     """Watchlist coverage per symbol: sessions covered, last bar, gaps, runs in flight."""
     runtime = open_runtime()
     prepare_dagster_home(runtime)
-    with runtime.connect() as conn, open_instance() as instance:
+    with runtime.connect() as conn, open_instance(runtime) as instance:
         # Fetches of processes that died mid-run would otherwise read `running` forever.
         abandoned = ledger.abandon_orphans(conn)
         symbols = watchlist.list_symbols(conn, active_only=not show_all)

@@ -35,6 +35,7 @@ import dagster as dg
 import httpx
 
 from swiftbolt_pipeline.cli.runtime import (
+    dagster_environment,
     ensure_providers,
     open_instance,
     open_runtime,
@@ -139,7 +140,7 @@ class Simulation:
             self.runtime = open_runtime()
             self.log(f"providers: polygon from {ensure_providers(self.runtime).source}")
             prepare_dagster_home(self.runtime)
-            with open_instance() as instance:
+            with open_instance(self.runtime) as instance:
                 configure_pools(instance)
             with self.runtime.connect() as conn:
                 for provider in ("polygon", "tradier"):
@@ -186,7 +187,7 @@ class Simulation:
         than connecting per call); when PostgreSQL restarts under it, the tick fails and is
         evaluated again on a fresh instance, as a restarted daemon process would."""
         stack = ExitStack()
-        instance = stack.enter_context(open_instance())
+        instance = stack.enter_context(open_instance(self.runtime))
         pending = list(self.plan.events)
         started = time.monotonic()
         all_ticks = ticks(self.plan)
@@ -207,7 +208,7 @@ class Simulation:
                     restart = None
                 self.tally.events.append(f"tick failed ({type(exc).__name__}); instance reopened")
                 stack.close()
-                instance = stack.enter_context(open_instance())
+                instance = stack.enter_context(open_instance(self.runtime))
                 launched = self._tick(instance, at)
             if restart is not None:
                 restart.join()
@@ -324,6 +325,7 @@ class Simulation:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **dagster_environment(self.runtime)},
         )
         deadline = time.monotonic() + 120
         outcome = "finished before it could be killed"
