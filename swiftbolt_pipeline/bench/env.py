@@ -25,10 +25,10 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
-from swiftbolt_pipeline.cli.runtime import Runtime, open_instance, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.storage import ratelimit
 from swiftbolt_pipeline.storage.migrate import migrate
 
@@ -171,9 +171,8 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
         with psycopg.connect(url) as conn:
             migrate(conn)
         settings = Settings.from_env()
-        runtime = Runtime(settings=settings, database_url=url)
-        prepare_dagster_home(runtime)
-        instance = stack.enter_context(open_instance(runtime))
+        prepare_dagster_home(settings)
+        instance = stack.enter_context(open_instance(settings))
         env = BenchEnv(
             home=home,
             database_url=url,

@@ -12,13 +12,7 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swiftbolt_pipeline.cli.runtime import (
-    Runtime,
-    ensure_providers,
-    open_instance,
-    open_runtime,
-    prepare_dagster_home,
-)
+from swiftbolt_pipeline.cli.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import (
@@ -34,6 +28,7 @@ from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, regist
 from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 
@@ -80,7 +75,7 @@ def backfill(
     providers = (forced,) if forced else runtime.settings.history_providers
     if providers != ("polygon",):
         source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
-    prepare_dagster_home(runtime)
+    prepare_dagster_home(runtime.settings)
     defs = build_definitions(runtime.settings)
     selection = [BAR_ASSETS[tf] for tf in wanted]
     console = Console(stderr=True, soft_wrap=True)
@@ -90,7 +85,7 @@ def backfill(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
-    with open_instance(runtime) as instance:
+    with open_instance(runtime.settings) as instance:
         # A backfill killed earlier (SIGKILL, lost host) still holds its pool slot: free it,
         # or this one would wait for that slot forever.
         with runtime.connect() as conn:

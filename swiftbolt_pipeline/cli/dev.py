@@ -26,15 +26,13 @@ from types import FrameType
 import click
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import (
+from swiftbolt_pipeline.cli.runtime import ensure_providers, fail, open_runtime
+from swiftbolt_pipeline.defs.launch import configure_pools
+from swiftbolt_pipeline.services.instance import (
     dagster_environment,
-    ensure_providers,
-    fail,
     open_instance,
-    open_runtime,
     prepare_dagster_home,
 )
-from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.storage.database import redact
 
 CODE_LOCATION = "swiftbolt_pipeline.definitions"
@@ -74,9 +72,9 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     _check_port_free(host, port)
     runtime = open_runtime()
     setup = ensure_providers(runtime)
-    home = prepare_dagster_home(runtime)
+    home = prepare_dagster_home(runtime.settings)
     # Pool limits live in Dagster's storage (its tables exist: prepare_dagster_home made them).
-    with open_instance(runtime) as instance:
+    with open_instance(runtime.settings) as instance:
         configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)
     click.echo(f"bars from: {setup.source}", err=True)
@@ -93,7 +91,7 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     try:
         for name, args in commands:
             if stop.signum is None:
-                children.append(_spawn(name, args, dagster_environment(runtime)))
+                children.append(_spawn(name, args, dagster_environment(runtime.settings)))
         failure = _supervise(children, stop, host, port)
     finally:
         _stop_all(children)

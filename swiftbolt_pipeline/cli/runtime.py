@@ -1,4 +1,4 @@
-"""What every command needs before it works: settings, the database, the Dagster instance,
+"""What every command needs before it works: settings, the database
 and providers (the built-in emulator when no Polygon key is configured)."""
 
 from __future__ import annotations
@@ -6,16 +6,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import shutil
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
-import dagster as dg
 import psycopg
-from dagster._core.instance.ref import InstanceRef
 
 from swiftbolt_pipeline.config import DEFAULT_POLYGON_BASE_URL, EMULATOR_API_KEY, Settings
 from swiftbolt_pipeline.core.models import InvalidInput
@@ -39,46 +34,6 @@ def open_runtime(*, migrate_schema: bool = True) -> Runtime:
         with database.connect(url) as conn:
             migrate(conn)
     return Runtime(settings=settings, database_url=url)
-
-
-def project_file(name: str) -> Path:
-    """A file at the project root (dagster.yaml, workspace.yaml), packaged or from a checkout."""
-    packaged = Path(__file__).resolve().parents[1] / name
-    return packaged if packaged.exists() else Path(__file__).resolve().parents[2] / name
-
-
-def dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME of the swiftbolt commands: the instance directory under SWIFTBOLT_HOME."""
-    return settings.home / "dagster"
-
-
-def prepare_dagster_home(runtime: Runtime) -> Path:
-    """The instance directory with the project's dagster.yaml, and Dagster's tables in the
-    project's PostgreSQL (schema `dagster`), created on first open."""
-    home = dagster_home(runtime.settings)
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(project_file("dagster.yaml"), home / "dagster.yaml")
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
-        pass
-    return home
-
-
-def dagster_environment(runtime: Runtime) -> dict[str, str]:
-    """What a Dagster process we start (webserver, daemon, run worker) needs in its
-    environment, beyond ours, to open the same instance."""
-    return {"DAGSTER_HOME": str(dagster_home(runtime.settings))}
-
-
-@contextlib.contextmanager
-def open_instance(runtime: Runtime) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance (after `prepare_dagster_home`) with pooled storage connections.
-
-    dagster-postgres opens fresh connections for every event by default; an in-process
-    backfill writes thousands of events, and pooling makes it about 2.5x faster."""
-    ref = InstanceRef.from_dir(str(dagster_home(runtime.settings)))
-    with dg.DagsterInstance.from_ref(ref) as instance:
-        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
-        yield instance
 
 
 # Each provider's credential variables and base-URL variable.

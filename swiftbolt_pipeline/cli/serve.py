@@ -8,8 +8,9 @@ import os
 
 import click
 
-from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import open_runtime
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 
 
 @click.command()
@@ -43,7 +44,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
     from swiftbolt_pipeline.api import create_app
 
     runtime = open_runtime()
-    prepare_dagster_home(runtime)
+    prepare_dagster_home(runtime.settings)
     token = os.environ.get("SWIFTBOLT_API_TOKEN", "").strip() or None
     tokenless_writes = insecure_no_token and token is None
     if insecure_no_token and token:
@@ -56,7 +57,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
         )
     app = create_app(
         runtime.database_url,
-        instance_factory=functools.partial(open_instance, runtime),
+        instance_factory=functools.partial(open_instance, runtime.settings),
         settings_factory=Settings.from_env,
         api_token=token,
         tokenless_writes=tokenless_writes,

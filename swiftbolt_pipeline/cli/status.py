@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import open_runtime
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import Timeframe
@@ -27,6 +27,7 @@ from swiftbolt_pipeline.services.coverage import (
     coverage_report,
     inflight_ranges,
 )
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
@@ -78,8 +79,8 @@ def _summary(report: Coverage) -> dict[str, object]:
 def status(show_all: bool, as_json: bool) -> None:
     """Watchlist coverage per symbol: sessions covered, last bar, gaps, runs in flight."""
     runtime = open_runtime()
-    prepare_dagster_home(runtime)
-    with runtime.connect() as conn, open_instance(runtime) as instance:
+    prepare_dagster_home(runtime.settings)
+    with runtime.connect() as conn, open_instance(runtime.settings) as instance:
         # Fetches of processes that died mid-run would otherwise read `running` forever.
         abandoned = ledger.abandon_orphans(conn)
         symbols = watchlist.list_symbols(conn, active_only=not show_all)

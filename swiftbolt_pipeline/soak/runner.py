@@ -34,13 +34,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import (
-    dagster_environment,
-    ensure_providers,
-    open_instance,
-    open_runtime,
-    prepare_dagster_home,
-)
+from swiftbolt_pipeline.cli.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions, build_resources
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
@@ -48,6 +42,11 @@ from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.names import SOAK_WORKER_TAG
+from swiftbolt_pipeline.services.instance import (
+    dagster_environment,
+    open_instance,
+    prepare_dagster_home,
+)
 from swiftbolt_pipeline.soak import pg
 from swiftbolt_pipeline.soak.audit import AuditReport, EmulatorCounters, run_audit
 from swiftbolt_pipeline.soak.plan import (
@@ -139,8 +138,8 @@ class Simulation:
             )
             self.runtime = open_runtime()
             self.log(f"providers: polygon from {ensure_providers(self.runtime).source}")
-            prepare_dagster_home(self.runtime)
-            with open_instance(self.runtime) as instance:
+            prepare_dagster_home(self.runtime.settings)
+            with open_instance(self.runtime.settings) as instance:
                 configure_pools(instance)
             with self.runtime.connect() as conn:
                 for provider in ("polygon", "tradier"):
@@ -187,7 +186,7 @@ class Simulation:
         than connecting per call); when PostgreSQL restarts under it, the tick fails and is
         evaluated again on a fresh instance, as a restarted daemon process would."""
         stack = ExitStack()
-        instance = stack.enter_context(open_instance(self.runtime))
+        instance = stack.enter_context(open_instance(self.runtime.settings))
         pending = list(self.plan.events)
         started = time.monotonic()
         all_ticks = ticks(self.plan)
@@ -208,7 +207,7 @@ class Simulation:
                     restart = None
                 self.tally.events.append(f"tick failed ({type(exc).__name__}); instance reopened")
                 stack.close()
-                instance = stack.enter_context(open_instance(self.runtime))
+                instance = stack.enter_context(open_instance(self.runtime.settings))
                 launched = self._tick(instance, at)
             if restart is not None:
                 restart.join()
@@ -325,7 +324,7 @@ class Simulation:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **dagster_environment(self.runtime)},
+            env={**os.environ, **dagster_environment(self.runtime.settings)},
         )
         deadline = time.monotonic() + 120
         outcome = "finished before it could be killed"
