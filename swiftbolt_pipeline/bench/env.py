@@ -23,13 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
-from psycopg import sql
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
-from swiftbolt_pipeline.storage import ratelimit
+from swiftbolt_pipeline.storage import ratelimit, scratch
 from swiftbolt_pipeline.storage.migrate import migrate
 
 BENCH_NOW = "2026-11-20T12:00:00-05:00"
@@ -62,17 +61,12 @@ def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
     server_url = os.environ.get("DATABASE_URL", "").strip()
     if server_url:
         name = f"swiftbolt_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            version = admin.execute("SHOW server_version").fetchone()
+        version = scratch.create_database(server_url, name)
         url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         try:
-            yield url, f"PostgreSQL {version[0] if version else '?'} (DATABASE_URL, scratch db)"
+            yield url, f"PostgreSQL {version} (DATABASE_URL, scratch db)"
         finally:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+            scratch.drop_database(server_url, name)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
@@ -80,13 +74,8 @@ def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
 
         server = get_server(home / "pgdata", cleanup_mode="delete")
     try:
-        with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-            admin.execute('CREATE DATABASE "swiftbolt_bench"')
-            version = admin.execute("SHOW server_version").fetchone()
-        yield (
-            server.get_uri("swiftbolt_bench"),
-            f"PostgreSQL {version[0] if version else '?'} (embedded, pgserver)",
-        )
+        version = scratch.create_database(server.get_uri(), "swiftbolt_bench")
+        yield server.get_uri("swiftbolt_bench"), f"PostgreSQL {version} (embedded, pgserver)"
     finally:
         server.cleanup()
 
