@@ -31,6 +31,7 @@ from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.names import SPLITS_TAG, SYMBOL_TAG, TRIGGER_TAG
 from swiftbolt_pipeline.providers.errors import (
     PROVIDER_UNAVAILABLE,
     RATE_LIMIT_EXCEEDED,
@@ -159,9 +160,9 @@ def refetch_requests(
             continue
         tags = {
             **range_tags(refetch.ticker, refetch.ticker, days[0], days[-1]),
-            "swiftbolt/symbol": refetch.ticker,
-            "swiftbolt/trigger": TRIGGER,
-            "swiftbolt/splits": ",".join(d.isoformat() for d in refetch.execution_dates),
+            SYMBOL_TAG: refetch.ticker,
+            TRIGGER_TAG: TRIGGER,
+            SPLITS_TAG: ",".join(d.isoformat() for d in refetch.execution_dates),
         }
         requests.append((refetch, dg.RunRequest(tags=tags)))
     return requests
