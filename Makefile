@@ -4,7 +4,8 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 SWIFTBOLT := $(BIN)/swiftbolt
-# The demo serves the shared real bars (SPY QQQ AAPL, 2025-05-12..2026-03-12) from the emulator.
+# The demo serves the real bars shipped in swiftbolt_pipeline/emulator/bars/ (SPY QQQ AAPL
+# MSFT NVDA, 2025-05-12..2026-03-12) from the emulator.
 DEMO_SYMBOLS ?= SPY,QQQ,AAPL
 DEMO_START ?= 2026-02-09
 DEMO_END ?= 2026-03-06

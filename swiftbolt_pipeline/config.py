@@ -1,26 +1,28 @@
-"""Configuration from the environment (the variables the README lists). Read once per call,
-never cached globally, so tests and long-running processes see what the environment says now."""
+"""Configuration from the environment (the variables the README lists), read once at the edge:
+the CLI, the API and the Dagster definitions build a `Settings` and pass it on."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Protocol
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import InvalidInput
+from swiftbolt_pipeline.core.models import InvalidInput, Provider
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS, PROVIDERS
 
-DEFAULT_POLYGON_BASE_URL = "https://api.polygon.io"
-DEFAULT_TRADIER_BASE_URL = "https://api.tradier.com"
-DEFAULT_ALPACA_BASE_URL = "https://data.alpaca.markets"
-HISTORY_PROVIDERS = ("polygon", "alpaca")
+DEFAULT_POLYGON_BASE_URL = PROVIDERS[Provider.POLYGON].base_url
+DEFAULT_TRADIER_BASE_URL = PROVIDERS[Provider.TRADIER].base_url
+DEFAULT_ALPACA_BASE_URL = PROVIDERS[Provider.ALPACA].base_url
 # Sent to the built-in emulator when no real key is configured.
 EMULATOR_API_KEY = "emulator"
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
     return value or None
 
 
@@ -41,8 +43,9 @@ def parse_day(raw: str, what: str) -> date:
         raise InvalidInput("INVALID_RANGE", f"{what} {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
-def parse_providers(raw: str) -> tuple[str, ...]:
-    """`polygon,alpaca` -> primary first, then fallbacks; unknown names are refused."""
+def parse_providers(raw: str, *, single: str | None = None) -> tuple[Provider, ...]:
+    """`polygon,alpaca` -> primary first, then fallbacks; unknown names are refused. With
+    `single` (where the value comes from, for the message), exactly one provider."""
     names = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
     unknown = [n for n in names if n not in HISTORY_PROVIDERS]
     if unknown or not names:
@@ -51,11 +54,13 @@ def parse_providers(raw: str) -> tuple[str, ...]:
             f"unknown history provider(s) {', '.join(unknown) or raw!r}; "
             f"choose from {', '.join(HISTORY_PROVIDERS)}",
         )
-    return names
+    if single and len(names) != 1:
+        raise InvalidInput("INVALID_PROVIDER", f"{single} takes one provider, not {raw!r}")
+    return tuple(Provider(n) for n in names)
 
 
-def _positive_float(name: str, default: float) -> float:
-    raw = _env(name)
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = _value(environ, name)
     if raw is None:
         return default
     try:
@@ -65,6 +70,32 @@ def _positive_float(name: str, default: float) -> float:
     if not value > 0:
         raise InvalidInput("INVALID_CONFIG", f"{name}={raw!r} must be a positive number")
     return value
+
+
+def history_window_start(today: date, override: date | None) -> date:
+    """The first session kept: SWIFTBOLT_HISTORY_START, else two years before today."""
+    if override:
+        return override
+    try:
+        return today.replace(year=today.year - 2)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - 2, day=28)
+
+
+class PipelineClock(Protocol):
+    """What the services read from the configuration: the clock and the history window.
+    `Settings` provides it at the edge (CLI, API), the `PipelineSettings` resource in Dagster."""
+
+    @property
+    def today(self) -> date: ...
+
+    @property
+    def history_start(self) -> date: ...
+
+    @property
+    def intraday_configured(self) -> bool: ...
+
+    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -81,11 +112,18 @@ class Settings:
     alpaca_base_url: str
     alpaca_key_id: str | None
     alpaca_secret_key: str | None
-    history_providers: tuple[str, ...]
+    history_providers: tuple[Provider, ...]
     extended_hours: bool
+    alert_webhook: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """From `environ` (default: this process's environment)."""
+        env = os.environ if environ is None else environ
+
+        def _env(name: str) -> str | None:  # stripped, None when unset or blank
+            return _value(env, name)
+
         now_raw = _env("SWIFTBOLT_NOW")
         start_raw = _env("SWIFTBOLT_HISTORY_START")
         return cls(
@@ -99,16 +137,25 @@ class Settings:
             polygon_base_url=(_env("POLYGON_BASE_URL") or DEFAULT_POLYGON_BASE_URL).rstrip("/"),
             tradier_token=_env("TRADIER_TOKEN"),
             tradier_base_url=(_env("TRADIER_BASE_URL") or DEFAULT_TRADIER_BASE_URL).rstrip("/"),
-            breaker_cooldown_s=_positive_float("SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
+            breaker_cooldown_s=_positive_float(env, "SWIFTBOLT_BREAKER_COOLDOWN_S", 60.0),
             alpaca_base_url=(_env("ALPACA_BASE_URL") or DEFAULT_ALPACA_BASE_URL).rstrip("/"),
             alpaca_key_id=_env("ALPACA_KEY_ID"),
             alpaca_secret_key=_env("ALPACA_SECRET_KEY"),
             history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
             extended_hours=(_env("SWIFTBOLT_EXTENDED_HOURS") or "").lower() in ("1", "true", "yes"),
+            alert_webhook=_env("SWIFTBOLT_ALERT_WEBHOOK"),
         )
 
     def now(self) -> datetime:
         return self.fixed_now or datetime.now(UTC)
+
+    def credentials(self, provider: Provider) -> list[str | None]:
+        """The provider's credentials, in the registry's order of their variables."""
+        return {
+            Provider.POLYGON: [self.polygon_api_key],
+            Provider.ALPACA: [self.alpaca_key_id, self.alpaca_secret_key],
+            Provider.TRADIER: [self.tradier_token],
+        }[provider]
 
     @property
     def intraday_configured(self) -> bool:
@@ -123,13 +170,7 @@ class Settings:
 
     @property
     def history_start(self) -> date:
-        if self.history_start_override:
-            return self.history_start_override
-        today = self.today
-        try:
-            return today.replace(year=today.year - 2)
-        except ValueError:  # 29 February
-            return today.replace(year=today.year - 2, day=28)
+        return history_window_start(self.today, self.history_start_override)
 
     def check_range(self, start: date, end: date) -> None:
         """Refuse ranges that are reversed, before the history window or after today."""

@@ -4,6 +4,8 @@ read a run's tags without loading the definitions."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date
 
 import dagster as dg
@@ -65,3 +67,12 @@ def parse_partition_key(key: str) -> tuple[str, date]:
     except CheckError as error:
         raise ValueError(f"not a bar partition key: {key!r}") from error
     return dimensions[SYMBOL_DIMENSION], date.fromisoformat(dimensions[DAY_DIMENSION])
+
+
+def days_by_symbol(keys: Iterable[str]) -> dict[str, list[date]]:
+    """Group a run's partition keys by symbol, days in order."""
+    grouped: dict[str, list[date]] = defaultdict(list)
+    for key in keys:
+        symbol, day = parse_partition_key(key)
+        grouped[symbol].append(day)
+    return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}

@@ -19,7 +19,7 @@ from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.migrate import migrate
 
 EMULATOR_KEY = "test-key"
-# Tests run with the clock pinned after the shared real data (which ends 2026-03-12), and a
+# Tests run with the clock pinned after the real data (which ends 2026-03-12), and a
 # history window that covers it.
 TEST_NOW = "2026-03-20T12:00:00-04:00"
 TEST_HISTORY_START = "2024-03-20"
@@ -55,12 +55,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 RESET_SQL = """
 TRUNCATE ohlc_bars_v2, confirmed_sessions, job_runs, provider_checkpoints, rate_grants,
-         corporate_actions, corporate_action_checks;
+         corporate_actions, corporate_action_checks, alerts;
 -- Runs a test left behind (e.g. a backfill killed with SIGKILL stays STARTED) would count as
 -- "in flight" for the next test's coverage and sensors.
 DO $$ BEGIN
     IF to_regclass('dagster.runs') IS NOT NULL THEN
         TRUNCATE dagster.runs CASCADE;
+    END IF;
+    -- ...and so would an unfinished backfill.
+    IF to_regclass('dagster.bulk_actions') IS NOT NULL THEN
+        TRUNCATE dagster.bulk_actions CASCADE;
     END IF;
     -- ...and the pool slots those runs held (a killed run never releases its own).
     IF to_regclass('dagster.concurrency_slots') IS NOT NULL THEN

@@ -1,4 +1,5 @@
-"""The shared real 5-minute bars, and an independent m15 computation from them.
+"""The real 5-minute bars shipped with the emulator, and an independent m15 computation from
+them.
 
 Written separately from the emulator's aggregation on purpose: tests compare the pipeline's
 stored bars with this."""
@@ -7,23 +8,16 @@ from __future__ import annotations
 
 import functools
 from datetime import date
-from pathlib import Path
 
 import polars as pl
 
 from swiftbolt_pipeline.core import calendar
-
-SHARED_CSV = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz"
-)
+from swiftbolt_pipeline.emulator.data import REAL_BARS
 
 
 @functools.cache
 def five_minute_bars() -> pl.DataFrame:
-    return pl.read_csv(SHARED_CSV).select(
+    return pl.read_csv(REAL_BARS.read_bytes()).select(
         "ticker",
         pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").alias("ts"),
         "o",

@@ -63,6 +63,7 @@ def measure_api(env: BenchEnv, quick: bool) -> tuple[list[Row], dict[str, Any]]:
             requests=20 if quick else 200,
             concurrency=(1, 4) if quick else (1, 8),
             instance_factory=lambda: contextlib.nullcontext(env.instance),
+            settings_factory=lambda: env.settings,
             seed=True,
         )
         endpoints = _endpoints(raw)

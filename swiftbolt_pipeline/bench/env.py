@@ -43,11 +43,10 @@ def two_years_before(now: str) -> date:
 
 
 @contextlib.contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables, restoring every variable as it was on exit (including the
-    ones code inside sets, such as DAGSTER_HOME)."""
+def restored_environ() -> Iterator[None]:
+    """Every environment variable as it was on exit (`prepare_dagster_home` points this process
+    at the bench's Dagster instance)."""
     saved = dict(os.environ)
-    os.environ.update(values)
     try:
         yield
     finally:
@@ -143,23 +142,22 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
         url, label = stack.enter_context(scratch_database(home))
         emulator_url = stack.enter_context(running_emulator(EmulatorSettings(api_key=BENCH_KEY)))
-        stack.enter_context(
-            patched_environ(
-                {
-                    "DATABASE_URL": url,
-                    "SWIFTBOLT_HOME": str(home),
-                    "SWIFTBOLT_NOW": now,
-                    "SWIFTBOLT_HISTORY_START": two_years_before(now).isoformat(),
-                    "POLYGON_API_KEY": BENCH_KEY,
-                    "POLYGON_BASE_URL": emulator_url,
-                    "TRADIER_TOKEN": BENCH_KEY,
-                    "TRADIER_BASE_URL": emulator_url,
-                }
-            )
+        stack.enter_context(restored_environ())
+        settings = Settings.from_env(
+            {
+                **os.environ,
+                "DATABASE_URL": url,
+                "SWIFTBOLT_HOME": str(home),
+                "SWIFTBOLT_NOW": now,
+                "SWIFTBOLT_HISTORY_START": two_years_before(now).isoformat(),
+                "POLYGON_API_KEY": BENCH_KEY,
+                "POLYGON_BASE_URL": emulator_url,
+                "TRADIER_TOKEN": BENCH_KEY,
+                "TRADIER_BASE_URL": emulator_url,
+            }
         )
         with psycopg.connect(url) as conn:
             migrate(conn)
-        settings = Settings.from_env()
         prepare_dagster_home(settings)
         instance = stack.enter_context(open_instance(settings))
         env = BenchEnv(

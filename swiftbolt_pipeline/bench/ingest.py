@@ -44,7 +44,7 @@ def measure_ingest(
     bars = m15_bars(sessions, names)
     windows = plan_requests([s.day for s in sessions])
     day = pl.col("ts").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
-    # The writer is called as `ingest.m15` calls it: one symbol x one request window per call.
+    # The writer is called as `ingest.store` calls it: one symbol x one request window per call.
     batches: list[tuple[str, Any, pl.DataFrame]] = []
     for name, group in bars.with_columns(day.alias("__day")).group_by(
         "symbol", maintain_order=True
@@ -100,7 +100,7 @@ def measure_ingest(
             met=writer_rate / copy_rate >= 0.7,
             note=(
                 f"{bars.height:,} m15 bars ({symbols} symbols x {len(sessions)} sessions) written "
-                f"in {calls} calls, one per symbol x request window as `ingest.m15` does, each "
+                f"in {calls} calls, one per symbol x request window as `ingest.store` does, each "
                 "its own transaction (advisory lock, DELETE of the partitions, CSV, COPY). "
                 "Reference: the same rows pre-serialized, one COPY into a scratch table LIKE "
                 "ohlc_bars_v2 INCLUDING ALL plus its foreign key (the physical floor). "

@@ -69,7 +69,7 @@ class Backfill:
     failures: list[str] = field(default_factory=list)
     requests: int = 0
     rejected_429: int = 0
-    planned_requests: int = 0
+    expected_cost: int = 0
     ledger_requests: int = 0
     rows_written: int = 0
     run_wall_s: list[float] = field(default_factory=list)
@@ -141,7 +141,7 @@ def backfill(
     result.rejected_429 = rejected_after - rejected_before
     with env.connect() as conn:
         cost = ledger.run_cost(conn, run_ids)
-    result.planned_requests = cost.expected_cost
+    result.expected_cost = cost.expected_cost
     result.ledger_requests = cost.actual_cost
     result.rows_written = cost.rows_written
     return result
@@ -170,7 +170,7 @@ def measure_requests_and_memory(
             met=one.requests <= floor + 1,
             note=(
                 f"Counted by the emulator (every HTTP request incl. pages and retries); the "
-                f"ledger says {one.ledger_requests} made, {one.planned_requests} planned. Floor = "
+                f"ledger says {one.ledger_requests} made, {one.expected_cost} planned. Floor = "
                 "ceil(worst-case base minutes 04:00-20:00 ET / 50,000) = `base_minute_floor`."
             ),
         ),

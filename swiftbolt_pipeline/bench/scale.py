@@ -76,7 +76,7 @@ def measure_scale(
         pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().alias("__day")
     )
     gap_days = {s.day for s in sessions[-3:]}
-    warehouse = env.resources["warehouse"]
+    resources = {key: env.resources[key] for key in ("warehouse", "pipeline")}
     rows: list[Row] = []
     details: dict[str, Any] = {}
     loaded: dict[str, int] = {}
@@ -94,7 +94,7 @@ def measure_scale(
 
         def tick() -> dg.SensorResult | dg.SkipReason:
             context = dg.build_sensor_context(
-                instance=env.instance, resources={"warehouse": warehouse}
+                instance=env.instance, resources=resources, definitions=env.defs
             )
             logging.disable(logging.INFO)  # the sensor's own "requesting ..." line
             try:

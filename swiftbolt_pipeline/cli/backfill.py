@@ -12,23 +12,24 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swiftbolt_pipeline.cli.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
+    Provider,
     Timeframe,
     normalize_tickers,
     parse_timeframes,
 )
-from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
+from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
-from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
+from swiftbolt_pipeline.providers.registry import require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 
@@ -64,14 +65,8 @@ def backfill(
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
     setup = ensure_providers(runtime)
     source = setup.source
-    if forced == "alpaca" and not (
-        runtime.settings.alpaca_key_id and runtime.settings.alpaca_secret_key
-    ):
-        raise ProviderError(
-            PROVIDER_UNAVAILABLE,
-            "not configured: set ALPACA_KEY_ID and ALPACA_SECRET_KEY",
-            provider="alpaca",
-        )
+    if forced:
+        require_credentials(forced, runtime.settings.credentials(forced))
     providers = (forced,) if forced else runtime.settings.history_providers
     if providers != ("polygon",):
         source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
@@ -108,10 +103,11 @@ def _run_all(
     days: list[date],
     selection: list[str],
     console: Console,
-    provider: str | None,
+    provider: Provider | None,
 ) -> list[RunOutcome]:
     # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
+    forced = plan_run_config(provider) if provider and M15_BARS in selection else None
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
@@ -134,7 +130,7 @@ def _run_all(
                 future = pool.submit(
                     materialize_range,
                     instance, assets, resources, symbol=ticker, days=days, selection=selection,
-                    log_level=log_level, tags={PROVIDER_TAG: provider} if provider else None,
+                    log_level=log_level, run_config=forced,
                 )  # fmt: skip
                 while not wait([future], timeout=0.5).done:
                     done = bar_store.sessions_with_bars(
@@ -149,14 +145,9 @@ def _run_all(
     return outcomes
 
 
-def _forced_provider(raw: str | None) -> str | None:
+def _forced_provider(raw: str | None) -> Provider | None:
     """`--provider NAME`: exactly one known history provider, or None (use the configuration)."""
-    if raw is None:
-        return None
-    names = parse_providers(raw)
-    if len(names) != 1:
-        raise InvalidInput("INVALID_PROVIDER", f"--provider takes one provider, not {raw!r}")
-    return names[0]
+    return None if raw is None else parse_providers(raw, single="--provider")[0]
 
 
 def _print_summary(

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from swiftbolt_pipeline.cli.runtime import open_runtime
 from swiftbolt_pipeline.core.models import normalize_ticker
 from swiftbolt_pipeline.services.coverage import Coverage
 from swiftbolt_pipeline.services.ensure import parse_timeframe, symbol_coverage
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 

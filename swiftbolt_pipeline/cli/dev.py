@@ -6,7 +6,8 @@ and SIGTERM (Dagster copies an ignored SIGINT onto SIGTERM), so this command sup
 processes itself: SIGINT, SIGTERM or SIGHUP stops every group (SIGTERM, then SIGKILL after a
 grace period) and exits 0; a process dying on its own stops the rest and exits non-zero. The
 embedded PostgreSQL and the built-in emulator live in this process and stop when it exits
-normally (atexit).
+normally (atexit); the children get their addresses in their environment (run workers inherit
+the daemon's).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from types import FrameType
 import click
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import ensure_providers, fail, open_runtime
+from swiftbolt_pipeline.cli.runtime import fail
 from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.services.instance import (
     dagster_environment,
     open_instance,
     prepare_dagster_home,
 )
+from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.storage.database import redact
 
 CODE_LOCATION = "swiftbolt_pipeline.definitions"
@@ -87,11 +89,12 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
         ("dagster-webserver", ["-h", host, "-p", str(port), *location]),
         *([] if no_daemon else [("dagster-daemon", ["run", *location])]),
     ]
+    env = {**runtime.child_environ(), **dagster_environment(runtime.settings)}
     children: list[Child] = []
     try:
         for name, args in commands:
             if stop.signum is None:
-                children.append(_spawn(name, args, dagster_environment(runtime.settings)))
+                children.append(_spawn(name, args, env))
         failure = _supervise(children, stop, host, port)
     finally:
         _stop_all(children)
@@ -111,10 +114,7 @@ def _executable(name: str) -> str:
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
     proc = subprocess.Popen(
-        [_executable(name), *args],
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **env},
+        [_executable(name), *args], stdin=subprocess.DEVNULL, start_new_session=True, env=env
     )
     return Child(name, proc)
 

@@ -8,9 +8,8 @@ import os
 
 import click
 
-from swiftbolt_pipeline.cli.runtime import open_runtime
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 
 
 @click.command()
@@ -58,7 +57,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
     app = create_app(
         runtime.database_url,
         instance_factory=functools.partial(open_instance, runtime.settings),
-        settings_factory=Settings.from_env,
+        settings_factory=lambda: runtime.settings,
         api_token=token,
         tokenless_writes=tokenless_writes,
         hosts=(host, *allow_hosts),

@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from swiftbolt_pipeline.cli.runtime import open_runtime
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import Timeframe
@@ -28,6 +27,7 @@ from swiftbolt_pipeline.services.coverage import (
     inflight_ranges,
 )
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol

@@ -91,9 +91,7 @@ def plan_requests(
     return windows
 
 
-def expected_requests(
-    days: Iterable[date], max_base_minutes: int = POLYGON_BASE_MINUTE_LIMIT
-) -> int:
+def expected_cost(days: Iterable[date], max_base_minutes: int = POLYGON_BASE_MINUTE_LIMIT) -> int:
     """The number of requests `plan_requests` makes, before pages a server may force."""
     return len(plan_requests(days, max_base_minutes))
 

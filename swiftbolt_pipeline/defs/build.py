@@ -1,16 +1,21 @@
-"""Assemble Definitions from settings read at load time (history start, SWIFTBOLT_NOW)."""
+"""Assemble Definitions from settings read once at load time: every body gets them as
+resources."""
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import bars_job
 from swiftbolt_pipeline.defs.partitions import bar_partitions
 from swiftbolt_pipeline.defs.resources import (
+    AlertWebhookResource,
     AlpacaResource,
     PolygonResource,
     TradierResource,
@@ -21,29 +26,43 @@ from swiftbolt_pipeline.defs.schedules import (
     today_intraday_schedule,
 )
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
+
+
+def _secret(name: str, value: str | None) -> str | None:
+    """An EnvVar reference when this process's environment holds the value, so Dagster never
+    shows or stores it; a value the caller resolved itself (the emulator's key) as it is."""
+    if value is None:
+        return None
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() == value else value
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """Secrets stay EnvVar references, so Dagster never shows or stores their values; a
-    provider without credentials is left unconfigured (its work is skipped)."""
-    warehouse = WarehouseResource(database_url=dg.EnvVar("DATABASE_URL"))
+    """A provider without credentials is left unconfigured (its work is skipped)."""
+    warehouse = WarehouseResource(
+        database_url=_secret("DATABASE_URL", settings.database_url), home=str(settings.home)
+    )
     return {
+        "pipeline": PipelineSettings.from_settings(settings),
+        "alert_webhook": AlertWebhookResource(
+            url=_secret("SWIFTBOLT_ALERT_WEBHOOK", settings.alert_webhook)
+        ),
         "warehouse": warehouse,
         "polygon": PolygonResource(
-            api_key=dg.EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
+            api_key=_secret("POLYGON_API_KEY", settings.polygon_api_key),
             base_url=settings.polygon_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,
         ),
         "alpaca": AlpacaResource(
-            key_id=dg.EnvVar("ALPACA_KEY_ID") if settings.alpaca_key_id else None,
-            secret_key=dg.EnvVar("ALPACA_SECRET_KEY") if settings.alpaca_secret_key else None,
+            key_id=_secret("ALPACA_KEY_ID", settings.alpaca_key_id),
+            secret_key=_secret("ALPACA_SECRET_KEY", settings.alpaca_secret_key),
             base_url=settings.alpaca_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,
         ),
         "tradier": TradierResource(
-            token=dg.EnvVar("TRADIER_TOKEN") if settings.tradier_token else None,
+            token=_secret("TRADIER_TOKEN", settings.tradier_token),
             base_url=settings.tradier_base_url,
             warehouse=warehouse,
             breaker_cooldown_s=settings.breaker_cooldown_s,
@@ -57,7 +76,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[build_m15_asset(partitions), *build_derived_assets(partitions)],
         jobs=[bars_job],
-        sensors=[watchlist_sensor, coverage_gap_sensor, corporate_actions_sensor],
+        sensors=[
+            watchlist_sensor,
+            coverage_gap_sensor,
+            corporate_actions_sensor,
+            run_failure_alert_sensor,
+            alert_delivery_sensor,
+        ],
         schedules=[today_intraday_schedule, finalize_previous_session_schedule],
         resources=build_resources(settings),
         # A run's steps are short and mostly wait on the shared token bucket: one process per

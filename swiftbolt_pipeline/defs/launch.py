@@ -1,16 +1,23 @@
-"""Materialize bar partitions in process: one single-run backfill per symbol and range."""
+"""Bar backfills of one symbol's range of sessions: materialized in process (the CLI), or
+requested from a sensor as a Dagster backfill (the daemon launches it; the UI lists it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster_shared.error import SerializableErrorInfo
 
+from swiftbolt_pipeline.core.calendar import sessions_between
+from swiftbolt_pipeline.defs.jobs import range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
-from swiftbolt_pipeline.names import partition_key
+from swiftbolt_pipeline.names import SYMBOL_TAG, days_by_symbol, partition_key
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ def materialize_range(
     days: Sequence[date],
     selection: Sequence[str],
     log_level: str = "INFO",
-    tags: dict[str, str] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
     result = dg.materialize(
@@ -69,18 +76,23 @@ def materialize_range(
         resources=resources,
         selection=list(selection),
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            **(run_config or {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        # Dagster 1.13 has no public way to run a partition range in process: `materialize`
+        # and `execute_in_process` take one partition key, and a backfill submitted to the
+        # instance waits for the daemon, which the CLI must not need. So the run carries the
+        # range tags Dagster puts on a single-run backfill's run.
         tags={
-            "dagster/asset_partition_range_start": partition_key(symbol, days[0]),
-            "dagster/asset_partition_range_end": partition_key(symbol, days[-1]),
-            "swiftbolt/symbol": symbol,
-            **(tags or {}),
+            **range_tags(symbol, symbol, days[0], days[-1]),
+            SYMBOL_TAG: symbol,
         },
     )
     error = None
     if not result.success:
         failures = [
-            _root_cause(event.step_failure_data.error)
+            root_cause(event.step_failure_data.error)
             for event in result.all_events
             if event.is_step_failure and event.step_failure_data.error
         ]
@@ -97,7 +109,46 @@ def materialize_range(
     return RunOutcome(symbol, result.run_id, result.success, len(days), error, checks)
 
 
-def _root_cause(error: SerializableErrorInfo) -> str:
+def backfill_request(
+    asset_graph: BaseAssetGraph,
+    assets: Sequence[dg.AssetKey],
+    *,
+    symbol: str,
+    first_day: date,
+    last_day: date,
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """A sensor's request for a Dagster backfill of `assets` over `symbol`'s sessions
+    `first_day`..`last_day`. Their single-run backfill policy makes it one run.
+
+    Dagster 1.13 launches a backfill from a sensor only for a request built from an
+    `AssetGraphSubset` (no public constructor yet), so this is the one place that builds one."""
+    keys = [partition_key(symbol, day) for day in sessions_between(first_day, last_day)]
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
+    )
+    return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def as_single_run(request: dg.RunRequest) -> dg.RunRequest:
+    """The run that the backfill daemon launches for a backfill request of single-run assets
+    (range tags and the backfill's assets), for a driver that plays the daemons in process;
+    any other request as it is."""
+    subset = request.asset_graph_subset
+    if subset is None:
+        return request
+    keys = sorted({str(key) for _, key in subset.iterate_asset_partitions() if key})
+    by_symbol = days_by_symbol(keys)
+    symbols = sorted(by_symbol)
+    first_day = min(days[0] for days in by_symbol.values())
+    last_day = max(days[-1] for days in by_symbol.values())
+    return dg.RunRequest(
+        asset_selection=sorted(subset.asset_keys),
+        tags={**request.tags, **range_tags(symbols[0], symbols[-1], first_day, last_day)},
+    )
+
+
+def root_cause(error: SerializableErrorInfo) -> str:
     """The innermost error message: Dagster wraps the asset's exception in its own."""
     while error.cause is not None:
         error = error.cause

@@ -3,9 +3,7 @@ weekends and holidays are never partitions."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -15,7 +13,6 @@ from swiftbolt_pipeline.names import (
     DAY_DIMENSION,
     SYMBOL_DIMENSION,
     SYMBOLS_PARTITIONS,
-    parse_partition_key,
 )
 
 SYMBOLS = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
@@ -46,12 +43,3 @@ def bar_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {SYMBOL_DIMENSION: SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
     )
-
-
-def days_by_symbol(keys: Iterable[str]) -> dict[str, list[date]]:
-    """Group a run's partition keys by symbol, days in order."""
-    grouped: dict[str, list[date]] = defaultdict(list)
-    for key in keys:
-        symbol, day = parse_partition_key(key)
-        grouped[symbol].append(day)
-    return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import MISSING_ONLY_TAG, TRIGGER_TAG
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
@@ -33,11 +33,12 @@ def _all_symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Today's session for every watched symbol, every 15 minutes while NYSE is open.",
 )
-def today_intraday_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    settings = Settings.from_env()
-    now = settings.fixed_now or context.scheduled_execution_time
+def today_intraday_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline: PipelineSettings
+) -> dg.RunRequest | dg.SkipReason:
+    now = pipeline.pinned_now() or context.scheduled_execution_time
     today = calendar.exchange_date(now)
-    if not settings.intraday_configured:
+    if not pipeline.intraday_configured:
         return dg.SkipReason("no intraday provider configured (TRADIER_TOKEN)")
     if not calendar.is_session(today):
         return dg.SkipReason(f"{today} is not a trading session")
@@ -63,10 +64,9 @@ def today_intraday_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     "that lacks its final bars, replacing provisional ones.",
 )
 def finalize_previous_session_schedule(
-    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource
+    context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, pipeline: PipelineSettings
 ) -> dg.RunRequest | dg.SkipReason:
-    settings = Settings.from_env()
-    now = settings.fixed_now or context.scheduled_execution_time
+    now = pipeline.pinned_now() or context.scheduled_execution_time
     previous = calendar.previous_session(calendar.exchange_date(now))
     with warehouse.connect() as conn:
         watched = watchlist.list_symbols(conn)

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.gaps import window_sessions
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, DERIVED_ASSET_KEYS, range_tags
+from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
+from swiftbolt_pipeline.defs.launch import backfill_request
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import PRIORITY_TAG, SYMBOL_TAG, TRIGGER_TAG
 from swiftbolt_pipeline.services.coverage import (
     GapRequest,
@@ -50,22 +51,24 @@ def watchlist_sensor(
 
 @dg.sensor(
     name="coverage_gap_sensor",
-    job_name=BARS_JOB,
+    # An asset selection, not a job: Dagster submits a sensor's backfill requests only for
+    # assets of the sensor's own selection.
+    asset_selection=bars_job.selection,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Finds incomplete sessions of watched symbols, per timeframe (raw bars the history "
         "provider has not confirmed, provisional bars of past sessions, missing or stale "
-        "derived bars) and requests one run per symbol per contiguous range, never per day: "
-        "a fetch where raw bars are missing, a derive-only run (no request) where only h1/h4/d1 "
-        "are. Ranges already queued or running, and symbols whose last fetch failed less "
-        "than 10 minutes ago, are left alone."
+        "derived bars) and requests one backfill (a single run) per symbol per contiguous "
+        "range, never per day: a fetch where raw bars are missing, a derive-only backfill (no "
+        "request) where only h1/h4/d1 are. Ranges of unfinished backfills and of queued or "
+        "running runs, and symbols whose last fetch failed less than 10 minutes ago, are left "
+        "alone."
     ),
 )
 def coverage_gap_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pipeline: PipelineSettings
 ) -> dg.SensorResult | dg.SkipReason:
-    settings = Settings.from_env()
     assert SYMBOLS.name is not None
     partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
@@ -74,17 +77,17 @@ def coverage_gap_sensor(
         if not watched:
             return dg.SkipReason("the watchlist is empty")
         widest = max(s.window_days for s in watched)
-        sessions = window_sessions(settings.today, widest, settings.history_start)
+        sessions = window_sessions(pipeline.today, widest, pipeline.history_start)
         states = session_states(conn, [s.id for s in watched], sessions)
     if reaped:
         context.log.warning(f"runs of dead workers marked failed: {', '.join(reaped)}")
-    gaps = gaps_to_request(watched, states, settings, inflight_ranges(context.instance))
+    gaps = gaps_to_request(watched, states, pipeline, inflight_ranges(context.instance))
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a
     # new symbol's backfill starts without waiting for the watchlist sensor.
     new_symbols = sorted({g.symbol for g in gaps} - partitions)
-    requests = [_run_request(g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
+    requests = [_backfill_request(context, g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
     context.log.info(
         f"requesting {len(requests)} of {len(gaps)} range(s): "
         + ", ".join(
@@ -98,11 +101,16 @@ def coverage_gap_sensor(
     )
 
 
-def _run_request(gap: GapRequest) -> dg.RunRequest:
-    return dg.RunRequest(
-        asset_selection=None if gap.fetch else list(DERIVED_ASSET_KEYS),
+def _backfill_request(context: dg.SensorEvaluationContext, gap: GapRequest) -> dg.RunRequest:
+    assert context.repository_def is not None  # the daemon evaluates sensors with definitions
+    return backfill_request(
+        context.repository_def.asset_graph,
+        BAR_ASSET_KEYS if gap.fetch else DERIVED_ASSET_KEYS,
+        symbol=gap.symbol,
+        first_day=gap.gap.start,
+        last_day=gap.gap.end,
+        # A backfill's tags are its run's tags.
         tags={
-            **range_tags(gap.symbol, gap.symbol, gap.gap.start, gap.gap.end),
             SYMBOL_TAG: gap.symbol,
             TRIGGER_TAG: "coverage_gap_sensor",
             PRIORITY_TAG: str(gap.priority),

@@ -37,7 +37,7 @@ _AGG_FIELDS = ("t", "o", "h", "l", "c", "v", "vw", "n", "base")
 def aggregate(bars: Bars, minutes: int) -> Aggregates:
     """Aggregate base bars into ``minutes``-wide buckets aligned to clock boundaries (UTC epoch,
     which equals New York wall-clock alignment for widths dividing 60). A bucket's ``t`` is its
-    start; empty buckets produce no bar. A base bar wider than the bucket (5-minute shared data
+    start; empty buckets produce no bar. A base bar wider than the bucket (5-minute real data
     asked at 1-4 minutes) stays its own bar, labelled with its own start."""
     width = minutes * MINUTE_MS
     if len(bars) == 0:

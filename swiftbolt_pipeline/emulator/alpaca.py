@@ -182,7 +182,7 @@ def _bars_json(aggs: Aggregates) -> list[dict[str, Any]]:
 
 def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     q = request.query_params
-    now = now_ms()
+    now = now_ms(config.now)
     try:
         unexpected = sorted(set(q.keys()) - PARAMS)
         if unexpected:

@@ -16,7 +16,8 @@ Admin API (no auth), under ``/_emulator/``:
   called since the last reset (read it as ``.get("alpaca", 0)``).
 * ``POST /_emulator/reset`` — clear counters, faults, rate windows and runtime splits.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
-  ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``).
+  ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``),
+  ``now`` (the emulator's clock, ISO-8601 with offset; null: ``SWIFTBOLT_NOW`` or real time).
 * ``GET /_emulator/health`` — ``{"status": "ok"}``.
 * ``POST /_emulator/splits`` — add a stock split (object or list): ``{"ticker": "SPY",
   "execution_date": "2025-11-10", "split_from": 1, "split_to": 4}``; from then on Polygon's
@@ -41,7 +42,6 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -74,7 +74,6 @@ class EmulatorSettings:
     route over all clients (None: unlimited). ``retry_after``: send ``Retry-After`` on 429.
     ``page_size``: server-forced maximum of aggregated bars per Polygon page (and of bars, over
     all symbols, per Alpaca page).
-    ``shared_data``: folder holding the shared CSV (None: ``SWIFTBOLT_SHARED_DATA`` or default).
     """
 
     api_key: str | None = None
@@ -82,7 +81,6 @@ class EmulatorSettings:
     rate_window_s: float = 60
     retry_after: bool = False
     page_size: int | None = None
-    shared_data: Path | None = None
     tradier_token: str | None = None
     alpaca_key_id: str | None = None
     alpaca_secret_key: str | None = None
@@ -178,7 +176,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     """Build the emulator app; ``app.state.emulator`` is the live :class:`EmulatorState`."""
     settings = settings or EmulatorSettings()
     sessions.calendar_bounds()  # load the XNYS calendar now, not inside the first request
-    store = BarStore(settings.shared_data)
+    store = BarStore()
     state = EmulatorState(
         RuntimeConfig(
             settings.rate_limit,

@@ -1,16 +1,16 @@
-"""Bar sources for the emulator: the real shared 5-minute data and generated 1-minute data.
+"""Bar sources for the emulator: the real 5-minute bars shipped in ``bars/`` and generated
+1-minute data.
 
 Rules (the contract tests rely on):
 
 * **Unlisted tickers.** A symbol starting with ``ZZ`` (e.g. ``ZZNOPE``) is unknown to the
   emulator: it has no bars at all. Every other symbol is "listed".
-* **Shared data.** ``bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz`` in the shared
-  data folder (``<repo parent>/shared/data``, overridable with ``SWIFTBOLT_SHARED_DATA`` or the
-  ``shared_data`` setting) provides SPY, QQQ, AAPL, MSFT and NVDA. A session is served from the
-  file when the file has that session's complete regular session (a bar starting 5 minutes
-  before the close), so the partial last session (2026-03-12) and every session outside the file
-  range are generated instead, scaled to join the real prices. The file has no VWAP or trade
-  count; they are derived per 5-minute bar as
+* **Real data.** ``bars/bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz``, shipped
+  in this package (source and layout in ``bars/README.md``), provides SPY, QQQ, AAPL, MSFT and
+  NVDA. A session is served from the file when the file has that session's complete regular
+  session (a bar starting 5 minutes before the close), so the partial last session
+  (2026-03-12) and every session outside the file range are generated instead, scaled to join
+  the real prices. The file has no VWAP or trade count; they are derived per 5-minute bar as
   ``vw = (h + l + c) / 3`` (typical price) and ``n = max(1, round(v / 100))``.
   Each 5-minute bar counts as **5 base minute aggregates** (its ``span``).
 * **Generated data** (every other listed ticker, any date): deterministic 1-minute bars
@@ -31,32 +31,26 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
-from pathlib import Path
+from functools import cache, lru_cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import numpy as np
 
 from .sessions import MINUTE_MS, Session, sessions_between
 
-SHARED_FILE = "bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz"
-SHARED_ENV = "SWIFTBOLT_SHARED_DATA"
+REAL_BARS: Traversable = files("swiftbolt_pipeline.emulator").joinpath(
+    "bars", "bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz"
+)
 UNLISTED_PREFIX = "ZZ"
 
 
 def is_listed(ticker: str) -> bool:
     """Every non-empty symbol is listed except those starting with ``ZZ``."""
     return bool(ticker) and not ticker.upper().startswith(UNLISTED_PREFIX)
-
-
-def default_shared_dir() -> Path:
-    env = os.environ.get(SHARED_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -169,7 +163,7 @@ def generated_day(ticker: str, s: Session, scale: float = 1.0) -> Bars:
     return bars.take(present)
 
 
-# ---------------------------------------------------------------- shared real data
+# ---------------------------------------------------------------- real data
 
 
 @dataclass(frozen=True)
@@ -181,28 +175,22 @@ class _TickerData:
     last_close: float
 
 
-_shared_lock = threading.Lock()
-_shared_cache: dict[Path, dict[str, _TickerData]] = {}
+_real_lock = threading.Lock()  # one parse of the file even when the first requests race
 
 
-def _load_shared(path: Path) -> dict[str, _TickerData]:
-    with _shared_lock:
-        if path in _shared_cache:
-            return _shared_cache[path]
-        out: dict[str, _TickerData] = {}
-        if path.is_file():
-            out = _read_shared(path)
-        _shared_cache[path] = out
-        return out
+def _real_data() -> dict[str, _TickerData]:
+    with _real_lock:
+        return _read_real()
 
 
-def _read_shared(path: Path) -> dict[str, _TickerData]:
+@cache
+def _read_real() -> dict[str, _TickerData]:
     import polars as pl
 
     from .sessions import session
 
     df = pl.read_csv(
-        path,
+        REAL_BARS.read_bytes(),
         columns=["ticker", "t", "o", "h", "l", "c", "v"],
         schema_overrides={"t": pl.Int64, "v": pl.Int64},
     ).sort("ticker", "t")
@@ -311,8 +299,7 @@ def _opt_day(raw: object, name: str) -> date | None:
 class BarStore:
     """Serves base bars for any listed ticker; real data where available, else generated."""
 
-    def __init__(self, shared_data: Path | None = None) -> None:
-        self._dir = shared_data
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lifecycles: dict[str, Lifecycle] = {}
 
@@ -332,13 +319,6 @@ class BarStore:
         with self._lock:
             self._lifecycles.clear()
 
-    @property
-    def shared_path(self) -> Path:
-        return (self._dir or default_shared_dir()) / SHARED_FILE
-
-    def shared_tickers(self) -> list[str]:
-        return sorted(_load_shared(self.shared_path))
-
     def day_bars(self, ticker: str, s: Session) -> Bars:
         ticker = ticker.upper()
         if not is_listed(ticker):
@@ -346,7 +326,7 @@ class BarStore:
         life = self._lifecycles.get(ticker)
         if life is not None and not life.trades_on(s.day):
             return Bars.empty()
-        real = _load_shared(self.shared_path).get(ticker)
+        real = _real_data().get(ticker)
         if real is None:
             return generated_day(ticker, s)
         if s.day in real.days:

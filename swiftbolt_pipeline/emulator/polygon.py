@@ -5,7 +5,7 @@
   bar, an ms ``to`` inside one ends with that whole bar).
 * ``limit`` (default 5000, max 50000) counts **base minute aggregates**: a page holds as many
   whole aggregated bars as fit in ``limit`` base minutes, where a generated 1-minute bar counts 1
-  and a shared-data 5-minute bar counts 5 (always at least one bar per page). The runtime
+  and a real-data 5-minute bar counts 5 (always at least one bar per page). The runtime
   setting ``page_size`` additionally caps a page at that many aggregated bars.
 * When bars remain, ``next_url`` = ``{base}/v2/aggs/ticker/T/range/M/minute/{from}/{to}?cursor=..``
   with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no
@@ -162,7 +162,7 @@ def serve(
         "request_id": request_id(),
         "count": 0,
     }
-    stop = min(end, now_ms()) + 1  # bar starts <= to and <= now
+    stop = min(end, now_ms(config.now)) + 1  # bar starts <= to and <= now
     if not is_listed(ticker) or stop <= start:
         return JSONResponse(body)
     base_bars = store.bars(ticker, start, stop)

@@ -105,12 +105,13 @@ def sessions_between(start_ms: int, end_ms: int) -> list[Session]:
     return [s for s in found if s.ext_end_ms > start_ms and s.ext_start_ms < end_ms]
 
 
-def now_ms() -> int:
-    """The emulator's clock: ``SWIFTBOLT_NOW`` (ISO-8601, offset; naive = UTC) or real time.
+def now_ms(pinned: str | None = None) -> int:
+    """The emulator's clock: `pinned` (its runtime config), else ``SWIFTBOLT_NOW`` (ISO-8601,
+    offset; naive = UTC), else real time.
 
     Read on every call so tests can change it with ``monkeypatch.setenv``.
     """
-    raw = os.environ.get(NOW_ENV, "").strip()
+    raw = pinned or os.environ.get(NOW_ENV, "").strip()
     if not raw:
         return int(time.time() * 1000)
     dt = datetime.fromisoformat(raw)

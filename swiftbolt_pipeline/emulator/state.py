@@ -26,6 +26,8 @@ class RuntimeConfig:
     # The scheme and host Polygon's `next_url` names (e.g. "https://api.massive.com", as the
     # real API does since its rebrand, whatever host was asked); None: the host asked.
     next_url_base: str | None = None
+    # The emulator's clock (ISO-8601 with offset), for a caller whose own clock is simulated.
+    now: str | None = None
 
     def update(self, data: dict[str, Any]) -> None:
         unknown = set(data) - set(asdict(self))
@@ -46,6 +48,20 @@ class RuntimeConfig:
             self.page_size = _opt_pos_int(data["page_size"], "page_size")
         if "next_url_base" in data:
             self.next_url_base = _opt_base_url(data["next_url_base"])
+        if "now" in data:
+            self.now = _opt_instant(data["now"])
+
+
+def _opt_instant(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValueError("now must be ISO-8601 with a UTC offset, or null")
+    return value
 
 
 def _opt_base_url(value: Any) -> str | None:

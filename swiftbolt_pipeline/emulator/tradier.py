@@ -76,7 +76,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     session_filter = q.get("session_filter", "all")
     if session_filter not in ("all", "open"):
         return _bad("session_filter must be all or open")
-    now = now_ms()
+    now = now_ms(config.now)
     today = datetime.fromtimestamp(now / 1000, NY).strftime("%Y-%m-%d")
     start = _parse_local(q.get("start") or today)
     end = now if not q.get("end") else _parse_local(q.get("end", ""))

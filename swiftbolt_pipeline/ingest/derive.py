@@ -25,7 +25,8 @@ def derive(
     """Recompute `timeframe` bars of `days` from m15 and replace those partitions.
 
     Derived bars keep their source: a day fetched from Tradier today yields intraday h1 bars,
-    replaced when the day's Polygon m15 bars are derived again. Returns rows written."""
+    replaced when the history provider's final m15 bars of that day are derived again.
+    Returns rows written."""
     days = sorted(days)
     m15 = bar_store.read_bars(conn, symbol_id, Timeframe.M15, days[0], days[-1])
     m15 = m15.with_columns(

@@ -6,8 +6,9 @@ symbol's REMAINING windows go to the next provider; windows already committed st
 breakers live in PostgreSQL, so once the primary's breaker closes again (cooldown, successful
 probe), later fetches use it again without any change here.
 
-Polygon is fetched symbol by symbol (one request per ~50-session window plus pages); Alpaca
-fetches the symbols that need the same window together, up to 50 per request.
+Symbols that need the same window share a request, up to the provider's `max_symbols`: Polygon
+(one) fetches symbol by symbol, one request per ~50-session window plus pages; Alpaca fetches
+up to 50 symbols together.
 
 Outcomes are per symbol: a symbol that fails (nothing served: SYMBOL_NOT_FOUND; no provider
 available; a malformed answer) has its `SymbolIngest.error` set and never stops the others.
@@ -22,24 +23,18 @@ from datetime import date
 
 import psycopg
 
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
-from swiftbolt_pipeline.ingest.alpaca import BatchMember, ingest_batch
-from swiftbolt_pipeline.ingest.m15 import (
-    SymbolIngest,
-    fetch_window,
-    finish_symbol,
-    prepare_symbol,
-)
-from swiftbolt_pipeline.providers.alpaca import AlpacaClient, plan_batches
+from swiftbolt_pipeline.ingest.batches import BatchMember, fetch_window
+from swiftbolt_pipeline.ingest.store import SymbolIngest, finish_symbol, prepare_symbol
 from swiftbolt_pipeline.providers.errors import AUTH_FAILED, PROVIDER_UNAVAILABLE, ProviderError
-from swiftbolt_pipeline.providers.polygon import PolygonClient
+from swiftbolt_pipeline.providers.registry import HistoryProvider
 
 log = logging.getLogger(__name__)
 
-HistoryClient = PolygonClient | AlpacaClient
 # Opens (or returns the already open) client of a provider; raises PROVIDER_UNAVAILABLE when
 # the provider is not configured.
-OpenClient = Callable[[str], HistoryClient]
+OpenClient = Callable[[Provider], HistoryProvider]
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class _Symbol:
     def waiting(self) -> bool:
         return bool(self.windows) and self.result.error is None
 
-    def unavailable(self, provider: str, exc: ProviderError) -> None:
+    def unavailable(self, provider: Provider, exc: ProviderError) -> None:
         self.result.unavailable.append(provider)
         log.warning(
             "%s: %s unavailable (%s); %d window(s) left for the next provider",
@@ -76,13 +71,13 @@ class HistoryRun:
     """A run's history fetch between provider rounds. Plain data (picklable), so each
     provider's round can run in its own step, holding only that provider's pool."""
 
-    providers: tuple[str, ...]
+    providers: tuple[Provider, ...]
     states: list[_Symbol]
     rounds: int = 0
     # The last PROVIDER_UNAVAILABLE answer per symbol, for the error when none is left.
     unavailable: dict[str, ProviderError] = field(default_factory=dict)
 
-    def next_provider(self) -> str | None:
+    def next_provider(self) -> Provider | None:
         """The provider of the next round: None once no symbol waits or none is left."""
         if self.rounds < len(self.providers) and any(s.waiting for s in self.states):
             return self.providers[self.rounds]
@@ -91,7 +86,7 @@ class HistoryRun:
 
 def start_history(
     conn: psycopg.Connection,
-    providers: Sequence[str],
+    providers: Sequence[Provider],
     tasks: Sequence[HistoryTask],
     *,
     extended_hours: bool = False,
@@ -102,7 +97,6 @@ def start_history(
         result = SymbolIngest(
             symbol=task.symbol,
             days=sorted(task.days),
-            provider="",
             extended_hours=extended_hours,
         )
         todo = prepare_symbol(conn, task.symbol_id, result)
@@ -129,17 +123,14 @@ def history_round(
             state.unavailable(provider, exc)
             run.unavailable[state.result.symbol] = exc
         return
-    if isinstance(client, AlpacaClient):
-        _alpaca_round(conn, client, run_id, waiting, run.unavailable)
-    else:
-        _polygon_round(conn, client, run_id, waiting, run.unavailable)
+    _round(conn, client, run_id, waiting, run.unavailable)
 
 
 def finish_history(conn: psycopg.Connection, run: HistoryRun) -> list[SymbolIngest]:
     """Every symbol's outcome (`error` set on the failed ones), its checkpoints cleared."""
     for state in run.states:
         result = state.result
-        result.provider = result.provider or run.providers[0]
+        result.providers = result.providers or run.providers[:1]
         if state.waiting:
             result.error = _no_provider(run.unavailable[result.symbol], run.providers)
         elif result.error is None:
@@ -152,25 +143,7 @@ def finish_history(conn: psycopg.Connection, run: HistoryRun) -> list[SymbolInge
     return [s.result for s in run.states]
 
 
-def ingest_history_routed(
-    conn: psycopg.Connection,
-    providers: Sequence[str],
-    open_client: OpenClient,
-    *,
-    run_id: str,
-    tasks: Sequence[HistoryTask],
-    extended_hours: bool = False,
-) -> list[SymbolIngest]:
-    """Fetch and store the m15 history of every task, routed over `providers` in order.
-
-    Returns every symbol's outcome (`error` set on the failed ones). Raises AUTH_FAILED."""
-    run = start_history(conn, providers, tasks, extended_hours=extended_hours)
-    while run.next_provider() is not None:
-        history_round(conn, run, open_client, run_id=run_id)
-    return finish_history(conn, run)
-
-
-def _no_provider(last: ProviderError, providers: Sequence[str]) -> ProviderError:
+def _no_provider(last: ProviderError, providers: Sequence[Provider]) -> ProviderError:
     if len(providers) == 1:
         return last
     return ProviderError(
@@ -181,77 +154,46 @@ def _no_provider(last: ProviderError, providers: Sequence[str]) -> ProviderError
     )
 
 
-def _polygon_round(
+def _round(
     conn: psycopg.Connection,
-    client: PolygonClient,
+    client: HistoryProvider,
     run_id: str,
     waiting: list[_Symbol],
     unavailable: dict[str, ProviderError],
 ) -> None:
-    """Each symbol's windows in order until one is unavailable (the rest wait for the next
-    provider) or fails for good (the symbol is done, the others go on)."""
-    for state in waiting:
-        while state.windows:
-            window = state.windows[0]
-            state.result.expected_requests += 1
-            try:
-                fetch_window(conn, client, run_id, state.symbol_id, window, state.result)
-            except ProviderError as exc:
-                if exc.code == AUTH_FAILED:
-                    raise
+    """Every waiting symbol's windows in order: the next window of the first symbol, shared
+    with the symbols whose next window is the same, up to `client.max_symbols` (with one, a
+    symbol's windows one after another), until a symbol is done, fails for good (the others go
+    on) or finds the provider unavailable (its remaining windows wait for the next one)."""
+    blocked: set[str] = set()
+    while True:
+        pending = [s for s in waiting if s.waiting and s.result.symbol not in blocked]
+        if not pending:
+            return
+        window = pending[0].windows[0]
+        group = [s for s in pending if s.windows[0] == window][: client.max_symbols]
+        try:
+            errors = fetch_window(
+                conn,
+                client,
+                run_id=run_id,
+                window=window,
+                members=[BatchMember(s.result, s.symbol_id) for s in group],
+            )
+        except ProviderError as exc:
+            if exc.code == AUTH_FAILED:
+                raise
+            for state in group:
+                blocked.add(state.result.symbol)
                 if exc.code == PROVIDER_UNAVAILABLE:
                     state.unavailable(client.provider, exc)
                     unavailable[state.result.symbol] = exc
                 else:
                     state.result.error = exc
-                break
+            continue
+        for state in group:
+            if state.result.symbol in errors:
+                state.result.error = errors[state.result.symbol]
+                continue
             state.windows.pop(0)
             state.result.note_provider(client.provider)
-
-
-def _alpaca_round(
-    conn: psycopg.Connection,
-    client: AlpacaClient,
-    run_id: str,
-    waiting: list[_Symbol],
-    unavailable: dict[str, ProviderError],
-) -> None:
-    """Symbols whose next window is the same go together, 50 per request, until every
-    window is done or Alpaca is unavailable for them."""
-    blocked: set[str] = set()
-    while True:
-        groups: dict[RequestWindow, list[_Symbol]] = {}
-        for state in waiting:
-            if state.waiting and state.result.symbol not in blocked:
-                groups.setdefault(state.windows[0], []).append(state)
-        if not groups:
-            return
-        for window, group in groups.items():
-            by_symbol = {s.result.symbol.upper(): s for s in group}
-            for chunk in plan_batches(list(by_symbol)):
-                members = [by_symbol[t] for t in chunk]
-                try:
-                    errors = ingest_batch(
-                        conn,
-                        client,
-                        run_id=run_id,
-                        window=window,
-                        members=[BatchMember(m.result, m.symbol_id) for m in members],
-                    )
-                except ProviderError as exc:
-                    if exc.code == AUTH_FAILED:
-                        raise
-                    for state in members:
-                        blocked.add(state.result.symbol)
-                        if exc.code == PROVIDER_UNAVAILABLE:
-                            state.unavailable(client.provider, exc)
-                            unavailable[state.result.symbol] = exc
-                        else:
-                            state.result.error = exc
-                    continue
-                for state in members:
-                    if state.result.symbol in errors:
-                        state.result.error = errors[state.result.symbol]
-                        continue
-                    state.windows.pop(0)
-                    state.result.note_provider(client.provider)

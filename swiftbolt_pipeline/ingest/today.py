@@ -1,7 +1,7 @@
 """Today's session from the intraday provider (Tradier time & sales), stored as provisional
-(`is_intraday`) bars until the history provider replaces them once the day is past.
+(`is_intraday`) bars until the history provider's final bars replace them once the day is past.
 
-The bars take the one write path (`ingest.m15.WindowStore`) with the same cleaning rules as
+The bars take the one write path (`ingest.store.WindowStore`) with the same cleaning rules as
 history. A session with no clean bar yet keeps what is stored."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from datetime import date, datetime
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest, WindowStore, window_of
+from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, window_of
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
-from swiftbolt_pipeline.providers.tradier import TradierClient
+from swiftbolt_pipeline.providers.registry import TodayProvider
 
 log = logging.getLogger(__name__)
 
 
 def ingest_today(
     conn: psycopg.Connection,
-    tradier: TradierClient,
+    client: TodayProvider,
     *,
     run_id: str,
     symbol: str,
@@ -30,17 +30,16 @@ def ingest_today(
     day: date,
     now: datetime,
 ) -> SymbolIngest:
-    """Replace today's partition with the complete 15-minute bars Tradier has so far.
+    """Replace today's partition with the complete 15-minute bars the provider has so far.
     A failure is the symbol's outcome (`error`), never another symbol's."""
-    result = SymbolIngest(symbol=symbol, days=[day], provider=tradier.provider)
-    result.expected_requests = 1
+    result = SymbolIngest(symbol=symbol, days=[day], providers=(client.provider,))
     window = window_of([day])
     stats = RequestStats()
     store = WindowStore.start(
-        conn, run_id, tradier.provider, symbol_id, window, result, is_intraday=True
+        conn, run_id, client.provider, symbol_id, window, result, is_intraday=True
     )
     try:
-        store.add(tradier.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)
+        store.add(client.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)
         store.finish(stats)
     except ProviderError as exc:
         store.fail(stats, exc)
@@ -48,5 +47,5 @@ def ingest_today(
     finally:
         result.stats.add(stats)
     if result.error is None and not result.bars_written:
-        log.info("%s today (%s): no complete bars from %s yet", symbol, day, tradier.provider)
+        log.info("%s today (%s): no complete bars from %s yet", symbol, day, client.provider)
     return result

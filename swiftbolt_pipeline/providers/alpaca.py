@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
 from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.errors import (
     BAD_REQUEST,
@@ -92,7 +92,8 @@ class AlpacaBatchError(ProviderError):
 
 
 class AlpacaClient(ProviderClient):
-    provider = "alpaca"
+    provider = Provider.ALPACA
+    max_symbols = MAX_SYMBOLS
 
     def __init__(
         self,
@@ -109,6 +110,18 @@ class AlpacaClient(ProviderClient):
         secrets = [secret_key, key_id]
         super().__init__(base_url, limiter, clock, headers=headers, secrets=secrets, **options)
         self.feed = feed
+
+    @classmethod
+    def configured(
+        cls,
+        base_url: str,
+        credentials: Sequence[str],
+        limiter: TokenLimiter,
+        clock: Clock,
+        **options: Unpack[ClientOptions],
+    ) -> Self:
+        key_id, secret_key = credentials
+        return cls(base_url, key_id, secret_key, limiter, clock, **options)
 
     def fetch_m15_batch(
         self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
@@ -135,6 +148,13 @@ class AlpacaClient(ProviderClient):
                     result.missing.append(ticker)
                 result.bars[ticker] = self._to_frame(ticker, rows or [], stats)
         return result
+
+    def history_pages(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> Iterator[Mapping[str, pl.DataFrame]]:
+        """`HistoryProvider`: the batch's bars once every page is in (a page may end in the
+        middle of a symbol)."""
+        yield self.fetch_m15_batch(tickers, first, last, stats).bars
 
     def _fetch_batch(
         self, symbols: list[str], first: date, last: date, stats: RequestStats

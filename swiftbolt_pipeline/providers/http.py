@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 import httpx
 
 from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.core.ratemath import backoff_delay, parse_retry_after
 from swiftbolt_pipeline.providers.errors import (
     AUTH_FAILED,
@@ -203,7 +205,7 @@ class ProviderClient:
     """Plumbing shared by the provider clients: one pooled httpx client carrying the
     credentials in headers (never in URLs), behind the resilient request loop."""
 
-    provider: str
+    provider: Provider
 
     def __init__(
         self,
@@ -234,6 +236,18 @@ class ProviderClient:
             breaker=options.get("breaker"),
             rng=self.rng,
         )
+
+    @classmethod
+    def configured(
+        cls,
+        base_url: str,
+        credentials: Sequence[str],
+        limiter: TokenLimiter,
+        clock: Clock,
+        **options: Unpack[ClientOptions],
+    ) -> Self:
+        """A client from its credentials in the order the registry lists their variables."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self._http.close()

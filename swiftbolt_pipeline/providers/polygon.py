@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
 from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
@@ -43,7 +43,7 @@ class PolygonApi(ProviderClient):
     """What every Polygon endpoint client shares: the key as a Bearer header, `next_url`
     pagination kept on the configured base URL, and payload errors as MALFORMED_RESPONSE."""
 
-    provider = "polygon"
+    provider = Provider.POLYGON
 
     def __init__(
         self,
@@ -55,6 +55,18 @@ class PolygonApi(ProviderClient):
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
+
+    @classmethod
+    def configured(
+        cls,
+        base_url: str,
+        credentials: Sequence[str],
+        limiter: TokenLimiter,
+        clock: Clock,
+        **options: Unpack[ClientOptions],
+    ) -> Self:
+        (api_key,) = credentials
+        return cls(base_url, api_key, limiter, clock, **options)
 
     def _pages(
         self,
@@ -122,6 +134,16 @@ class PolygonApi(ProviderClient):
 
 class PolygonClient(PolygonApi):
     """Polygon aggregates: 15-minute bars of one ticker."""
+
+    max_symbols = 1
+
+    def history_pages(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> Iterator[Mapping[str, pl.DataFrame]]:
+        """`HistoryProvider`: one ticker's pages as they arrive."""
+        (ticker,) = tickers
+        for page in self.iter_m15_pages(ticker, first, last, stats):
+            yield {ticker: page}
 
     def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
         """All 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive)."""

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ, Session
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
 from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
     ClientOptions,
@@ -33,7 +34,7 @@ _WALL_CLOCK = "%Y-%m-%d %H:%M"
 
 
 class TradierClient(ProviderClient):
-    provider = "tradier"
+    provider = Provider.TRADIER
 
     def __init__(
         self,
@@ -45,6 +46,18 @@ class TradierClient(ProviderClient):
     ) -> None:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[token], **options)
+
+    @classmethod
+    def configured(
+        cls,
+        base_url: str,
+        credentials: Sequence[str],
+        limiter: TokenLimiter,
+        clock: Clock,
+        **options: Unpack[ClientOptions],
+    ) -> Self:
+        (token,) = credentials
+        return cls(base_url, token, limiter, clock, **options)
 
     def fetch_session_m15(
         self, ticker: str, session: Session, now: datetime, stats: RequestStats

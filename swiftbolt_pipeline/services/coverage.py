@@ -10,13 +10,23 @@ from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionsFilter,
+    BulkActionStatus,
+)
 
-from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.names import RANGE_END_TAG, RANGE_START_TAG, parse_partition_key
+from swiftbolt_pipeline.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    days_by_symbol,
+    parse_partition_key,
+)
 from swiftbolt_pipeline.storage import ledger
 from swiftbolt_pipeline.storage.coverage import session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
@@ -53,13 +63,28 @@ def _range_of(run: dg.DagsterRun, running: bool) -> InflightRange | None:
 
 
 def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
-    """Queued and running runs' ranges, in one query (each storage query costs a connection)."""
+    """Queued and running runs' ranges, then unfinished backfills' (one requested a moment ago
+    has no run yet), in two queries (each storage query costs a connection)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=QUEUED_STATUSES + RUNNING_STATUSES))
     return [
         found
         for run in runs
         if (found := _range_of(run, running=run.status in RUNNING_STATUSES)) is not None
-    ]
+    ] + _backfill_ranges(instance)
+
+
+def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
+    """Per symbol, the days an unfinished asset backfill targets (first to last)."""
+    unfinished = [s for s in BulkActionStatus if s not in BULK_ACTION_TERMINAL_STATUSES]
+    ranges = []
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=unfinished)):
+        if backfill.asset_backfill_data is None:
+            continue  # not an asset backfill: its runs carry range tags
+        target = backfill.asset_backfill_data.target_subset
+        keys = {str(key) for _, key in target.iterate_asset_partitions() if key}
+        for symbol, days in days_by_symbol(sorted(keys)).items():
+            ranges.append(InflightRange(symbol, symbol, days[0], days[-1], running=False))
+    return ranges
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> list[str]:
@@ -77,7 +102,7 @@ def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> li
     return sorted(dead)
 
 
-def expected_sessions(settings: Settings, window_days: int) -> list[date]:
+def expected_sessions(settings: PipelineClock, window_days: int) -> list[date]:
     """Sessions of the window that can hold bars now: today's counts once its first
     15-minute bar is complete and an intraday provider is configured (the intraday schedule
     then keeps it fresh); without one, today waits for the history provider."""
@@ -131,7 +156,7 @@ class Coverage:
 
 
 def complete_sessions(
-    states: dict[date, SessionState], timeframe: Timeframe, settings: Settings
+    states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
 ) -> frozenset[date]:
     now, today = settings.now(), settings.today
     return frozenset(
@@ -146,7 +171,7 @@ def complete_sessions(
 def coverage_report(
     conn: psycopg.Connection,
     instance: dg.DagsterInstance | None,
-    settings: Settings,
+    settings: PipelineClock,
     *,
     symbol: str,
     symbol_id: int | None,
@@ -192,7 +217,7 @@ class GapRequest:
 def gaps_to_request(
     watched: Sequence[WatchedSymbol],
     states: dict[int, dict[date, SessionState]],
-    settings: Settings,
+    settings: PipelineClock,
     excluded: Iterable[InflightRange],
 ) -> list[GapRequest]:
     """Contiguous incomplete ranges per watched symbol, minus what is in flight, highest

@@ -14,6 +14,9 @@ from dagster._core.instance.ref import InstanceRef
 
 from swiftbolt_pipeline.config import Settings
 
+# The storage class the project's dagster.yaml names.
+STORAGE_CLASS = {"module": "swiftbolt_pipeline.storage.instance", "class": "ProjectStorage"}
+
 
 def project_file(name: str) -> Path:
     """A file at the project root (dagster.yaml, workspace.yaml), packaged or from a checkout."""
@@ -32,9 +35,19 @@ def prepare_dagster_home(settings: Settings) -> Path:
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project_file("dagster.yaml"), home / "dagster.yaml")
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+    with dg.DagsterInstance.from_ref(_instance_ref(settings)):
         pass
     return home
+
+
+def _instance_ref(settings: Settings) -> InstanceRef:
+    """The instance of the dagster.yaml under `settings.home`, its storage on `settings`'
+    database (which need not be this process's environment's)."""
+    database = {"home": str(settings.home)}
+    if settings.database_url:
+        database["database_url"] = settings.database_url
+    storage = {"custom": {**STORAGE_CLASS, "config": database}}
+    return InstanceRef.from_dir(str(dagster_home(settings)), overrides={"storage": storage})
 
 
 def dagster_environment(settings: Settings) -> dict[str, str]:
@@ -49,7 +62,6 @@ def open_instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
 
     dagster-postgres opens fresh connections for every event by default; an in-process
     backfill writes thousands of events, and pooling makes it about 2.5x faster."""
-    ref = InstanceRef.from_dir(str(dagster_home(settings)))
-    with dg.DagsterInstance.from_ref(ref) as instance:
+    with dg.DagsterInstance.from_ref(_instance_ref(settings)) as instance:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
         yield instance

@@ -99,7 +99,7 @@ def at_et(day: date, hh: int, mm: int = 0) -> datetime:
 
 
 def _tickers(rng: random.Random, n: int) -> list[str]:
-    """Distinct 4-letter tickers (no ZZ prefix, none of the shared real-data tickers)."""
+    """Distinct 4-letter tickers (no ZZ prefix, none of the real-data tickers)."""
     letters = string.ascii_uppercase[:25]  # no Z: ZZ.. is the emulator's "unknown" prefix
     found: list[str] = []
     while len(found) < n:

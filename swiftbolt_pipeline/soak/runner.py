@@ -34,11 +34,10 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions, build_resources
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
-from swiftbolt_pipeline.defs.launch import configure_pools
+from swiftbolt_pipeline.defs.launch import as_single_run, configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.names import SOAK_WORKER_TAG
@@ -47,6 +46,7 @@ from swiftbolt_pipeline.services.instance import (
     open_instance,
     prepare_dagster_home,
 )
+from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.soak import pg
 from swiftbolt_pipeline.soak.audit import AuditReport, EmulatorCounters, run_audit
 from swiftbolt_pipeline.soak.plan import (
@@ -73,17 +73,6 @@ PG_RESTART_DELAY_S = 1.0  # into the tick's runs, so a run is cut mid-way
 KILL_DELAY_S = 5.0  # the killed run's Polygon answer is held this long
 
 
-def export_env(values: Mapping[str, str | None]) -> None:
-    """THE one place the simulation writes the process environment. The product reads its
-    clock (`SWIFTBOLT_NOW`) and its provider configuration from the environment on every
-    call, as the daemon's processes do, so the simulation sets them here; None unsets."""
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 @dataclass
 class Tally:
     runs: int = 0
@@ -101,6 +90,19 @@ class Simulation:
         self.kill_next = False
         self._defs_day: date | None = None
         self._defs: dg.Definitions | None = None
+        # The simulated configuration over this process's environment (None unsets): the
+        # clock (`SWIFTBOLT_NOW`) moves every tick, as if the product were restarted with it.
+        self._overrides: dict[str, str | None] = {}
+
+    def _export(self, values: Mapping[str, str | None]) -> None:
+        self._overrides.update(values)
+
+    def _environ(self) -> dict[str, str]:
+        merged = {**os.environ, **self._overrides}
+        return {key: value for key, value in merged.items() if value is not None}
+
+    def _settings(self) -> Settings:
+        return Settings.from_env(self._environ())
 
     # ------------------------------------------------------------------ set-up
 
@@ -121,11 +123,11 @@ class Simulation:
             )
             self._configure_emulator()
             first = self.plan.sessions[0] - timedelta(days=1)
-            export_env(
+            self._set_clock(datetime.combine(first, datetime.min.time(), ET))
+            self._export(
                 {
                     "DATABASE_URL": self.db.url,
                     "SWIFTBOLT_HOME": str(root / "home"),
-                    "SWIFTBOLT_NOW": _iso(datetime.combine(first, datetime.min.time(), ET)),
                     "SWIFTBOLT_HISTORY_START": self.plan.history_start.isoformat(),
                     "SWIFTBOLT_BREAKER_COOLDOWN_S": "1",
                     "SWIFTBOLT_HISTORY_PROVIDERS": None,
@@ -136,7 +138,7 @@ class Simulation:
                     **dict.fromkeys(("ALPACA_KEY_ID", "ALPACA_SECRET_KEY", "ALPACA_BASE_URL")),
                 }
             )
-            self.runtime = open_runtime()
+            self.runtime = open_runtime(self._environ())
             self.log(f"providers: polygon from {ensure_providers(self.runtime).source}")
             prepare_dagster_home(self.runtime.settings)
             with open_instance(self.runtime.settings) as instance:
@@ -181,6 +183,11 @@ class Simulation:
 
     # ------------------------------------------------------------------ the clock
 
+    def _set_clock(self, at: datetime) -> None:
+        """The product's clock (its SWIFTBOLT_NOW) and the emulator's move together."""
+        self._export({"SWIFTBOLT_NOW": _iso(at)})
+        httpx.put(f"{self.emulator}/_emulator/config", json={"now": _iso(at)}).raise_for_status()
+
     def _loop(self) -> None:
         """Ticks in order. The instance pools its storage connections (several times faster
         than connecting per call); when PostgreSQL restarts under it, the tick fails and is
@@ -191,7 +198,7 @@ class Simulation:
         started = time.monotonic()
         all_ticks = ticks(self.plan)
         for n, at in enumerate(all_ticks):
-            export_env({"SWIFTBOLT_NOW": _iso(at)})
+            self._set_clock(at)
             due = [e for e in pending if e.at <= at]
             pending = [e for e in pending if e.at > at]
             restart: threading.Timer | None = None
@@ -220,7 +227,7 @@ class Simulation:
         stack.close()
 
     def _definitions(self) -> dg.Definitions:
-        settings = Settings.from_env()
+        settings = self._settings()
         if self._defs is None or self._defs_day != settings.today:
             self._defs, self._defs_day = build_definitions(settings), settings.today
         return self._defs
@@ -236,7 +243,7 @@ class Simulation:
         for name in SENSORS:
             requests += self._sensor(defs, instance, name)
         for origin, name, request in requests:
-            self._launch(defs, instance, origin, name, request)
+            self._launch(instance, origin, name, as_single_run(request))
         return len(requests)
 
     def _schedule(
@@ -246,7 +253,7 @@ class Simulation:
         with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=at,
-            resources=build_resources(Settings.from_env()),
+            resources=build_resources(self._settings()),
         ) as context:
             return [("schedule", name, r) for r in _requests(schedule(context))]
 
@@ -257,7 +264,7 @@ class Simulation:
         with dg.build_sensor_context(
             instance=instance,
             cursor=self.cursors.get(name),
-            resources=build_resources(Settings.from_env()),
+            resources=build_resources(self._settings()),
             definitions=defs,
         ) as context:
             result = sensor(context)
@@ -273,7 +280,6 @@ class Simulation:
 
     def _launch(
         self,
-        defs: dg.Definitions,
         instance: dg.DagsterInstance,
         origin: str,
         name: str,
@@ -296,7 +302,8 @@ class Simulation:
             self.kill_next = False
             self._run_and_kill(instance, tags)
             return
-        job = defs.resolve_job_def(request.job_name or BARS_JOB)
+        # Built for this tick's clock: the definitions carry the settings their runs read.
+        job = build_definitions(self._settings()).resolve_job_def(request.job_name or BARS_JOB)
         try:
             result = job.execute_in_process(
                 run_config={**QUIET, **dict(request.run_config or {})},
@@ -324,7 +331,7 @@ class Simulation:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **dagster_environment(self.runtime.settings)},
+            env={**self._environ(), **dagster_environment(self.runtime.settings)},
         )
         deadline = time.monotonic() + 120
         outcome = "finished before it could be killed"
@@ -357,9 +364,10 @@ class Simulation:
             httpx.delete(f"{url}/_emulator/faults").raise_for_status()
         elif event.kind == DROP_TRADIER:
             # The user restarts the daemon with a real Polygon key and no Tradier token.
-            export_env({"TRADIER_TOKEN": None, "TRADIER_BASE_URL": None})
+            self._export({"TRADIER_TOKEN": None, "TRADIER_BASE_URL": None})
+            self.runtime = open_runtime(self._environ(), migrate_schema=False)
             setup = ensure_providers(self.runtime)
-            tradier = os.environ.get("TRADIER_BASE_URL") or "not configured"
+            tradier = self.runtime.environ.get("TRADIER_BASE_URL") or "not configured"
             self.tally.events.append(
                 f"restart without Tradier: polygon {setup.source}; tradier {tradier}; "
                 + "; ".join(setup.notes)

@@ -11,6 +11,9 @@ from datetime import datetime
 
 import psycopg
 
+from swiftbolt_pipeline.core.alerts import AlertKind
+from swiftbolt_pipeline.storage import alerts
+
 log = logging.getLogger(__name__)
 
 FAILURE_THRESHOLD = 5
@@ -25,32 +28,30 @@ class BreakerState:
 
 
 class PostgresCircuitBreaker:
+    """One provider's breaker. `conn` is an autocommit connection owned by the caller, who may
+    share it with the provider's token limiter (each call is its own statement or
+    transaction)."""
+
     def __init__(
         self,
-        url: str,
+        conn: psycopg.Connection,
         provider: str,
         *,
         cooldown_s: float = 60.0,
         threshold: int = FAILURE_THRESHOLD,
     ) -> None:
-        self.url = url
+        self.conn = conn
         self.provider = provider
         self.cooldown_s = cooldown_s
         self.threshold = threshold
-        self._conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-            self._conn.execute(
-                "INSERT INTO provider_breakers (provider) VALUES (%s) ON CONFLICT DO NOTHING",
-                (self.provider,),
-            )
-        return self._conn
+        conn.execute(
+            "INSERT INTO provider_breakers (provider) VALUES (%s) ON CONFLICT DO NOTHING",
+            (provider,),
+        )
 
     def allow(self) -> bool:
         """May a request go out now? In half-open state only one caller (the probe) may."""
-        conn = self._connection()
+        conn = self.conn
         with conn.transaction():
             row = conn.execute(
                 """SELECT state,
@@ -77,7 +78,7 @@ class PostgresCircuitBreaker:
             return False
 
     def success(self) -> None:
-        conn = self._connection()
+        conn = self.conn
         conn.execute(
             """UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0,
                       opened_at = NULL, probe_started_at = NULL, updated_at = now()
@@ -86,8 +87,34 @@ class PostgresCircuitBreaker:
         )
 
     def failure(self) -> None:
-        conn = self._connection()
-        row = conn.execute(
+        """Count a failed request. The call that opens the breaker records the alert in the
+        same transaction, under the row lock: one alert per opening, however many workers
+        fail at once."""
+        conn = self.conn
+        with conn.transaction():
+            before = conn.execute(
+                "SELECT state FROM provider_breakers WHERE provider = %s FOR UPDATE",
+                (self.provider,),
+            ).fetchone()
+            row = self._count_failure(conn)
+            if before and row and before[0] != "open" and row[0] == "open":
+                reason = (
+                    "the probe request after the cooldown failed"
+                    if before[0] == "half_open"
+                    else f"{row[1]} consecutive failed requests"
+                )
+                alerts.record(
+                    conn,
+                    AlertKind.BREAKER_OPENED,
+                    self.provider,
+                    f"{reason}; requests skip {self.provider} for {self.cooldown_s:g} s,"
+                    " then one probe",
+                )
+        if row and row[0] == "open":
+            log.warning("%s circuit open after repeated failures", self.provider)
+
+    def _count_failure(self, conn: psycopg.Connection) -> tuple[str, int] | None:
+        return conn.execute(
             """UPDATE provider_breakers SET
                    consecutive_failures = consecutive_failures + 1,
                    state = CASE WHEN state = 'half_open'
@@ -97,15 +124,9 @@ class PostgresCircuitBreaker:
                                     THEN clock_timestamp() ELSE opened_at END,
                    probe_started_at = NULL,
                    updated_at = now()
-               WHERE provider = %s RETURNING state""",
+               WHERE provider = %s RETURNING state, consecutive_failures""",
             (self.threshold, self.threshold, self.provider),
         ).fetchone()
-        if row and row[0] == "open":
-            log.warning("%s circuit open after repeated failures", self.provider)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 def breaker_state(conn: psycopg.Connection, provider: str) -> BreakerState | None:

@@ -1,14 +1,14 @@
 """Which PostgreSQL to talk to: `DATABASE_URL`, or an embedded server under SWIFTBOLT_HOME.
 
 The embedded server (pgserver, a pip-installed PostgreSQL 16) is shared by every process that
-points at the same data directory; pgserver stops it when the last of them exits. Processes
-we start (the Dagster webserver, daemon and run workers) inherit `DATABASE_URL` and connect to it
-over its unix socket.
+points at the same data directory; pgserver stops it when the last of them exits. The CLI passes
+the URL it resolved to the processes it starts (the Dagster webserver, daemon and run workers)
+as their `DATABASE_URL`; a process started without one (`dagster dev`) joins the server itself.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -25,8 +25,10 @@ class DatabaseUnavailable(RuntimeError):
     """The configured PostgreSQL cannot be reached; the message is safe to show users."""
 
 
+@functools.cache
 def start_embedded(home: Path) -> str:
-    """Start (or join) the embedded server under `home` and return a URL for our database."""
+    """Start (or join) the embedded server under `home` and return a URL for our database
+    (created on first start); once per process."""
     pgdata = home / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -47,12 +49,8 @@ def start_embedded(home: Path) -> str:
 
 
 def resolve_database_url(home: Path, configured: str | None) -> str:
-    """The URL to use, starting the embedded server when none is configured.
-
-    Exported as DATABASE_URL so that child processes share the same server."""
-    url = configured or start_embedded(home)
-    os.environ["DATABASE_URL"] = url
-    return url
+    """The URL to use: the configured one, else the embedded server under `home`."""
+    return configured or start_embedded(home.resolve())
 
 
 def redact(url: str) -> str:

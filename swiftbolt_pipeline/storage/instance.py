@@ -7,8 +7,10 @@ instance without any variable of their own."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from dagster import Field, StringSource
 from dagster._config.config_schema import UserConfigSchema
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
@@ -19,18 +21,26 @@ from swiftbolt_pipeline.storage.migrate import MIGRATION_LOCK_KEY, migrate
 
 
 class ProjectStorage(DagsterPostgresStorage):
-    """dagster-postgres storage on the project's database; takes no configuration."""
+    """dagster-postgres storage on the project's database. A command that resolved its
+    settings from another environment than its process's (the soak) names them in the
+    configuration; else they are read from the process's environment."""
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
-        return {}
+        return {
+            "database_url": Field(StringSource, is_required=False),
+            "home": Field(StringSource, is_required=False),
+        }
 
     @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ProjectStorage:
         settings = Settings.from_env()
-        url = database.resolve_database_url(settings.home, settings.database_url)
+        url = database.resolve_database_url(
+            Path(config_value["home"]) if "home" in config_value else settings.home,
+            config_value.get("database_url", settings.database_url),
+        )
         with database.connect(url, autocommit=True) as conn:
             if conn.execute("SELECT to_regclass('dagster.instance_info')").fetchone() != (None,):
                 return cls(database.sqlalchemy_url(url), inst_data=inst_data)

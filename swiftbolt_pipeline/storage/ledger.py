@@ -48,7 +48,7 @@ def finish_fetch(
                   error_code = %s, error_message = %s, finished_at = now()
            WHERE id = %s""",
         (
-            "failed" if error_code else "succeeded",
+            "failed" if error_code else "success",
             actual_cost,
             rows_written,
             error_code,

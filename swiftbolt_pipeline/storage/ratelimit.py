@@ -17,35 +17,32 @@ log = logging.getLogger(__name__)
 
 
 class PostgresTokenLimiter:
-    """Blocks until `take_token_or_wait(provider)` grants a token. With `max_wait_s`, gives up
-    with `RATE_LIMIT_EXCEEDED` as soon as the next token is due later than that (a sensor tick
-    defers its work rather than block behind a backfill using the whole budget)."""
+    """Blocks until `take_token_or_wait(provider)` grants a token. With `max_wait_s` (a
+    deadline), gives up with `RATE_LIMIT_EXCEEDED` as soon as the next token is due later than
+    that (a sensor tick defers its work rather than block behind a backfill using the whole
+    budget).
+
+    `conn` is an autocommit connection owned by the caller, who may share it with the
+    provider's circuit breaker: each call is one statement, and the bucket is a row every
+    process updates through the same function, so sharing needs no coordination here."""
 
     def __init__(
         self,
-        url: str,
+        conn: psycopg.Connection,
         provider: str,
         clock: Clock,
         rng: random.Random | None = None,
         *,
         max_wait_s: float | None = None,
     ) -> None:
-        self.url = url
+        self.conn = conn
         self.provider = provider
         self.clock = clock
         self.rng = rng or random.Random()
         self.max_wait_s = max_wait_s
-        self._conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-        return self._conn
 
     def _ask(self) -> float:
-        row = (
-            self._connection().execute("SELECT take_token_or_wait(%s)", (self.provider,)).fetchone()
-        )
+        row = self.conn.execute("SELECT take_token_or_wait(%s)", (self.provider,)).fetchone()
         assert row is not None  # a scalar function always returns one row
         return float(row[0])
 
@@ -59,10 +56,6 @@ class PostgresTokenLimiter:
                 provider=self.provider,
             )
         return waited
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 @dataclass(frozen=True)

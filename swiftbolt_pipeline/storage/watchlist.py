@@ -8,8 +8,10 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from swiftbolt_pipeline.core.alerts import AlertKind
 from swiftbolt_pipeline.core.models import InvalidInput
 from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
+from swiftbolt_pipeline.storage import alerts
 
 _COLUMNS = sql.SQL(", ").join(
     map(
@@ -162,9 +164,12 @@ def record_outcome(
     if row is None or row[0] < PARK_AFTER or not row[1]:
         return None
     reason = f"{SYMBOL_NOT_FOUND}: no bars served {row[0]} times in a row (last: {error_message})"
-    conn.execute(
+    parked = conn.execute(
         """UPDATE symbols SET is_active = false, parked_reason = %s, parked_at = %s
-           WHERE id = %s""",
+           WHERE id = %s AND is_active RETURNING ticker""",
         (reason, now, symbol_id),
-    )
+    ).fetchone()
+    if parked is None:
+        return None
+    alerts.record(conn, AlertKind.SYMBOL_PARKED, parked[0], reason)
     return reason

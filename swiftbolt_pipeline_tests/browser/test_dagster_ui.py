@@ -32,7 +32,7 @@ SENSORS = ("watchlist_sensor", "coverage_gap_sensor")
 SCHEDULES = ("today_intraday_schedule", "finalize_previous_session_schedule")
 M15_CHECKS = ("bar_counts_match_calendar", "no_duplicate_timestamps", "ohlc_sane")
 AUTOMATIONS = [*(("sensors", n) for n in SENSORS), *(("schedules", n) for n in SCHEDULES)]
-# Ten sessions of real shared data (Presidents' Day, 2026-02-16, follows), older than the
+# Ten sessions of real data (Presidents' Day, 2026-02-16, follows), older than the
 # watched 10-day window, so this backfill and the gap sensor's never touch the same partitions.
 FIRST_DAY, LAST_DAY, SESSIONS = "2026-02-02", "2026-02-13", 10
 DAY_RANGE = f"[{FIRST_DAY}...{LAST_DAY}]"

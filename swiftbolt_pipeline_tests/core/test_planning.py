@@ -15,7 +15,7 @@ from swiftbolt_pipeline.core.planning import (
     RequestWindow,
     base_minute_floor,
     contiguous_runs,
-    expected_requests,
+    expected_cost,
     plan_requests,
 )
 
@@ -38,13 +38,13 @@ def test_four_weeks_is_one_request():
     assert len(days) == 19
     windows = plan_requests(days)
     assert windows == [RequestWindow(days[0], days[-1], tuple(days), _minutes(days))]
-    assert expected_requests(days) == 1
+    assert expected_cost(days) == 1
 
 
 def test_two_years_is_ten_requests():
     assert len(TWO_YEARS) == 501
     windows = plan_requests(TWO_YEARS)
-    assert len(windows) == 10 == base_minute_floor(TWO_YEARS) == expected_requests(TWO_YEARS)
+    assert len(windows) == 10 == base_minute_floor(TWO_YEARS) == expected_cost(TWO_YEARS)
     assert [d for w in windows for d in w.sessions] == TWO_YEARS
     assert all(w.max_base_minutes <= 50_000 for w in windows)
     assert windows[0].first == date(2024, 11, 25)
@@ -82,7 +82,7 @@ def test_order_and_duplicates_do_not_matter():
 def test_empty_input():
     assert contiguous_runs([]) == []
     assert plan_requests([]) == []
-    assert expected_requests([]) == 0
+    assert expected_cost([]) == 0
     assert base_minute_floor([]) == 0
 
 
@@ -167,4 +167,4 @@ def test_windows_cover_once_respect_budget_and_are_greedy(days: list[date], budg
             assert w.max_base_minutes + MINUTES[nxt.first] > budget
     assert len(windows) == sum(_fewest_windows(run, budget) for run in runs)
     assert len(windows) >= sum(math.ceil(sum(MINUTES[d] for d in run) / budget) for run in runs)
-    assert expected_requests(days, budget) == len(windows)
+    assert expected_cost(days, budget) == len(windows)

@@ -1,4 +1,4 @@
-"""resample on the real shared 5-minute bars (SPY QQQ AAPL MSFT NVDA, 2025-05-12..2026-03-12).
+"""resample on the real 5-minute bars (SPY QQQ AAPL MSFT NVDA, 2025-05-12..2026-03-12).
 
 The m15 input is built from the 5-minute file with polars; every expected value is computed
 separately in plain Python from the CSV rows on the US/Eastern wall clock (zoneinfo), so the
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
-import os
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -23,14 +22,11 @@ import pytest
 from swiftbolt_pipeline.core.calendar import session, sessions_between
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.core.resample import regular_session, resample
+from swiftbolt_pipeline.emulator.data import REAL_BARS
 
 ET = ZoneInfo("America/New_York")
-FILE = "bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz"
-DATA = Path(os.environ.get("SWIFTBOLT_SHARED_DATA", Path(__file__).parents[3] / "shared" / "data"))
 TICKERS = ("SPY", "QQQ", "AAPL", "MSFT", "NVDA")
 FIRST, LAST = date(2025, 5, 12), date(2026, 3, 12)
-
-pytestmark = pytest.mark.skipif(not (DATA / FILE).exists(), reason=f"{DATA / FILE} not present")
 
 
 class Raw(NamedTuple):
@@ -45,7 +41,7 @@ class Raw(NamedTuple):
 
 @pytest.fixture(scope="module")
 def raw() -> list[Raw]:
-    with gzip.open(DATA / FILE, "rt", newline="") as fh:
+    with gzip.open(io.BytesIO(REAL_BARS.read_bytes()), "rt", newline="") as fh:
         return [
             Raw(
                 r["ticker"],
@@ -67,7 +63,7 @@ def m15() -> pl.DataFrame:
     Like the emulator: vwap of a 5-minute bar = typical price (h+l+c)/3, n = max(1, v/100).
     """
     five = pl.read_csv(
-        DATA / FILE, schema_overrides={"vw": pl.Float64, "n": pl.Int64}
+        REAL_BARS.read_bytes(), schema_overrides={"vw": pl.Float64, "n": pl.Int64}
     ).with_columns(
         ts=pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").dt.truncate("15m"),
         tp=(pl.col("h") + pl.col("l") + pl.col("c")) / 3,

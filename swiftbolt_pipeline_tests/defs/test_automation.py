@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import psycopg
 import pytest
+from dagster._core.execution.backfill import PartitionBackfill
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
@@ -21,6 +23,7 @@ from swiftbolt_pipeline.defs.schedules import (
     today_intraday_schedule,
 )
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
@@ -37,7 +40,10 @@ def instance():
 def _sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, db_url: str):
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
         definitions=build_definitions(Settings.from_env()),
     )
     return sensor(context)
@@ -73,7 +79,42 @@ def test_watchlist_sensor_adds_and_removes_symbol_partitions(
     assert list(request.partition_keys) == ["MSFT"]
 
 
-def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
+def _backfill(request: dg.RunRequest) -> tuple[str, str, str, int, str, list[str]]:
+    """A sensor's backfill request: symbol, first and last partition, partition count (per
+    asset), priority, assets."""
+    subset = request.asset_graph_subset
+    assert subset is not None, "a plain run request, not a backfill"
+    keys = sorted({str(key) for _, key in subset.iterate_asset_partitions()})
+    assets = sorted(key.to_user_string() for key in subset.asset_keys)
+    assert subset.num_partitions_and_non_partitioned_assets == len(keys) * len(assets)
+    symbol = request.tags["swiftbolt/symbol"]
+    assert all(key.endswith(f"|{symbol}") for key in keys)
+    return symbol, keys[0], keys[-1], len(keys), request.tags["dagster/priority"], assets
+
+
+def _submit(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
+    """Store the backfill as the sensor daemon does with the request (its backfill daemon
+    has not launched a run for it yet)."""
+    assert request.asset_graph_subset is not None
+    instance.add_backfill(
+        PartitionBackfill.from_asset_graph_subset(
+            backfill_id=uuid.uuid4().hex[:8],
+            backfill_timestamp=time.time(),
+            tags=request.tags,
+            dynamic_partitions_store=instance,
+            asset_graph_subset=request.asset_graph_subset,
+            title=None,
+            description=None,
+            run_config=None,
+        )
+    )
+
+
+ALL = ["d1_bars", "h1_bars", "h4_bars", "m15_bars"]
+DERIVED = ["d1_bars", "h1_bars", "h4_bars"]
+
+
+def test_coverage_gap_sensor_requests_one_backfill_per_contiguous_range(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:
     # Now = 2026-03-20 12:00 ET; a 30-day window holds 2026-02-18 .. 2026-03-20 (today, whose
@@ -87,23 +128,40 @@ def test_coverage_gap_sensor_requests_one_run_per_contiguous_range(
 
     result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
     assert isinstance(result, dg.SensorResult)
-    ranges = [
-        (
-            r.tags["swiftbolt/symbol"],
-            r.tags["dagster/asset_partition_range_start"],
-            r.tags["dagster/asset_partition_range_end"],
-            r.tags["dagster/priority"],
-            sorted(k.to_user_string() for k in r.asset_selection or []),
-        )
-        for r in result.run_requests or []
-    ]
-    assert ranges == [
-        ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", "5", []),  # higher priority first
-        ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", "1", []),
+    assert [_backfill(r) for r in result.run_requests or []] == [
+        ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", 23, "5", ALL),  # higher priority first
+        ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", 8, "1", ALL),
         # m15 and d1 are stored, h1/h4 are not: derived again from m15, no request.
-        ("SPY", "2026-03-02|SPY", "2026-03-06|SPY", "1", ["d1_bars", "h1_bars", "h4_bars"]),
-        ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", "1", []),
+        ("SPY", "2026-03-02|SPY", "2026-03-06|SPY", 5, "1", DERIVED),
+        ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", 10, "1", ALL),
     ]
+
+
+def test_a_requested_backfill_is_in_flight_before_its_run_exists(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    (spy,) = watchlist.add(conn, ["SPY"], window_days=5)
+    instance.add_dynamic_partitions("symbols", ["SPY"])
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert _backfill(request) == ("SPY", "2026-03-16|SPY", "2026-03-20|SPY", 5, "0", ALL)
+    _submit(instance, request)
+
+    # The next tick sees the backfill (no run yet) and requests nothing more.
+    result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SkipReason)
+    report = coverage_report(
+        conn,
+        instance,
+        Settings.from_env(),
+        symbol="SPY",
+        symbol_id=spy.id,
+        timeframe=Timeframe.M15,
+        window_days=5,
+    ).to_json()
+    assert report["status"] == "backfill_running"
+    assert report["backfill_progress"]["queued_slices"] == 5
 
 
 def test_today_is_not_a_gap_before_its_first_bar_completes(
@@ -117,9 +175,7 @@ def test_today_is_not_a_gap_before_its_first_bar_completes(
     instance.add_dynamic_partitions("symbols", ["SPY"])
     result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
     assert isinstance(result, dg.SensorResult)
-    assert [r.tags["dagster/asset_partition_range_end"] for r in result.run_requests or []] == [
-        "2026-03-19|SPY"
-    ]
+    assert [_backfill(r)[2] for r in result.run_requests or []] == ["2026-03-19|SPY"]
 
 
 def test_coverage_gap_sensor_adds_a_new_symbol_as_a_partition_in_the_same_tick(
@@ -162,13 +218,7 @@ def test_coverage_gap_sensor_leaves_inflight_ranges_and_failed_symbols_alone(
     def requested() -> list[tuple[str, str]]:
         result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
         assert isinstance(result, dg.SensorResult)
-        return [
-            (
-                r.tags["dagster/asset_partition_range_start"],
-                r.tags["dagster/asset_partition_range_end"],
-            )
-            for r in result.run_requests or []
-        ]
+        return [_backfill(r)[1:3] for r in result.run_requests or []]
 
     assert requested() == [
         ("2026-02-18|IWM", "2026-03-20|IWM"),
@@ -227,7 +277,11 @@ def test_coverage_report_counts_running_and_queued_slices(
 
 
 def _schedule(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, at: datetime):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at,
+        resources={"pipeline": PipelineSettings.from_settings(Settings.from_env())},
+    )
     return schedule(context)
 
 
@@ -288,7 +342,10 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 1, 20, 6, 0, tzinfo=ET),
-            resources={"warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"])},
+            resources={
+                "warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"]),
+                "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+            },
         )
         return finalize_previous_session_schedule(context)
 

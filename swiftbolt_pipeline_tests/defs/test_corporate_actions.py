@@ -17,10 +17,11 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs import corporate_actions as ca_defs
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
+from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.ingest import corporate_actions as ca_ingest
 from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient, SplitEvent
@@ -172,8 +173,10 @@ def _evaluate(instance: dg.DagsterInstance, env: dict[str, str]):
         warehouse=warehouse,
         backoff_base_s=0.01,
     )
+    pipeline = PipelineSettings.from_settings(Settings.from_env())
     with dg.build_sensor_context(
-        instance=instance, resources={"warehouse": warehouse, "polygon": polygon}
+        instance=instance,
+        resources={"warehouse": warehouse, "polygon": polygon, "pipeline": pipeline},
     ) as context:
         return corporate_actions_sensor(context)
 
@@ -316,7 +319,7 @@ def test_split_checks_defer_when_the_budget_is_busy(
                   updated_at = clock_timestamp() WHERE provider = 'polygon'"""
     )
     conn.commit()
-    monkeypatch.setattr(ca_defs, "TOKEN_WAIT_S", 0.2)
+    monkeypatch.setattr(ca_ingest, "TOKEN_WAIT_S", 0.2)
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
     result = _evaluate(instance, pipeline_env)
     assert isinstance(result, dg.SkipReason)

@@ -12,7 +12,7 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run
 from swiftbolt_pipeline_tests.realdata import regular_m15
 
-FIRST, LAST = date(2025, 10, 1), date(2025, 10, 3)  # the shared data has extended hours here
+FIRST, LAST = date(2025, 10, 1), date(2025, 10, 3)  # the real data has extended hours here
 
 
 def _by_timeframe(conn: psycopg.Connection, regular_only: bool) -> dict[str, int]:

@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.defs.partitions import bar_partitions, days_by_symbol
-from swiftbolt_pipeline.names import parse_partition_key, partition_key
+from swiftbolt_pipeline.defs.partitions import bar_partitions
+from swiftbolt_pipeline.names import days_by_symbol, parse_partition_key, partition_key
 
 
 def test_keys_round_trip_through_the_real_partitions_definition() -> None:

@@ -25,11 +25,14 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
-from swiftbolt_pipeline.defs.launch import register_symbols
+from swiftbolt_pipeline.defs.launch import as_single_run, register_symbols
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.webhook import deliver_pending
+from swiftbolt_pipeline_tests.receiver import Receiver
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
 ET = ZoneInfo("America/New_York")
@@ -53,10 +56,14 @@ def _at(monkeypatch: pytest.MonkeyPatch, when: datetime) -> None:
 
 
 def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
-    """One evaluation of the real gap sensor; its new symbols become partitions."""
+    """One evaluation of the real gap sensor; its new symbols become partitions. Each
+    requested backfill comes back as the one run the daemon launches for it."""
     context = dg.build_sensor_context(
         instance=instance,
-        resources={"warehouse": WarehouseResource(database_url=db_url)},
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
         definitions=build_definitions(Settings.from_env()),
     )
     result = coverage_gap_sensor(context)
@@ -66,7 +73,7 @@ def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
     for request in result.dynamic_partitions_requests or []:
         assert isinstance(request, dg.AddDynamicPartitionsRequest)
         register_symbols(instance, list(request.partition_keys))
-    return list(result.run_requests or [])
+    return [as_single_run(request) for request in result.run_requests or []]
 
 
 def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -85,7 +92,8 @@ def _range(request: dg.RunRequest) -> tuple[str, str, bool]:
     """(first day, last day, fetches from providers) of a requested run."""
     start = request.tags["dagster/asset_partition_range_start"].split("|")[0]
     end = request.tags["dagster/asset_partition_range_end"].split("|")[0]
-    return start, end, request.asset_selection is None
+    selection = request.asset_selection
+    return start, end, selection is None or dg.AssetKey("m15_bars") in selection
 
 
 def _count(conn: psycopg.Connection, sql: str, *params: Any) -> int:
@@ -190,6 +198,10 @@ def test_a_dead_symbol_is_parked_after_a_bounded_cost(
     assert dead.ticker == "ZZDEAD" and not dead.is_active
     assert dead.parked_reason is not None and "SYMBOL_NOT_FOUND" in dead.parked_reason
     assert [s.ticker for s in watchlist.list_symbols(conn)] == []
+    conn.commit()
+    with Receiver() as receiver:  # one alert for the parking, none for the failures before it
+        deliver_pending(conn, receiver.url, [])
+    assert [(m["kind"], m["subject"]) for m in receiver.messages()] == [("symbol_parked", "ZZDEAD")]
     # Adding it again un-parks it.
     (again,) = watchlist.add(conn, ["ZZDEAD"], window_days=20)
     assert again.is_active and again.parked_reason is None and again.not_found_streak == 0

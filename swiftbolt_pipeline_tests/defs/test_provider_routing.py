@@ -18,12 +18,13 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.defs.assets.m15 import PROVIDER_TAG
+from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.defs.resources import AlpacaResource, PolygonResource
-from swiftbolt_pipeline.ingest.history import HistoryTask, ingest_history_routed
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.history import HistoryTask
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.names import partition_key
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
@@ -35,6 +36,7 @@ from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
     emulator_requests,
+    ingest_history_routed,
     inject,
     reset_emulator,
     served_bars,
@@ -76,8 +78,6 @@ def _run(
         "dagster/asset_partition_range_start": partition_key(symbols[0], days[0]),
         "dagster/asset_partition_range_end": partition_key(symbols[-1], days[-1]),
     }
-    if provider:
-        tags[PROVIDER_TAG] = provider
     result = dg.materialize(
         assets,
         instance=instance,
@@ -85,6 +85,7 @@ def _run(
         selection=["m15_bars"],
         raise_on_error=False,
         tags=tags,
+        run_config=plan_run_config(provider) if provider else None,
     )
     error = None
     if not result.success:
@@ -163,7 +164,7 @@ def test_outage_flips_to_the_fallback_and_back(
         ).fetchall()
         assert ledger == [
             ("polygon", "failed", "PROVIDER_UNAVAILABLE", 5),
-            ("alpaca", "succeeded", None, 1),
+            ("alpaca", "success", None, 1),
         ]
         conn.commit()
 
@@ -183,12 +184,10 @@ def test_outage_flips_to_the_fallback_and_back(
 
 
 def _open_breaker(db_url: str, provider: str) -> None:
-    breaker = PostgresCircuitBreaker(db_url, provider, cooldown_s=60)
-    try:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        breaker = PostgresCircuitBreaker(conn, provider, cooldown_s=60)
         for _ in range(5):
             breaker.failure()
-    finally:
-        breaker.close()
 
 
 def test_open_breaker_without_fallback_fails_fast(
@@ -206,6 +205,28 @@ def test_open_breaker_without_fallback_fails_fast(
         ("polygon", "PROVIDER_UNAVAILABLE", 0)
     ]
     assert conn.execute("SELECT count(*) FROM ohlc_bars_v2").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        ("tradier", "unknown history provider(s) 'tradier'; choose from polygon, alpaca"),
+        ("polygon,alpaca", "run config provider takes one provider, not 'polygon,alpaca'"),
+    ],
+)
+def test_run_config_provider_names_one_history_provider(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    fresh_emulator: str,
+    provider: str,
+    message: str,
+) -> None:
+    with dg.instance_for_test() as instance:
+        outcome = _run(["MSFT"], WEEK, instance, provider=provider)
+    assert not outcome.success
+    assert outcome.error is not None and message in outcome.error
+    assert emulator_requests(fresh_emulator, "polygon") == 0
+    assert conn.execute("SELECT count(*) FROM job_runs").fetchone() == (0,)
 
 
 def test_open_breaker_goes_straight_to_the_fallback(
@@ -278,6 +299,7 @@ def _as_served(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.slow
 def test_sixty_symbols_go_in_two_alpaca_batches(
     pipeline_env: dict[str, str], conn: psycopg.Connection, fresh_emulator: str
 ) -> None:
@@ -327,7 +349,7 @@ def test_sixty_symbols_go_in_two_alpaca_batches(
     failed = conn.execute(
         "SELECT symbol, status, rows_written FROM job_runs WHERE symbol = 'ZZNOPE'"
     ).fetchall()
-    assert failed == [("ZZNOPE", "succeeded", 0)]  # the fetch worked; the ticker has no bars
+    assert failed == [("ZZNOPE", "success", 0)]  # the fetch worked; the ticker has no bars
 
 
 class _PolygonDownAfterFirstWindow(PolygonClient):
@@ -354,13 +376,13 @@ def test_fallback_takes_only_the_remaining_windows(
     alpaca = AlpacaClient(
         fresh_emulator, EMULATOR_KEY, EMULATOR_KEY, UnlimitedLimiter(), SystemClock()
     )
-    clients = {"polygon": polygon, "alpaca": alpaca}
+    clients: dict[Provider, Any] = {Provider.POLYGON: polygon, Provider.ALPACA: alpaca}
     try:
         ids = watchlist.ensure(conn, ["SPY"])
         conn.commit()
         results: list[SymbolIngest] = ingest_history_routed(
             conn,
-            ("polygon", "alpaca"),
+            (Provider.POLYGON, Provider.ALPACA),
             clients.__getitem__,
             run_id="routing",
             tasks=[HistoryTask("SPY", ids["SPY"], days)],
@@ -369,8 +391,8 @@ def test_fallback_takes_only_the_remaining_windows(
         polygon.close()
         alpaca.close()
     (result,) = results
-    assert (result.provider, result.unavailable, result.fallback_used) == (
-        "polygon,alpaca",
+    assert (result.providers, result.unavailable, result.fallback_used) == (
+        (Provider.POLYGON, Provider.ALPACA),
         ["polygon"],
         True,
     )
@@ -389,9 +411,9 @@ def test_fallback_takes_only_the_remaining_windows(
     assert conn.execute(
         "SELECT provider, status, error_code FROM job_runs ORDER BY id"
     ).fetchall() == [
-        ("polygon", "succeeded", None),
+        ("polygon", "success", None),
         ("polygon", "failed", "PROVIDER_UNAVAILABLE"),
-        ("alpaca", "succeeded", None),
+        ("alpaca", "success", None),
     ]
 
 

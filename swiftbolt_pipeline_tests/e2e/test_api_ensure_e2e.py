@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT
 from swiftbolt_pipeline_tests.e2e.test_cli_dev import _free_port, dev_server
@@ -49,6 +50,7 @@ def api_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         proc.wait(20)
 
 
+@pytest.mark.slow
 def test_polling_ensure_coverage_reaches_complete_and_bars_match(
     pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:

@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
-from swiftbolt_pipeline_tests.e2e.test_cli_dev import dev_server
+from swiftbolt_pipeline_tests.e2e.test_cli_dev import DevServer, dev_server
+
+TODAY = date(2026, 3, 20)  # the tests' pinned clock
+RUNS_OF_SPY = (
+    '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "SPY"}]}) '
+    "{ ... on Runs { results { status } } } }"
+)
+BACKFILLS = """{ partitionBackfillsOrError { ... on PartitionBackfills { results {
+    id status isAssetBackfill partitionNames tags { key value } runs { status } } } } }"""
+
+
+def _backfills(server: DevServer, symbol: str) -> list[dict]:
+    """The backfills whose runs are `symbol`'s, newest first."""
+    results = server.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+    return [b for b in results if {"key": "swiftbolt/symbol", "value": symbol} in b["tags"]]
 
 
 def _coverage(env: dict[str, str]) -> dict:
@@ -19,6 +36,7 @@ def _coverage(env: dict[str, str]) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_watch_add_backfills_the_window_by_itself(
     pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -41,18 +59,23 @@ def test_watch_add_backfills_the_window_by_itself(
         # Mar 10..20 2026: 9 sessions, today (Mar 20, 12:00 ET) from Tradier up to 11:45.
         assert report["backfill_progress"]["completed_slices"] == 9
         assert report["gaps"] == []
-        query = (
-            '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "SPY"}]}) '
-            "{ ... on Runs { results { status } } } }"
-        )
-        # h1 is complete; the run may still be deriving d1 and checking: let it finish.
+        # h1 is complete; the backfill's run may still be deriving d1 and checking: let it
+        # finish.
         deadline = time.monotonic() + 60
-        while (runs := server.graphql(query)["runsOrError"]["results"]) and any(
-            r["status"] in ("QUEUED", "STARTING", "STARTED") for r in runs
-        ):
-            assert time.monotonic() < deadline, runs
+        backfills = _backfills(server, "SPY")
+        while any(b["status"] == "REQUESTED" for b in backfills):
+            assert time.monotonic() < deadline, backfills
             time.sleep(1)
-    # One run for the whole window, launched by the gap sensor (not one per day).
+            backfills = _backfills(server, "SPY")
+        runs = server.graphql(RUNS_OF_SPY)["runsOrError"]["results"]
+    # One Dagster backfill (listed on the UI's Backfills page), requested by the gap sensor,
+    # for the whole window, made of one run (not one per day).
+    window = [f"{day}|SPY" for day in calendar.sessions_between(date(2026, 3, 10), TODAY)]
+    assert [
+        (b["isAssetBackfill"], b["status"], sorted(b["partitionNames"]), b["runs"])
+        for b in backfills
+    ] == [(True, "COMPLETED_SUCCESS", window, [{"status": "SUCCESS"}])]
+    assert {"key": "swiftbolt/trigger", "value": "coverage_gap_sensor"} in backfills[0]["tags"]
     assert [r["status"] for r in runs] == ["SUCCESS"]
     rows = conn.execute(
         """SELECT provider, is_intraday, count(*) FROM ohlc_bars_v2
@@ -63,6 +86,7 @@ def test_watch_add_backfills_the_window_by_itself(
     assert started_after is None or started_after < 60
 
 
+@pytest.mark.slow
 def test_a_deleted_week_is_refilled_in_one_run(
     pipeline_env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -99,6 +123,7 @@ def test_a_deleted_week_is_refilled_in_one_run(
         runs = finished_runs(server)
     assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
     refill = {t["key"]: t["value"] for t in runs[0]["tags"]}  # newest first
+    assert "dagster/backfill" in refill  # each run is its sensor-requested backfill's only run
     assert refill["dagster/asset_partition_range_start"] == "2026-03-09|QQQ"
     assert refill["dagster/asset_partition_range_end"] == "2026-03-13|QQQ"
     assert _coverage_of("QQQ", pipeline_env)["status"] == "coverage_complete"

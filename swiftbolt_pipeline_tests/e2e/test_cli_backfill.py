@@ -17,7 +17,7 @@ from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, rese
 
 MIGRATIONS = Path(swiftbolt_pipeline.__file__).parent / "storage" / "migrations"
 
-START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real shared data
+START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real data
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
-START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real shared data, 19 sessions
+START, END = "2026-02-09", "2026-03-06"  # 4 weeks of real data, 19 sessions
 
 
 def test_forced_alpaca_stores_alpaca_bars(
@@ -32,7 +32,7 @@ def test_forced_alpaca_stores_alpaca_bars(
         ("alpaca", 988 + 38 * (7 + 2 + 1))
     ]
     assert conn.execute("SELECT DISTINCT provider, status FROM job_runs").fetchall() == [
-        ("alpaca", "succeeded")
+        ("alpaca", "success")
     ]
     stored = conn.execute(
         """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume

@@ -19,7 +19,7 @@ from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 
 # With SWIFTBOLT_NOW 2026-03-20, a 30-day window holds the 23 sessions 2026-02-18..2026-03-20.
 WINDOW_SESSIONS = 23
-START, END = "2026-02-18", "2026-03-06"  # 13 sessions of real shared data inside it
+START, END = "2026-02-18", "2026-03-06"  # 13 sessions of real data inside it
 BACKFILLED = 13
 
 

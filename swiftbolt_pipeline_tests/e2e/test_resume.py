@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.storage.ratelimit import set_limits
@@ -22,7 +23,7 @@ START, END = "2024-03-20", "2026-03-19"  # two years: 10 planned Polygon request
 
 
 def _windows_done(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'succeeded'").fetchone()
+    row = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'success'").fetchone()
     conn.commit()
     return row[0] if row else 0
 
@@ -40,6 +41,7 @@ def _per_day(conn: psycopg.Connection) -> dict:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backfill_then_resume(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:
@@ -92,7 +94,7 @@ def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session
 ) -> None:
     """A server that pages a window in small pages: what each page brings is committed, so a
     fetch killed mid-window asks only for the rest (plus the one partly served session)."""
-    first, last = "2026-01-05", "2026-03-06"  # one planned window of real shared data
+    first, last = "2026-01-05", "2026-03-06"  # one planned window of real data
     sessions = calendar.sessions_between(date.fromisoformat(first), date.fromisoformat(last))
     page_size = 50
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()

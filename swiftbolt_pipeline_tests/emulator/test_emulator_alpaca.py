@@ -9,11 +9,7 @@ import httpx
 import pytest
 
 from swiftbolt_pipeline.emulator.alpaca import encode_token
-from swiftbolt_pipeline.emulator.data import SHARED_FILE, default_shared_dir
 from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
-
-SHARED = default_shared_dir() / SHARED_FILE
-needs_shared = pytest.mark.skipif(not SHARED.is_file(), reason="shared data absent")
 
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": KEY}
 # 2025-06-02 .. 2025-06-06 as whole New York days (EDT), the client's range shape.
@@ -89,7 +85,6 @@ def test_auth_headers_required(emu: str) -> None:
     assert {e["route"] for e in stats["log"]} == {"alpaca"}
 
 
-@needs_shared
 def test_real_data_equals_the_polygon_handler(emu: str) -> None:
     body = bars(emu, "SPY,QQQ", **WEEK, limit=10000).json()
     assert list(body["bars"]) == ["QQQ", "SPY"] and body["next_page_token"] is None

@@ -6,12 +6,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
-
-from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore, is_listed
 from swiftbolt_pipeline.emulator.sessions import day_start_ms
-from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
+from swiftbolt_pipeline_tests.emulator.emulator_helpers import aggs
 
 FINGERPRINT = """
 from datetime import date
@@ -83,16 +80,8 @@ def test_two_years_of_one_ticker_is_fast(emu: str) -> None:
     assert time.monotonic() - t0 < 2.0
 
 
-def test_unlisted_rule_and_missing_shared_data(tmp_path: Path) -> None:
+def test_unlisted_rule() -> None:
     assert not is_listed("ZZTOP") and is_listed("AAPL") and not is_listed("")
-    with running_emulator(EmulatorSettings(api_key=KEY, shared_data=tmp_path)) as base:
-        r = httpx.get(
-            f"{base}/v2/aggs/ticker/SPY/range/15/minute/2025-06-02/2025-06-02",
-            params={"apiKey": KEY},
-        )
-        bars = r.json()["results"]
-        assert any(b["t"] < _et_ms(date(2025, 6, 2), 9, 30) for b in bars)  # generated ext hours
-        assert BarStore(tmp_path).shared_tickers() == []
 
 
 def _ny() -> ZoneInfo:

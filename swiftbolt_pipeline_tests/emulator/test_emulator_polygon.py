@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import polars as pl
 import pytest
 
-from swiftbolt_pipeline.emulator.data import SHARED_FILE, default_shared_dir
+from swiftbolt_pipeline.emulator.data import REAL_BARS
 from swiftbolt_pipeline_tests.emulator.emulator_helpers import KEY, aggs
-
-SHARED = default_shared_dir() / SHARED_FILE
-needs_shared = pytest.mark.skipif(not SHARED.is_file(), reason="shared data absent")
 
 
 def ms(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
@@ -20,7 +21,7 @@ def ms(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
 
 def expected_15min(ticker: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     df = (
-        pl.read_csv(SHARED, columns=["ticker", "t", "o", "h", "l", "c", "v"])
+        pl.read_csv(REAL_BARS.read_bytes(), columns=["ticker", "t", "o", "h", "l", "c", "v"])
         .filter((pl.col("ticker") == ticker) & pl.col("t").is_between(start_ms, end_ms - 1))
         .sort("t")
         .with_columns(
@@ -41,7 +42,6 @@ def expected_15min(ticker: str, start_ms: int, end_ms: int) -> list[dict[str, An
     return df.to_dicts()
 
 
-@needs_shared
 def test_real_data_15min_matches_independent_aggregation(emu: str) -> None:
     body = aggs(emu, "SPY", "2025-06-02", "2025-06-02").json()
     bars = body["results"]
@@ -63,7 +63,27 @@ def test_real_data_15min_matches_independent_aggregation(emu: str) -> None:
     assert "next_url" not in body
 
 
-@needs_shared
+def test_the_packaged_real_bars_are_served(emu: str) -> None:
+    """The demo's first bar: SPY 09:30-09:45 ET on 2026-02-09, from the file's first three
+    regular 5-minute rows (read here with gzip and csv), is what the HTTP endpoint serves."""
+    open_et = datetime(2026, 2, 9, 9, 30, tzinfo=ZoneInfo("America/New_York"))
+    first = int(open_et.timestamp() * 1000)
+    with gzip.open(io.BytesIO(REAL_BARS.read_bytes()), "rt", newline="") as fh:
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["ticker"] == "SPY" and 0 <= int(r["t"]) - first < 900_000
+        ]
+    assert [int(r["t"]) - first for r in rows] == [0, 300_000, 600_000]
+    bars = {b["t"]: b for b in aggs(emu, "SPY", "2026-02-09", "2026-02-09").json()["results"]}
+    got = bars[first]
+    assert got["o"] == float(rows[0]["o"]) == 689.42
+    assert got["h"] == max(float(r["h"]) for r in rows)
+    assert got["l"] == min(float(r["l"]) for r in rows)
+    assert got["c"] == float(rows[-1]["c"])
+    assert got["v"] == sum(int(r["v"]) for r in rows)
+
+
 def test_dst_week_real_and_generated(emu: str) -> None:
     real = aggs(emu, "SPY", "2025-10-30", "2025-11-04").json()["results"]
     by_t = {b["t"]: b for b in real}
@@ -83,7 +103,6 @@ def test_dst_week_real_and_generated(emu: str) -> None:
     assert ms(2025, 10, 31, 13, 30) in fri and ms(2025, 11, 3, 14, 30) in mon
 
 
-@needs_shared
 def test_early_close_real_data(emu: str) -> None:
     bars = aggs(emu, "SPY", "2025-11-28", "2025-11-28").json()["results"]
     open_ms, close_ms = ms(2025, 11, 28, 14, 30), ms(2025, 11, 28, 18)
@@ -117,7 +136,6 @@ def _pages(emu: str, first: httpx.Response, header_auth: bool) -> list[dict[str,
     return pages
 
 
-@needs_shared
 @pytest.mark.parametrize("header_auth", [True, False])
 def test_pagination_limit_counts_base_minutes_real(emu: str, header_auth: bool) -> None:
     big = aggs(emu, "SPY", "2025-06-02", "2025-06-13", limit=50000).json()

@@ -111,7 +111,7 @@ def test_split_requests_share_the_polygon_route(emu: str) -> None:
     assert _splits(emu, ticker="GENR").status_code == 502
 
 
-@pytest.mark.parametrize("ticker", ["GENR", "SPY"])  # generated and shared real data
+@pytest.mark.parametrize("ticker", ["GENR", "SPY"])  # generated and real data
 def test_adjusted_aggregates_divide_prices_before_the_split(emu: str, ticker: str) -> None:
     before_raw = _bars(emu, ticker, "2025-06-03", "true")
     after_raw = _bars(emu, ticker, "2025-06-04", "true")

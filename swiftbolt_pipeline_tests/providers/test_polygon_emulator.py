@@ -27,6 +27,7 @@ DEFAULTS = {
     "retry_after": False,
     "page_size": None,
     "next_url_base": None,
+    "now": None,
 }
 
 

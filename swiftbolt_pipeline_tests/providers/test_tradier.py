@@ -1,5 +1,5 @@
 """TradierClient: request shape, Tradier's response quirks, complete-bar filtering, failures;
-then over HTTP against the emulator, compared with the shared real data."""
+then over HTTP against the emulator, compared with the real data."""
 
 from __future__ import annotations
 

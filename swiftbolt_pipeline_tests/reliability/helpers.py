@@ -20,9 +20,18 @@ import httpx
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.defs.resources import PolygonResource
+from swiftbolt_pipeline.ingest.history import (
+    HistoryTask,
+    OpenClient,
+    finish_history,
+    history_round,
+    start_history,
+)
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT
 
@@ -256,3 +265,19 @@ def inject(emulator: str, *faults: dict[str, Any]) -> None:
 
 def reset_emulator(emulator: str) -> None:
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
+
+
+def ingest_history_routed(
+    conn: psycopg.Connection,
+    providers: Sequence[Provider],
+    open_client: OpenClient,
+    *,
+    run_id: str,
+    tasks: Sequence[HistoryTask],
+) -> list[SymbolIngest]:
+    """Every provider round of a history fetch in one call, as the `m15_bars` steps run them
+    one after another: each symbol's outcome (`error` set on the failed ones)."""
+    run = start_history(conn, providers, tasks)
+    while run.next_provider() is not None:
+        history_round(conn, run, open_client, run_id=run_id)
+    return finish_history(conn, run)

@@ -65,7 +65,7 @@ def test_transient_faults_of_every_kind_are_retried_then_succeed(
     assert outcome.success, outcome.error
     assert stored_m15(conn, "QQQ") == list(regular_m15("QQQ", WEEK[0], WEEK[-1]).iter_rows())
     row = conn.execute("SELECT status, actual_cost, expected_cost, error_code FROM job_runs")
-    assert row.fetchall() == [("succeeded", 5, 1, None)]
+    assert row.fetchall() == [("success", 5, 1, None)]
 
 
 def test_provider_down_for_good_then_back_resumes_exactly(
@@ -103,7 +103,7 @@ def test_provider_down_for_good_then_back_resumes_exactly(
                 "SELECT status, actual_cost, error_code FROM job_runs ORDER BY id"
             ).fetchall()
             assert ledger == [
-                ("succeeded", 1, None),
+                ("success", 1, None),
                 ("failed", 5, "PROVIDER_UNAVAILABLE"),
             ]
             conn.commit()
@@ -123,12 +123,13 @@ def test_provider_down_for_good_then_back_resumes_exactly(
 def _succeeded(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=2) as c:
-            row = c.execute("SELECT count(*) FROM job_runs WHERE status = 'succeeded'").fetchone()
+            row = c.execute("SELECT count(*) FROM job_runs WHERE status = 'success'").fetchone()
             return int(row[0]) if row else 0
     except psycopg.OperationalError:
         return 0
 
 
+@pytest.mark.slow
 def test_database_restarted_mid_backfill_fails_cleanly_then_rerun_is_exact(
     pipeline_env: dict[str, str], emulator: str, password_server: PasswordServer
 ) -> None:

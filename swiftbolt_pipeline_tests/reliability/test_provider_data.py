@@ -18,8 +18,9 @@ import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
-from swiftbolt_pipeline.ingest.history import HistoryTask, ingest_history_routed
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.ingest.history import HistoryTask
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import UnlimitedLimiter
@@ -30,6 +31,7 @@ from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
     FakePolygon,
     count_bars,
+    ingest_history_routed,
     materialize,
     running_fake_polygon,
     served_bars,
@@ -82,7 +84,7 @@ def _ingest(conn: psycopg.Connection, fake: FakePolygon) -> SymbolIngest:
         conn.commit()
         (result,) = ingest_history_routed(
             conn,
-            ("polygon",),
+            (Provider.POLYGON,),
             lambda _: client,
             run_id="reliability",
             tasks=[HistoryTask(SYMBOL, ids[SYMBOL], DAYS)],

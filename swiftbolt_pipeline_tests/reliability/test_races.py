@@ -28,6 +28,7 @@ from swiftbolt_pipeline_tests.storage.helpers import fresh_database
 pytestmark = pytest.mark.reliability
 
 
+@pytest.mark.slow
 def test_two_overlapping_backfills_at_once_store_every_bar_exactly_once(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
 ) -> None:
@@ -47,7 +48,7 @@ def test_two_overlapping_backfills_at_once_store_every_bar_exactly_once(
     )
     assert stored_m15(conn, "SPY") == list(expected.iter_rows())
     assert count_bars(conn) == expected.height
-    assert conn.execute("SELECT DISTINCT status FROM job_runs").fetchall() == [("succeeded",)]
+    assert conn.execute("SELECT DISTINCT status FROM job_runs").fetchall() == [("success",)]
     assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
 
 

@@ -17,7 +17,7 @@ from swiftbolt_pipeline.soak.runner import Simulation
 def _simulate(
     start: date, sessions: int, symbols: int, every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The simulation exports its own environment; restore the test's afterwards.
+    # The simulation points this process at its own Dagster instance; restore the environment.
     for key in list(os.environ):
         monkeypatch.setenv(key, os.environ[key])
     plan = build_plan(start, sessions=sessions, symbols=symbols, seed=7, intraday_every_min=every)
@@ -26,6 +26,7 @@ def _simulate(
     assert report.passed, "\n".join(simulation.tally.events) + "\n" + format_report(report)
 
 
+@pytest.mark.slow
 def test_short_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A few sessions, the smallest roster (one symbol per role and two normal ones)."""
     _simulate(date(2026, 12, 7), 3, 7, 60, monkeypatch)

@@ -24,15 +24,16 @@ def breakers(db_url: str, conn: psycopg.Connection):
     migrate(conn)
     conn.execute("UPDATE provider_breakers SET state = 'closed', consecutive_failures = 0")
     conn.commit()
-    made: list[PostgresCircuitBreaker] = []
+    made: list[psycopg.Connection] = []
 
     def make() -> PostgresCircuitBreaker:
-        made.append(PostgresCircuitBreaker(db_url, "polygon", cooldown_s=COOLDOWN))
-        return made[-1]
+        # Each worker has its own connection, as separate processes do.
+        made.append(psycopg.connect(db_url, autocommit=True))
+        return PostgresCircuitBreaker(made[-1], "polygon", cooldown_s=COOLDOWN)
 
     yield make
-    for breaker in made:
-        breaker.close()
+    for worker_conn in made:
+        worker_conn.close()
 
 
 def test_opens_after_five_consecutive_failures_for_every_worker(breakers, conn) -> None:

@@ -261,13 +261,11 @@ def test_limiter_sleeps_until_the_bucket_says_the_token_is_due(
 ) -> None:
     configure(aconn, 1, 30, 61)  # one token every 2 s
     clock = _FreeingClock(db_url, free_after=1)
-    limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, rng=random.Random(7))
-    try:
+    with psycopg.connect(db_url, autocommit=True) as own:
+        limiter = ratelimit.PostgresTokenLimiter(own, "polygon", clock, rng=random.Random(7))
         assert limiter.acquire() == 0
         assert clock.sleeps == []  # a token was available: no waiting
         waited = limiter.acquire()
-    finally:
-        limiter.close()
     # One sleep: the 2 s until the next token (less the real milliseconds since the grant),
     # plus at most a tenth of it as spread.
     assert len(clock.sleeps) == 1 and waited == clock.sleeps[0]
@@ -279,13 +277,11 @@ def test_limiter_asks_again_every_few_seconds_during_a_long_wait(
 ) -> None:
     configure(aconn, 2, 2, 61)  # two per 61 s: after two grants, the next is due in 61 s
     clock = _FreeingClock(db_url, free_after=3)
-    limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, rng=random.Random(7))
-    try:
+    with psycopg.connect(db_url, autocommit=True) as own:
+        limiter = ratelimit.PostgresTokenLimiter(own, "polygon", clock, rng=random.Random(7))
         limiter.acquire()
         limiter.acquire()
         limiter.acquire()  # refused 3 times, then the bucket is freed
-    finally:
-        limiter.close()
     assert len(clock.sleeps) == 3
     assert all(5.0 <= s <= 5.25 for s in clock.sleeps)
     assert len(set(clock.sleeps)) == 3  # randomized, not a constant pause
@@ -296,13 +292,11 @@ def test_limiter_with_a_deadline_gives_up_at_once_when_the_token_is_due_later(
 ) -> None:
     configure(aconn, 1, 0.6, 61)  # one token per 100 s
     clock = FakeClock(T0)
-    limiter = ratelimit.PostgresTokenLimiter(db_url, "polygon", clock, max_wait_s=8)
-    try:
+    with psycopg.connect(db_url, autocommit=True) as own:
+        limiter = ratelimit.PostgresTokenLimiter(own, "polygon", clock, max_wait_s=8)
         limiter.acquire()
         with pytest.raises(ProviderError) as info:
             limiter.acquire()
-    finally:
-        limiter.close()
     assert info.value.code == RATE_LIMIT_EXCEEDED
     assert clock.sleeps == []
     assert aconn.execute(
@@ -311,12 +305,10 @@ def test_limiter_with_a_deadline_gives_up_at_once_when_the_token_is_due_later(
 
 
 def test_limiter_surfaces_unknown_provider(db_url: str) -> None:
-    limiter = ratelimit.PostgresTokenLimiter(db_url, "nope", FakeClock(T0))
-    try:
+    with psycopg.connect(db_url, autocommit=True) as own:
+        limiter = ratelimit.PostgresTokenLimiter(own, "nope", FakeClock(T0))
         with pytest.raises(psycopg.errors.NoDataFound):
             limiter.acquire()
-    finally:
-        limiter.close()
 
 
 def test_processes_sharing_the_bucket_never_exceed_capacity_in_any_window(

@@ -31,11 +31,13 @@ def request_loop(
     """A fetching worker: a token from the shared limiter, then one Polygon request, for
     `seconds`; reports (accepted, rejected with 429, other answers)."""
     import httpx
+    import psycopg
 
     from swiftbolt_pipeline.core.clock import SystemClock
     from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
-    limiter = PostgresTokenLimiter(url, "polygon", SystemClock())
+    conn = psycopg.connect(url, autocommit=True)
+    limiter = PostgresTokenLimiter(conn, "polygon", SystemClock())
     accepted = rejected = other = 0
     path = "/v2/aggs/ticker/SPY/range/15/minute/2026-03-02/2026-03-02"
     with httpx.Client(base_url=emulator, headers={"Authorization": f"Bearer {api_key}"}) as http:
@@ -50,5 +52,5 @@ def request_loop(
             accepted += status == 200
             rejected += status == 429
             other += status not in (200, 429)
-    limiter.close()
+    conn.close()
     results.put((accepted, rejected, other))

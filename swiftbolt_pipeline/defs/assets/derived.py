@@ -5,10 +5,9 @@ import dagster as dg
 from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import check_derived, derived_check_specs
-from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.ingest.derive import derive
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, days_by_symbol
 from swiftbolt_pipeline.storage import watchlist
 
 _DESCRIPTIONS = {

@@ -9,11 +9,12 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from pydantic import Field
 
-from swiftbolt_pipeline.config import HISTORY_PROVIDERS, Settings, parse_providers
+from swiftbolt_pipeline.config import PipelineClock, parse_providers
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.clean import merge_counts
-from swiftbolt_pipeline.core.models import InvalidInput, Timeframe
+from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import (
     check_fetch_complete,
@@ -21,11 +22,11 @@ from swiftbolt_pipeline.defs.checks import (
     check_provider_data,
     m15_check_specs,
 )
-from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
+from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest.history import (
     HistoryRun,
     HistoryTask,
@@ -33,32 +34,40 @@ from swiftbolt_pipeline.ingest.history import (
     history_round,
     start_history,
 )
-from swiftbolt_pipeline.ingest.m15 import SymbolIngest
+from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
-from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG
+from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG, days_by_symbol
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
-# Run tag forcing one history provider for the run (`swiftbolt backfill --provider NAME`, or
-# set by hand when launching from the UI); else SWIFTBOLT_HISTORY_PROVIDERS decides.
-PROVIDER_TAG = "swiftbolt/provider"
 # How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
 # provider outage doesn't spin the queue.
 FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
-def history_providers(tags: dict[str, str], settings: Settings) -> tuple[str, ...]:
-    """The run's history providers in order: the forced one (run tag), else the configured."""
-    forced = tags.get(PROVIDER_TAG)
-    if forced is None:
-        return settings.history_providers
-    names = parse_providers(forced)
-    if len(names) != 1:
-        raise InvalidInput(
-            "INVALID_PROVIDER", f"run tag {PROVIDER_TAG}={forced!r} must name one provider"
-        )
-    return names
+class PlanConfig(dg.Config):
+    """Run config of `m15_plan` (the launchpad, `swiftbolt backfill --provider NAME`)."""
+
+    provider: str | None = Field(
+        default=None,
+        description="Force one history provider for this run (polygon or alpaca); "
+        "unset: SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
+    )
+
+
+def plan_run_config(provider: str) -> dict[str, Any]:
+    """Run config forcing `provider` for a run that materializes `m15_bars`."""
+    plan = {"config": PlanConfig(provider=provider).model_dump()}
+    return {"ops": {M15_BARS: {"ops": {"m15_plan": plan}}}}
+
+
+def history_providers(config: PlanConfig, pipeline: PipelineSettings) -> tuple[Provider, ...]:
+    """The run's history providers in order: the forced one (run config), else the configured."""
+    if config.provider is None:
+        return tuple(Provider(p) for p in pipeline.history_providers)
+    return parse_providers(config.provider, single="run config provider")
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class _Plan:
 
     days: dict[str, list[date]]
     ids: dict[str, int]
-    providers: tuple[str, ...]
+    providers: tuple[Provider, ...]
     now: datetime
 
 
@@ -76,7 +85,7 @@ class _Fetched:
     """One step's per-symbol outcomes; `skipped` names an unconfigured provider."""
 
     results: list[SymbolIngest]
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[Provider, ...] = ()
 
 
 CHECK_OUTPUTS = [spec.get_python_identifier() for spec in m15_check_specs()]
@@ -96,8 +105,8 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
         description=(
             "Raw regular-session 15-minute OHLCV bars, one partition per symbol and NYSE "
             "session, stored in `ohlc_bars_v2` (timeframe m15). Historical sessions come from "
-            "the history providers (SWIFTBOLT_HISTORY_PROVIDERS, or the run tag "
-            f"`{PROVIDER_TAG}`): Polygon aggregates in coalesced windows of about 50 sessions, "
+            "the history providers (SWIFTBOLT_HISTORY_PROVIDERS, or the run config `provider` "
+            "of `m15_plan`): Polygon aggregates in coalesced windows of about 50 sessions, "
             "Alpaca in multi-symbol batches of up to 50 symbols; when one is unavailable "
             "(outage, open circuit breaker) the next takes the remaining windows. Today's "
             "session comes from Tradier time & sales (`is_intraday`), replaced later. Each "
@@ -126,18 +135,20 @@ def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDe
     out={
         "plan": dg.Out(),
         "stored": dg.Out(),
-        **{p: dg.Out(is_required=False) for p in HISTORY_PROVIDERS},
+        **{p.value: dg.Out(is_required=False) for p in HISTORY_PROVIDERS},
         "tradier": dg.Out(is_required=False),
     },
 )
 def m15_plan(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource
+    context: dg.OpExecutionContext,
+    config: PlanConfig,
+    warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> Iterator[dg.Output[Any]]:
     """Which provider steps have work: history to the run's first history provider, today's
     session to Tradier. The others are skipped, so they never wait for or take a slot."""
-    settings = Settings.from_env()
-    providers = history_providers(dict(context.run.tags), settings)
-    today = settings.today
+    providers = history_providers(config, pipeline)
+    today = pipeline.today
     plan = days_by_symbol(list(context.partition_keys))
     stored: list[SymbolIngest] = []
     with warehouse.connect() as conn:
@@ -152,38 +163,40 @@ def m15_plan(
         tasks = [HistoryTask(s, ids[s], days) for s, days in history.items() if days]
         if tasks:
             context.log.info(f"history providers: {', '.join(providers)}")
-            run = start_history(conn, providers, tasks, extended_hours=settings.extended_hours)
+            run = start_history(conn, providers, tasks, extended_hours=pipeline.extended_hours)
             if (first := run.next_provider()) is not None:
-                yield dg.Output(run, first)
+                yield dg.Output(run, first.value)
             else:  # everything was stored by an earlier (killed) run: no request
                 stored = finish_history(conn, run)
-    yield dg.Output(_Plan(plan, ids, providers, settings.now()), "plan")
+    yield dg.Output(_Plan(plan, ids, providers, pipeline.now()), "plan")
     yield dg.Output(_Fetched(stored), "stored")
     todays = [symbol for symbol, days in plan.items() if today in days]
     if todays:
         yield dg.Output(todays, "tradier")
 
 
-def _history_op(provider: str, *, fallback: bool) -> dg.OpDefinition:
+def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
     """One history provider's round, holding its pool. The symbols it could not serve
     (unavailable) go to the next provider's step; the last round's outcomes to the checks."""
-    handoffs = [] if fallback else [p for p in HISTORY_PROVIDERS if p != provider]
+    # Dagster names (outputs, pool, resource key) are plain strings.
+    key = provider.value
+    handoffs = [] if fallback else [p.value for p in HISTORY_PROVIDERS if p != provider]
 
     @dg.op(
-        name=f"m15_{provider}_fallback" if fallback else f"m15_{provider}",
-        pool=provider,
-        required_resource_keys={provider, "warehouse"},
+        name=f"m15_{key}_fallback" if fallback else f"m15_{key}",
+        pool=key,
+        required_resource_keys={key, "warehouse", "pipeline"},
         out={"done": dg.Out(is_required=False), **{p: dg.Out(is_required=False) for p in handoffs}},
     )
     def fetch(context: dg.OpExecutionContext, runs: list[HistoryRun]) -> Iterator[dg.Output[Any]]:
         [run] = runs  # handed over by exactly one upstream step
-        resource = getattr(context.resources, provider)
+        resource = getattr(context.resources, key)
         with context.resources.warehouse.connect() as conn, ExitStack() as stack:
             try:
                 history_round(
                     conn,
                     run,
-                    lambda _: stack.enter_context(resource.client()),
+                    lambda _: stack.enter_context(resource.history_client()),
                     run_id=context.run.run_id,
                 )
             except ProviderError as exc:  # a rejected key: every symbol waits, then fails
@@ -191,13 +204,13 @@ def _history_op(provider: str, *, fallback: bool) -> dg.OpDefinition:
                     SymbolIngest(s.result.symbol, s.result.days, error=exc) for s in run.states
                 ]
                 ids = {s.result.symbol: s.symbol_id for s in run.states}
-                _record_outcomes(context, conn, failed, ids, Settings.from_env())
+                _record_outcomes(context, conn, failed, ids, context.resources.pipeline)
                 raise
             following = run.next_provider()
             if following is None:
                 yield dg.Output(_Fetched(finish_history(conn, run)), "done")
         if following is not None:
-            yield dg.Output(run, following)
+            yield dg.Output(run, following.value)
 
     return fetch
 
@@ -213,13 +226,13 @@ def m15_tradier(
     """Today's session of `symbols` from Tradier, holding the `tradier` pool."""
     with ExitStack() as stack:
         try:
-            client = stack.enter_context(tradier.client())
+            client = stack.enter_context(tradier.today_client())
         except ProviderError as exc:
             if exc.code != PROVIDER_UNAVAILABLE:
                 raise
             # Not configured: today's session waits for the history provider.
             context.log.warning(f"today's session skipped: {exc}")
-            return _Fetched([], skipped=("tradier",))
+            return _Fetched([], skipped=(Provider.TRADIER,))
         conn = stack.enter_context(warehouse.connect())
         today = calendar.exchange_date(plan.now)
         return _Fetched(
@@ -239,14 +252,14 @@ def m15_checks(
     plan: _Plan,
     fetched: list[_Fetched],
     warehouse: WarehouseResource,
+    pipeline: PipelineSettings,
 ) -> dg.MaterializeResult:
     """Every symbol's outcome recorded, the checks evaluated on what was stored."""
-    settings = Settings.from_env()
     providers = plan.providers
     results = [r for part in fetched for r in part.results]
     skipped = [p for part in fetched for p in part.skipped]
     with warehouse.connect() as conn:
-        _record_outcomes(context, conn, results, plan.ids, settings)
+        _record_outcomes(context, conn, results, plan.ids, pipeline)
         failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
         errors = [r.error for r in results if r.error]
         if errors and len(errors) == len(results):  # nothing succeeded: the run fails
@@ -261,7 +274,7 @@ def m15_checks(
         for result in results:
             merge_counts(rejected, result.rejected)
         checks = [
-            *check_m15(conn, plan.days, plan.ids, extended_hours=settings.extended_hours),
+            *check_m15(conn, plan.days, plan.ids, extended_hours=pipeline.extended_hours),
             check_provider_data(rejected),
             check_fetch_complete(failures),
         ]
@@ -293,11 +306,11 @@ def _record_outcomes(
     conn: psycopg.Connection,
     results: list[SymbolIngest],
     ids: dict[str, int],
-    settings: Settings,
+    clock: PipelineClock,
 ) -> None:
     """Per symbol: clear or note its failure (the gap sensor waits FAILURE_COOLDOWN before
     retrying it), and park a symbol that keeps answering SYMBOL_NOT_FOUND."""
-    now = settings.now()
+    now = clock.now()
     with conn.transaction():
         for result in results:
             error = result.error
@@ -316,13 +329,13 @@ def _record_outcomes(
     conn.commit()
 
 
-def _providers_used(results: list[SymbolIngest], order: tuple[str, ...]) -> list[str]:
-    used = {p for r in results for p in r.provider.split(",") if p}
+def _providers_used(results: list[SymbolIngest], order: tuple[Provider, ...]) -> list[Provider]:
+    used = {p for r in results for p in r.providers}
     return [p for p in order if p in used] + sorted(used - set(order))
 
 
 def _metadata(
-    results: list[SymbolIngest], providers: tuple[str, ...], skipped: list[str]
+    results: list[SymbolIngest], providers: tuple[Provider, ...], skipped: list[Provider]
 ) -> dict[str, dg.MetadataValue]:
     first = min((r.first_ts for r in results if r.first_ts), default=None)
     last = max((r.last_ts for r in results if r.last_ts), default=None)
@@ -331,7 +344,7 @@ def _metadata(
     return {
         "rows": dg.MetadataValue.int(sum(r.bars_written for r in results)),
         "requests": dg.MetadataValue.int(sum(r.stats.requests for r in results)),
-        "planned_requests": dg.MetadataValue.int(sum(r.expected_requests for r in results)),
+        "expected_cost": dg.MetadataValue.int(sum(r.expected_cost for r in results)),
         "retries": dg.MetadataValue.int(sum(r.stats.retries for r in results)),
         "token_wait_s": dg.MetadataValue.float(
             round(sum(r.stats.token_wait_s for r in results), 2)

@@ -25,10 +25,9 @@ from datetime import date
 import polars as pl
 import psycopg
 
-from swiftbolt_pipeline.config import HISTORY_PROVIDERS
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clean import OFF_GRID, CleanReport, clean_m15, merge_counts
-from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider, Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.providers.errors import (
     MALFORMED_RESPONSE,
@@ -36,7 +35,7 @@ from swiftbolt_pipeline.providers.errors import (
     ProviderError,
 )
 from swiftbolt_pipeline.providers.http import RequestStats
-from swiftbolt_pipeline.providers.polygon import PolygonClient
+from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import coverage, ledger
 
@@ -49,13 +48,13 @@ class SymbolIngest:
 
     symbol: str
     days: list[date]
-    # The provider(s) that served this symbol, in the order used ("polygon,alpaca" when the
-    # fallback took over part of the range).
-    provider: str = "polygon"
+    # The providers that served this symbol, in the order used (two when the fallback took
+    # over part of the range).
+    providers: tuple[Provider, ...] = ()
     bars_written: int = 0
     # Bars the providers served (before cleaning): 0 over a whole fetch is SYMBOL_NOT_FOUND.
     received: int = 0
-    expected_requests: int = 0
+    expected_cost: int = 0
     stats: RequestStats = field(default_factory=RequestStats)
     resumed_days: int = 0
     # Sessions answered with nothing usable (confirmed empty when in the past).
@@ -68,7 +67,7 @@ class SymbolIngest:
     cleaning: CleanReport = field(default_factory=CleanReport)
     # Providers that were unavailable for this symbol (PROVIDER_UNAVAILABLE: retries exhausted,
     # circuit breaker open, or not configured), in the order tried.
-    unavailable: list[str] = field(default_factory=list)
+    unavailable: list[Provider] = field(default_factory=list)
     # Keep extended-hours (04:00-20:00 ET) m15 bars too (SWIFTBOLT_EXTENDED_HOURS).
     extended_hours: bool = False
     # Why this symbol failed (the other symbols of a run are unaffected); None on success.
@@ -76,17 +75,16 @@ class SymbolIngest:
     # The provider serves this symbol: it had stored final bars, or served some now.
     known: bool = False
     # Empty past sessions waiting for `known` before they are confirmed, per provider.
-    unconfirmed: dict[str, list[date]] = field(default_factory=dict)
+    unconfirmed: dict[Provider, list[date]] = field(default_factory=dict)
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
         merge_counts(self.rejected, report.rejected())
 
-    def note_provider(self, provider: str) -> None:
+    def note_provider(self, provider: Provider) -> None:
         """Record that `provider` served (part of) this symbol."""
-        used = [p for p in self.provider.split(",") if p]
-        if provider not in used:
-            self.provider = ",".join([*used, provider])
+        if provider not in self.providers:
+            self.providers = (*self.providers, provider)
 
     def note_span(self, bars: pl.DataFrame) -> None:
         if bars.height:
@@ -96,51 +94,11 @@ class SymbolIngest:
 
     @property
     def fallback_used(self) -> bool:
-        return bool(self.unavailable) and any(
-            p not in self.unavailable for p in self.provider.split(",") if p
-        )
+        return bool(self.unavailable) and any(p not in self.unavailable for p in self.providers)
 
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
-
-
-def start_window(
-    conn: psycopg.Connection,
-    run_id: str,
-    provider: str,
-    symbol: str,
-    window: RequestWindow,
-    *,
-    expected: int,
-) -> int:
-    """The ledger row of one symbol-window fetch, committed before anything is sent."""
-    fetch_id = ledger.start_fetch(
-        conn,
-        run_id=run_id,
-        provider=provider,
-        symbol=symbol,
-        timeframe=Timeframe.M15.value,
-        first=window.first,
-        last=window.last,
-        expected_cost=expected,
-    )
-    conn.commit()
-    return fetch_id
-
-
-def fail_window(
-    conn: psycopg.Connection, fetch_id: int, requests: int, exc: ProviderError, rows: int = 0
-) -> None:
-    ledger.finish_fetch(
-        conn,
-        fetch_id,
-        actual_cost=requests,
-        rows_written=rows,
-        error_code=exc.code,
-        error_message=exc.message,
-    )
-    conn.commit()
 
 
 class WindowStore:
@@ -157,7 +115,7 @@ class WindowStore:
         self,
         conn: psycopg.Connection,
         *,
-        provider: str,
+        provider: Provider,
         fetch_id: int,
         symbol_id: int,
         window: RequestWindow,
@@ -182,15 +140,28 @@ class WindowStore:
         cls,
         conn: psycopg.Connection,
         run_id: str,
-        provider: str,
+        provider: Provider,
         symbol_id: int,
         window: RequestWindow,
         result: SymbolIngest,
         *,
+        expected: int = 1,
         is_intraday: bool = False,
     ) -> WindowStore:
-        """A store for one planned request, its ledger row committed before anything is sent."""
-        fetch_id = start_window(conn, run_id, provider, result.symbol, window, expected=1)
+        """A store for (its share of) one planned request, its ledger row committed before
+        anything is sent."""
+        result.expected_cost += expected
+        fetch_id = ledger.start_fetch(
+            conn,
+            run_id=run_id,
+            provider=provider,
+            symbol=result.symbol,
+            timeframe=Timeframe.M15.value,
+            first=window.first,
+            last=window.last,
+            expected_cost=expected,
+        )
+        conn.commit()
         return cls(
             conn,
             provider=provider,
@@ -242,7 +213,15 @@ class WindowStore:
 
     def fail(self, stats: RequestStats, exc: ProviderError) -> None:
         """Close the ledger row as failed; sessions already committed stay."""
-        fail_window(self.conn, self.fetch_id, stats.requests, exc, self.rows)
+        ledger.finish_fetch(
+            self.conn,
+            self.fetch_id,
+            actual_cost=stats.requests,
+            rows_written=self.rows,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        self.conn.commit()
 
     def _due(self, day: date) -> bool:
         return day not in self._stored or day in self._touched
@@ -320,29 +299,6 @@ def confirm_pending_empty(conn: psycopg.Connection, symbol_id: int, result: Symb
     result.unconfirmed.clear()
 
 
-def fetch_window(
-    conn: psycopg.Connection,
-    polygon: PolygonClient,
-    run_id: str,
-    symbol_id: int,
-    window: RequestWindow,
-    result: SymbolIngest,
-) -> None:
-    """One planned Polygon request (plus the pages and retries it takes), stored page by
-    page."""
-    stats = RequestStats()
-    store = WindowStore.start(conn, run_id, polygon.provider, symbol_id, window, result)
-    try:
-        for page in polygon.iter_m15_pages(result.symbol, window.first, window.last, stats):
-            store.add(page, stats)
-        store.finish(stats)
-    except ProviderError as exc:
-        store.fail(stats, exc)
-        raise
-    finally:
-        result.stats.add(stats)
-
-
 def prepare_symbol(conn: psycopg.Connection, symbol_id: int, result: SymbolIngest) -> list[date]:
     """Before a symbol's fetch: is it known to the provider, and which days are left after a
     killed fetch's committed sessions (through any history provider, e.g. Polygon before a
@@ -385,12 +341,12 @@ def finish_symbol(
         raise ProviderError(
             SYMBOL_NOT_FOUND,
             f"no bars for {result.symbol} from {todo[0]} to {todo[-1]}: unknown or untraded ticker",
-            provider=result.provider,
+            provider=",".join(result.providers),
             requests=result.stats.requests,
         )
 
 
-def wrong_interval_error(provider: str, report: CleanReport, requests: int) -> ProviderError:
+def wrong_interval_error(provider: Provider, report: CleanReport, requests: int) -> ProviderError:
     off_grid = report.counts[OFF_GRID]
     return ProviderError(
         MALFORMED_RESPONSE,
