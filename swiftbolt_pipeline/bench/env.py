@@ -43,18 +43,6 @@ def two_years_before(now: str) -> date:
 
 
 @contextlib.contextmanager
-def restored_environ() -> Iterator[None]:
-    """Every environment variable as it was on exit (`prepare_dagster_home` points this process
-    at the bench's Dagster instance)."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@contextlib.contextmanager
 def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
     """(url, description): a fresh database on DATABASE_URL's server, else an embedded one."""
     server_url = os.environ.get("DATABASE_URL", "").strip()
@@ -135,14 +123,13 @@ class BenchEnv:
 
 @contextlib.contextmanager
 def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[BenchEnv]:
-    """Open the bench world; the environment and every temporary file are restored after."""
+    """Open the bench world; every temporary file is removed after."""
     from swiftbolt_pipeline.defs.build import build_definitions
 
     with contextlib.ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
         url, label = stack.enter_context(scratch_database(home))
         emulator_url = stack.enter_context(running_emulator(EmulatorSettings(api_key=BENCH_KEY)))
-        stack.enter_context(restored_environ())
         settings = Settings.from_env(
             {
                 **os.environ,

@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.instance.ref import InstanceRef
 
 from swiftbolt_pipeline.config import Settings
-
-# The storage class the project's dagster.yaml names.
-STORAGE_CLASS = {"module": "swiftbolt_pipeline.storage.instance", "class": "ProjectStorage"}
 
 
 def project_file(name: str) -> Path:
@@ -46,7 +44,8 @@ def _instance_ref(settings: Settings) -> InstanceRef:
     database = {"home": str(settings.home)}
     if settings.database_url:
         database["database_url"] = settings.database_url
-    storage = {"custom": {**STORAGE_CLASS, "config": database}}
+    storage = yaml.safe_load(project_file("dagster.yaml").read_text())["storage"]
+    storage["custom"]["config"] = database
     return InstanceRef.from_dir(str(dagster_home(settings)), overrides={"storage": storage})
 
 

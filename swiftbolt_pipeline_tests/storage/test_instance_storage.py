@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.storage import scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,20 @@ def test_instances_share_runs_through_the_database(fresh_database: str, tmp_path
     with _root_instance(tmp_path / "a") as first, _root_instance(tmp_path / "b") as second:
         run = first.add_run(dg.DagsterRun(job_name="probe", run_id=str(uuid.uuid4())))
         assert second.get_run_by_id(run.run_id) is not None
+
+
+def test_a_commands_instance_uses_its_settings_database(
+    fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command whose settings come from another environment than its process's (the soak)
+    opens the instance on the settings' database, not on the process's DATABASE_URL."""
+    settings = Settings.from_env({"DATABASE_URL": fresh_database, "SWIFTBOLT_HOME": str(tmp_path)})
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    prepare_dagster_home(settings)
+    with open_instance(settings) as instance:
+        run = instance.add_run(dg.DagsterRun(job_name="probe", run_id=str(uuid.uuid4())))
+    with psycopg.connect(fresh_database) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM dagster.runs WHERE run_id = %s", (run.run_id,)
+        ).fetchone()
+    assert found == (1,)
