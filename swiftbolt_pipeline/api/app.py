@@ -3,7 +3,7 @@ apps.
 
 One connection pool and one Dagster instance per app, opened at startup (or on first use when
 the app runs without its lifespan) and closed at shutdown. Coverage and ensure share
-`defs.ensure.symbol_coverage` with `swiftbolt coverage`: one implementation, two front doors.
+`services.ensure.symbol_coverage` with `swiftbolt coverage`: one implementation, two front doors.
 """
 
 from __future__ import annotations
@@ -38,14 +38,20 @@ from swiftbolt_pipeline.api.models import (
     TokenStatusOut,
     WindowDays,
 )
-from swiftbolt_pipeline.api.queries import chart_bars, symbol_known
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG, inflight_ranges
-from swiftbolt_pipeline.defs.ensure import symbol_coverage
+from swiftbolt_pipeline.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TRIGGER_TAG,
+    parse_partition_key,
+)
+from swiftbolt_pipeline.services.coverage import inflight_ranges
+from swiftbolt_pipeline.services.ensure import symbol_coverage
 from swiftbolt_pipeline.storage import breaker, ratelimit, watchlist
 from swiftbolt_pipeline.storage import corporate_actions as ca_store
 from swiftbolt_pipeline.storage import dividends as dividend_store
+from swiftbolt_pipeline.storage.charts import answer_in_utc, chart_bars
 
 # Longest `end - start` one /v1/bars request may span, per timeframe: at most ~10,000 bars
 # (m15: 26 bars a session, h1: 7, h4: 2, d1: 1). Longer ranges are refused (INVALID_RANGE);
@@ -82,7 +88,7 @@ class ApiResources:
                     min_size=1,
                     max_size=self.max_connections,
                     kwargs={"autocommit": True},
-                    configure=_configure,
+                    configure=answer_in_utc,
                     timeout=POOL_TIMEOUT_S,
                     name="swiftbolt-api",
                     open=False,
@@ -115,11 +121,6 @@ class ApiResources:
 
     def settings(self) -> Settings:
         return self.settings_factory()
-
-
-def _configure(conn: psycopg.Connection) -> None:
-    # Timestamps come back in UTC, as the API answers them.
-    conn.execute("SET TIME ZONE 'UTC'")
 
 
 def create_app(
@@ -211,7 +212,7 @@ def create_app(
             )
         with resources.connection() as conn:
             rows = chart_bars(conn, symbol, timeframe, lo, hi)
-            if not rows and not symbol_known(conn, symbol):
+            if not rows and watchlist.lookup(conn, symbol) is None:
                 raise ApiError("SYMBOL_NOT_FOUND", f"the archive has no symbol {symbol}")
         body = {
             "symbol": symbol,
@@ -239,7 +240,7 @@ def create_app(
         with resources.connection() as conn:
             splits = ca_store.splits(conn, symbol)
             dividends = dividend_store.dividends(conn, symbol)
-            if not splits and not dividends and not symbol_known(conn, symbol):
+            if not splits and not dividends and watchlist.lookup(conn, symbol) is None:
                 raise ApiError("SYMBOL_NOT_FOUND", f"the archive has no symbol {symbol}")
         return CorporateActionsOut(
             symbol=symbol,
@@ -284,11 +285,11 @@ def _runs(instance: dg.DagsterInstance | None) -> dict[str, Any]:
         {
             "run_id": run.run_id,
             "status": run.status.value,
-            "trigger": run.tags.get("swiftbolt/trigger")
+            "trigger": run.tags.get(TRIGGER_TAG)
             or run.tags.get("dagster/sensor_name")
             or run.tags.get("dagster/schedule_name"),
-            "symbols": _span(run.tags, 1),
-            "days": _span(run.tags, 0),
+            "symbols": _span(run.tags, 0),
+            "days": _span(run.tags, 1),
             "updated_at": record.update_timestamp,
         }
         for record in instance.get_run_records(limit=RECENT_RUNS)
@@ -298,11 +299,13 @@ def _runs(instance: dg.DagsterInstance | None) -> dict[str, Any]:
 
 
 def _span(tags: Mapping[str, str], part: int) -> str | None:
-    """`first..last` of one dimension (0: day, 1: symbol) of a run's partition range."""
-    start, end = tags.get(RANGE_START_TAG, ""), tags.get(RANGE_END_TAG, "")
-    if "|" not in start or "|" not in end:
+    """`first..last` of one dimension (0: symbol, 1: day) of a run's partition range."""
+    try:
+        first = parse_partition_key(tags.get(RANGE_START_TAG, ""))
+        last = parse_partition_key(tags.get(RANGE_END_TAG, ""))
+    except ValueError:  # not a range of bar partitions
         return None
-    return f"{start.split('|')[part]}..{end.split('|')[part]}"
+    return f"{first[part]}..{last[part]}"
 
 
 def _coverage(

@@ -1,20 +1,17 @@
-"""Row 7: HTTP API latency from `swiftbolt_pipeline.api.measure_api_latency` (built alongside
-the bench): p50/p99 of `/v1/bars` (one year of h1 bars) and `/v1/coverage` over real HTTP.
-
-Only the keyword arguments its signature accepts are passed, and any failure or a missing API
-skips the row with a note instead of failing the whole bench."""
+"""Row 7: HTTP API latency from `latency.measure_api_latency`: p50/p99 of `/v1/bars` (one year
+of h1 bars) and `/v1/coverage` over real HTTP. A failure skips the row with a note instead of
+failing the whole bench."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from .env import BenchEnv
+from .latency import measure_api_latency
 from .report import Row
 
 INTERACTIVE_BUDGET_MS = 100.0
@@ -60,24 +57,15 @@ def _number(record: Mapping[str, Any], key: str) -> float | None:
 
 def measure_api(env: BenchEnv, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     try:
-        module = importlib.import_module("swiftbolt_pipeline.api")
-    except ImportError:
-        return _skip("`swiftbolt_pipeline.api` is not available in this build."), {}
-    measure = getattr(module, "measure_api_latency", None)
-    if not callable(measure):
-        return _skip("`swiftbolt_pipeline.api` has no `measure_api_latency`."), {}
-    offered: dict[str, Any] = {
-        "database_url": env.database_url,
-        "symbol": API_SYMBOL,
-        "requests": 20 if quick else 200,
-        "concurrency": (1, 4) if quick else (1, 8),
-        "instance_factory": lambda: contextlib.nullcontext(env.instance),
-        "settings_factory": lambda: env.settings,
-        "seed": True,
-    }
-    try:
-        params = inspect.signature(measure).parameters
-        raw = measure(**{k: v for k, v in offered.items() if k in params})
+        raw = measure_api_latency(
+            env.database_url,
+            symbol=API_SYMBOL,
+            requests=20 if quick else 200,
+            concurrency=(1, 4) if quick else (1, 8),
+            instance_factory=lambda: contextlib.nullcontext(env.instance),
+            settings_factory=lambda: env.settings,
+            seed=True,
+        )
         endpoints = _endpoints(raw)
     except Exception as exc:
         return _skip(f"`measure_api_latency` failed: {type(exc).__name__}: {exc}"[:300]), {}

@@ -23,13 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
-from psycopg import sql
 
-from swiftbolt_pipeline.cli.runtime import Runtime, open_instance, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
-from swiftbolt_pipeline.storage import ratelimit
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.storage import ratelimit, scratch
 from swiftbolt_pipeline.storage.migrate import migrate
 
 BENCH_NOW = "2026-11-20T12:00:00-05:00"
@@ -44,34 +43,17 @@ def two_years_before(now: str) -> date:
 
 
 @contextlib.contextmanager
-def restored_environ() -> Iterator[None]:
-    """Every environment variable as it was on exit (`prepare_dagster_home` points this process
-    at the bench's Dagster instance)."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@contextlib.contextmanager
 def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
     """(url, description): a fresh database on DATABASE_URL's server, else an embedded one."""
     server_url = os.environ.get("DATABASE_URL", "").strip()
     if server_url:
         name = f"swiftbolt_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            version = admin.execute("SHOW server_version").fetchone()
+        version = scratch.create_database(server_url, name)
         url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         try:
-            yield url, f"PostgreSQL {version[0] if version else '?'} (DATABASE_URL, scratch db)"
+            yield url, f"PostgreSQL {version} (DATABASE_URL, scratch db)"
         finally:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+            scratch.drop_database(server_url, name)
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
@@ -79,13 +61,8 @@ def scratch_database(home: Path) -> Iterator[tuple[str, str]]:
 
         server = get_server(home / "pgdata", cleanup_mode="delete")
     try:
-        with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-            admin.execute('CREATE DATABASE "swiftbolt_bench"')
-            version = admin.execute("SHOW server_version").fetchone()
-        yield (
-            server.get_uri("swiftbolt_bench"),
-            f"PostgreSQL {version[0] if version else '?'} (embedded, pgserver)",
-        )
+        version = scratch.create_database(server.get_uri(), "swiftbolt_bench")
+        yield server.get_uri("swiftbolt_bench"), f"PostgreSQL {version} (embedded, pgserver)"
     finally:
         server.cleanup()
 
@@ -146,14 +123,13 @@ class BenchEnv:
 
 @contextlib.contextmanager
 def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[BenchEnv]:
-    """Open the bench world; the environment and every temporary file are restored after."""
+    """Open the bench world; every temporary file is removed after."""
     from swiftbolt_pipeline.defs.build import build_definitions
 
     with contextlib.ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
         url, label = stack.enter_context(scratch_database(home))
         emulator_url = stack.enter_context(running_emulator(EmulatorSettings(api_key=BENCH_KEY)))
-        stack.enter_context(restored_environ())
         settings = Settings.from_env(
             {
                 **os.environ,
@@ -169,8 +145,8 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
         )
         with psycopg.connect(url) as conn:
             migrate(conn)
-        prepare_dagster_home(Runtime(settings=settings, database_url=url))
-        instance = stack.enter_context(open_instance())
+        prepare_dagster_home(settings)
+        instance = stack.enter_context(open_instance(settings))
         env = BenchEnv(
             home=home,
             database_url=url,

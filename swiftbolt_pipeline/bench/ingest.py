@@ -13,18 +13,13 @@ from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ, Session
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.core.planning import plan_requests
 from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage import benchmark, watchlist
 
 from .env import BenchEnv
 from .report import Row
 from .synthetic import m15_bars
 
 OLD_SYSTEM_ROWS_PER_S = 3_000
-SCRATCH = "bench_raw_copy"
-COLUMNS = (
-    "symbol_id, timeframe, ts, open, high, low, close, volume, vwap, trade_count, provider, "
-    "is_intraday"
-)
 
 
 def _csv(frame: pl.DataFrame, ids: dict[str, int]) -> bytes:
@@ -59,23 +54,14 @@ def measure_ingest(
             batches.append((str(name[0]), window.sessions, part.select(list(BAR_SCHEMA))))
     with env.connect() as conn:
         ids = watchlist.ensure(conn, names)
-        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-        conn.execute(f"CREATE TABLE {SCRATCH} (LIKE ohlc_bars_v2 INCLUDING ALL)")
-        conn.execute(f"ALTER TABLE {SCRATCH} ADD FOREIGN KEY (symbol_id) REFERENCES symbols (id)")
-        conn.commit()
+        benchmark.create_scratch_bars(conn)
     data = _csv(bars, ids)
 
     writer_times: list[float] = []
     copy_times: list[float] = []
     with env.connect() as conn:
         for _ in range(max(1, repeats)):
-            conn.execute(f"TRUNCATE {SCRATCH}")
-            conn.execute(
-                "DELETE FROM ohlc_bars_v2 WHERE symbol_id = ANY(%s)", (list(ids.values()),)
-            )
-            conn.commit()
-            conn.execute("CHECKPOINT")
-            conn.commit()
+            benchmark.reset_bars(conn, list(ids.values()))
             start = time.perf_counter()
             written = 0
             for name, days, part in batches:
@@ -95,12 +81,9 @@ def measure_ingest(
                 raise AssertionError(f"writer stored {written} of {bars.height} rows")
 
             start = time.perf_counter()
-            with conn.cursor().copy(f"COPY {SCRATCH} ({COLUMNS}) FROM STDIN (FORMAT csv)") as cp:
-                cp.write(data)
-            conn.commit()
+            benchmark.copy_bars_csv(conn, benchmark.SCRATCH_BARS, data)
             copy_times.append(time.perf_counter() - start)
-        conn.execute(f"DROP TABLE {SCRATCH}")
-        conn.commit()
+        benchmark.drop_scratch_bars(conn)
 
     writer_rate = bars.height / min(writer_times)
     copy_rate = bars.height / min(copy_times)

@@ -18,12 +18,13 @@ from typing import Any
 
 from swiftbolt_pipeline.core.planning import base_minute_floor
 from swiftbolt_pipeline.defs.launch import materialize_range, register_symbols
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.storage import ledger, watchlist
 
 from .env import UNLIMITED, BenchEnv
 from .report import Row
 
-ALL_ASSETS = ("m15_bars", "h1_bars", "h4_bars", "d1_bars")
+ALL_ASSETS = tuple(BAR_ASSETS.values())
 OLD_SYSTEM_REQUESTS = 40
 
 
@@ -139,14 +140,10 @@ def backfill(
     result.requests = requests_after - requests_before
     result.rejected_429 = rejected_after - rejected_before
     with env.connect() as conn:
-        row = conn.execute(
-            """SELECT coalesce(sum(expected_cost), 0), coalesce(sum(actual_cost), 0),
-                      coalesce(sum(rows_written), 0)
-               FROM job_runs WHERE run_id = ANY(%s)""",
-            (run_ids,),
-        ).fetchone()
-    if row:
-        result.expected_cost, result.ledger_requests, result.rows_written = map(int, row)
+        cost = ledger.run_cost(conn, run_ids)
+    result.expected_cost = cost.expected_cost
+    result.ledger_requests = cost.actual_cost
+    result.rows_written = cost.rows_written
     return result
 
 
@@ -316,7 +313,7 @@ def measure_rate_floor(
         {"capacity": limit, "refill_per_min": limit * 60 / window_s, "window_s": bucket_window},
     )
     try:
-        result = backfill(env, [f"RL{k:03d}" for k in range(symbols)], days, ("m15_bars",))
+        result = backfill(env, [f"RL{k:03d}" for k in range(symbols)], days, (M15_BARS,))
     finally:
         env.set_rate(None, 60.0, UNLIMITED)
     rate = limit / window_s

@@ -16,10 +16,10 @@ import polars as pl
 from swiftbolt_pipeline.core.calendar import Session
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.resample import resample
-from swiftbolt_pipeline.defs.coverage import coverage_report
 from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.services.coverage import coverage_report
+from swiftbolt_pipeline.storage import benchmark, watchlist
 
 from .env import BenchEnv
 from .report import Row
@@ -55,14 +55,8 @@ def _load(env: BenchEnv, template: pl.DataFrame, ids: dict[str, int], gap_days: 
     buffer = io.BytesIO()
     payload.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
     with env.connect() as conn:
-        with conn.cursor().copy(
-            """COPY ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close, volume, vwap,
-                                  trade_count, provider, is_intraday) FROM STDIN (FORMAT csv)"""
-        ) as copy:
-            copy.write(buffer.getvalue())
-        conn.commit()
-        conn.execute("ANALYZE ohlc_bars_v2")
-        conn.commit()
+        benchmark.copy_bars_csv(conn, benchmark.BARS, buffer.getvalue())
+        benchmark.analyze_bars(conn)
     return payload.height
 
 

@@ -12,13 +12,6 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swiftbolt_pipeline.cli.runtime import (
-    Runtime,
-    ensure_providers,
-    open_instance,
-    open_runtime,
-    prepare_dagster_home,
-)
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import (
@@ -31,18 +24,14 @@ from swiftbolt_pipeline.core.models import (
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
-from swiftbolt_pipeline.defs.coverage import reap_dead_runs
 from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
 from swiftbolt_pipeline.providers.registry import require_credentials
+from swiftbolt_pipeline.services.coverage import reap_dead_runs
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
-
-ASSET_FOR = {
-    Timeframe.M15: "m15_bars",
-    Timeframe.H1: "h1_bars",
-    Timeframe.H4: "h4_bars",
-    Timeframe.D1: "d1_bars",
-}
 
 
 @click.command()
@@ -51,7 +40,7 @@ ASSET_FOR = {
 @click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
 @click.option(
     "--timeframes",
-    default=",".join(ASSET_FOR),
+    default=",".join(BAR_ASSETS),
     show_default=True,
     help="Timeframes to fill; h1/h4/d1 are derived from the stored m15 bars (no requests).",
 )
@@ -81,9 +70,9 @@ def backfill(
     providers = (forced,) if forced else runtime.settings.history_providers
     if providers != ("polygon",):
         source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
-    prepare_dagster_home(runtime)
+    prepare_dagster_home(runtime.settings)
     defs = build_definitions(runtime.settings)
-    selection = [ASSET_FOR[tf] for tf in wanted]
+    selection = [BAR_ASSETS[tf] for tf in wanted]
     console = Console(stderr=True, soft_wrap=True)
     for note in setup.notes:
         console.print(note)
@@ -91,7 +80,7 @@ def backfill(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
-    with open_instance() as instance:
+    with open_instance(runtime.settings) as instance:
         # A backfill killed earlier (SIGKILL, lost host) still holds its pool slot: free it,
         # or this one would wait for that slot forever.
         with runtime.connect() as conn:
@@ -118,7 +107,7 @@ def _run_all(
 ) -> list[RunOutcome]:
     # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
-    forced = plan_run_config(provider) if provider and "m15_bars" in selection else None
+    forced = plan_run_config(provider) if provider and M15_BARS in selection else None
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
@@ -214,7 +203,7 @@ def _print_summary(
     empty = sum(
         value
         for check in checks
-        if check.asset == "m15_bars"
+        if check.asset == M15_BARS
         and isinstance(value := check.metadata.get("sessions_with_empty_intervals"), int)
     )
     if empty:

@@ -6,10 +6,11 @@ import json
 
 import click
 
-from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.core.models import normalize_ticker
-from swiftbolt_pipeline.defs.coverage import Coverage
-from swiftbolt_pipeline.defs.ensure import parse_timeframe, symbol_coverage
+from swiftbolt_pipeline.services.coverage import Coverage
+from swiftbolt_pipeline.services.ensure import parse_timeframe, symbol_coverage
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 
@@ -27,8 +28,8 @@ def coverage(
     symbol = normalize_ticker(ticker)
     frame = parse_timeframe(timeframe)
     runtime = open_runtime()
-    prepare_dagster_home(runtime)
-    with runtime.connect() as conn, open_instance() as instance:
+    prepare_dagster_home(runtime.settings)
+    with runtime.connect() as conn, open_instance(runtime.settings) as instance:
         report = symbol_coverage(
             conn,
             instance,

@@ -25,16 +25,16 @@ from pathlib import Path
 from types import FrameType
 
 import click
-import dagster as dg
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import (
-    ensure_providers,
-    fail,
-    open_runtime,
+from swiftbolt_pipeline.cli.runtime import fail
+from swiftbolt_pipeline.defs.launch import configure_pools
+from swiftbolt_pipeline.services.instance import (
+    dagster_environment,
+    open_instance,
     prepare_dagster_home,
 )
-from swiftbolt_pipeline.defs.launch import configure_pools
+from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.storage.database import redact
 
 CODE_LOCATION = "swiftbolt_pipeline.definitions"
@@ -74,9 +74,9 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
     _check_port_free(host, port)
     runtime = open_runtime()
     setup = ensure_providers(runtime)
-    home = prepare_dagster_home(runtime)
+    home = prepare_dagster_home(runtime.settings)
     # Pool limits live in Dagster's storage (its tables exist: prepare_dagster_home made them).
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(runtime.settings) as instance:
         configure_pools(instance)
     click.echo(f"database: {redact(runtime.database_url)}", err=True)
     click.echo(f"bars from: {setup.source}", err=True)
@@ -89,7 +89,7 @@ def dev(host: str, port: int, no_daemon: bool) -> None:
         ("dagster-webserver", ["-h", host, "-p", str(port), *location]),
         *([] if no_daemon else [("dagster-daemon", ["run", *location])]),
     ]
-    env = runtime.child_environ()
+    env = {**runtime.child_environ(), **dagster_environment(runtime.settings)}
     children: list[Child] = []
     try:
         for name, args in commands:

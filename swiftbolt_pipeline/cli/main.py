@@ -14,12 +14,14 @@ from swiftbolt_pipeline.cli.backfill import backfill
 from swiftbolt_pipeline.cli.bench import bench
 from swiftbolt_pipeline.cli.coverage import coverage
 from swiftbolt_pipeline.cli.dev import dev
-from swiftbolt_pipeline.cli.runtime import fail, open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.cli.runtime import fail
 from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.defs.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.providers.errors import ProviderError
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.soak.command import soak
 from swiftbolt_pipeline.storage import ratelimit, watchlist
 from swiftbolt_pipeline.storage.database import DatabaseUnavailable
@@ -71,8 +73,8 @@ def db_migrate() -> None:
     with runtime.connect() as conn:
         applied = migrate(conn)
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
-    prepare_dagster_home(runtime)
-    with dg.DagsterInstance.get() as instance:
+    prepare_dagster_home(runtime.settings)
+    with open_instance(runtime.settings) as instance:
         configure_pools(instance)
     click.echo("pools: " + ", ".join(f"{k}={v}" for k, v in POOL_LIMITS.items()))
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 
 import click
-import dagster as dg
 
-from swiftbolt_pipeline.cli.runtime import open_runtime, prepare_dagster_home
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 
 
 @click.command()
@@ -42,7 +43,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
     from swiftbolt_pipeline.api import create_app
 
     runtime = open_runtime()
-    prepare_dagster_home(runtime)
+    prepare_dagster_home(runtime.settings)
     token = os.environ.get("SWIFTBOLT_API_TOKEN", "").strip() or None
     tokenless_writes = insecure_no_token and token is None
     if insecure_no_token and token:
@@ -55,7 +56,7 @@ def serve(host: str, port: int, insecure_no_token: bool, allow_hosts: tuple[str,
         )
     app = create_app(
         runtime.database_url,
-        instance_factory=dg.DagsterInstance.get,
+        instance_factory=functools.partial(open_instance, runtime.settings),
         settings_factory=lambda: runtime.settings,
         api_token=token,
         tokenless_writes=tokenless_writes,

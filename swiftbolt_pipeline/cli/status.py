@@ -1,8 +1,8 @@
 """`swiftbolt status`: watchlist coverage at a glance, one row and one bar per symbol, and a line
 per symbol with stored dividends.
 
-A thin view over `defs.coverage.coverage_report` (the same numbers as `swiftbolt coverage` and
-the HTTP API), the watchlist and the stored dividends; it computes nothing of its own."""
+A thin view over `services.coverage.coverage_report` (the same numbers as `swiftbolt coverage`
+and the HTTP API), the watchlist and the stored dividends; it computes nothing of its own."""
 
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from swiftbolt_pipeline.cli.runtime import open_instance, open_runtime, prepare_dagster_home
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.coverage import (
+from swiftbolt_pipeline.services.coverage import (
     Coverage,
     InflightRange,
     coverage_report,
     inflight_ranges,
 )
+from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
 from swiftbolt_pipeline.storage.dividends import DividendSummary, summaries
@@ -93,8 +94,8 @@ def _summary(report: Coverage) -> dict[str, object]:
 def status(show_all: bool, as_json: bool) -> None:
     """Watchlist coverage per symbol: sessions covered, last bar, gaps, runs in flight."""
     runtime = open_runtime()
-    prepare_dagster_home(runtime)
-    with runtime.connect() as conn, open_instance() as instance:
+    prepare_dagster_home(runtime.settings)
+    with runtime.connect() as conn, open_instance(runtime.settings) as instance:
         # Fetches of processes that died mid-run would otherwise read `running` forever.
         abandoned = ledger.abandon_orphans(conn)
         symbols = watchlist.list_symbols(conn, active_only=not show_all)

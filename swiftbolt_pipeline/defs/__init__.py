@@ -1,2 +1,2 @@
 """Dagster wiring: partitions, resources, assets, checks, sensors, schedules — thin over the
-plain functions in core/, providers/, storage/ and ingest/."""
+plain functions in core/, providers/, storage/, ingest/ and services/."""

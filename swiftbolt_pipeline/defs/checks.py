@@ -14,6 +14,7 @@ from swiftbolt_pipeline.core import calendar, quality
 from swiftbolt_pipeline.core.clean import PROBLEM_RULES
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.core.resample import regular_session
+from swiftbolt_pipeline.names import M15_BARS
 from swiftbolt_pipeline.storage import bars as bar_store
 
 BAR_COUNTS = "bar_counts_match_calendar"
@@ -26,16 +27,16 @@ FETCH_COMPLETE = "fetch_complete"
 
 def m15_check_specs() -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(BAR_COUNTS, asset="m15_bars", description="Bars per session vs the "
+        dg.AssetCheckSpec(BAR_COUNTS, asset=M15_BARS, description="Bars per session vs the "
                           "NYSE calendar: 26 on a full day, 14 on an early close; empty "
                           "intervals are reported (warning), extra or off-grid bars fail."),
-        dg.AssetCheckSpec(OHLC_SANE, asset="m15_bars",
+        dg.AssetCheckSpec(OHLC_SANE, asset=M15_BARS,
                           description="low <= open, close <= high and volume >= 0."),
-        dg.AssetCheckSpec(NO_DUPLICATES, asset="m15_bars",
+        dg.AssetCheckSpec(NO_DUPLICATES, asset=M15_BARS,
                           description="One bar per timestamp per symbol."),
-        dg.AssetCheckSpec(PROVIDER_DATA, asset="m15_bars", description="Provider bars "
+        dg.AssetCheckSpec(PROVIDER_DATA, asset=M15_BARS, description="Provider bars "
                           "rejected by the cleaning rules (core/clean.py); warns when any."),
-        dg.AssetCheckSpec(FETCH_COMPLETE, asset="m15_bars", description="Every symbol of the "
+        dg.AssetCheckSpec(FETCH_COMPLETE, asset=M15_BARS, description="Every symbol of the "
                           "run was fetched; one that failed (unknown ticker, provider down) is "
                           "named here and retried by the gap sensor, the others are stored."),
     ]  # fmt: skip
@@ -101,15 +102,15 @@ def check_m15(
         bad_ohlc += quality.ohlc_violations(bars).height
         duplicates += quality.duplicate_timestamps(bars)
     return [
-        _count_result("m15_bars", counts),
+        _count_result(M15_BARS, counts),
         dg.AssetCheckResult(
-            asset_key="m15_bars",
+            asset_key=M15_BARS,
             check_name=OHLC_SANE,
             passed=bad_ohlc == 0,
             metadata={"violations": bad_ohlc},
         ),
         dg.AssetCheckResult(
-            asset_key="m15_bars",
+            asset_key=M15_BARS,
             check_name=NO_DUPLICATES,
             passed=duplicates == 0,
             metadata={"duplicates": duplicates},
@@ -120,7 +121,7 @@ def check_m15(
 def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
     total = sum(rejected.values())
     return dg.AssetCheckResult(
-        asset_key="m15_bars",
+        asset_key=M15_BARS,
         check_name=PROVIDER_DATA,
         passed=total == 0,
         severity=dg.AssetCheckSeverity.WARN,
@@ -134,7 +135,7 @@ def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
 def check_fetch_complete(failures: Mapping[str, str]) -> dg.AssetCheckResult:
     """`failures`: symbol -> "[CODE] message" of the symbols that failed."""
     return dg.AssetCheckResult(
-        asset_key="m15_bars",
+        asset_key=M15_BARS,
         check_name=FETCH_COMPLETE,
         passed=not failures,
         metadata={

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from swiftbolt_pipeline.defs.coverage import inflight_ranges
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
@@ -20,6 +19,8 @@ from swiftbolt_pipeline.ingest.corporate_actions import (
     check_corporate_actions,
     claim_refetches,
 )
+from swiftbolt_pipeline.names import SPLITS_TAG, SYMBOL_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.services.coverage import inflight_ranges
 
 SENSOR_NAME = "corporate_actions_sensor"
 TRIGGER = "split"
@@ -30,9 +31,9 @@ def refetch_request(claimed: ClaimedRefetch) -> dg.RunRequest:
     return dg.RunRequest(
         tags={
             **range_tags(refetch.ticker, refetch.ticker, days[0], days[-1]),
-            "swiftbolt/symbol": refetch.ticker,
-            "swiftbolt/trigger": TRIGGER,
-            "swiftbolt/splits": ",".join(d.isoformat() for d in refetch.execution_dates),
+            SYMBOL_TAG: refetch.ticker,
+            TRIGGER_TAG: TRIGGER,
+            SPLITS_TAG: ",".join(d.isoformat() for d in refetch.execution_dates),
         }
     )
 

@@ -4,12 +4,17 @@ from datetime import date
 
 import dagster as dg
 
-from swiftbolt_pipeline.defs.coverage import RANGE_END_TAG, RANGE_START_TAG
-from swiftbolt_pipeline.defs.partitions import partition_key
+from swiftbolt_pipeline.names import (
+    BAR_ASSETS,
+    DERIVED_ASSETS,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    partition_key,
+)
 
 BARS_JOB = "bars_job"
-DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in ("h1_bars", "h4_bars", "d1_bars"))
-BAR_ASSET_KEYS = (dg.AssetKey("m15_bars"), *DERIVED_ASSET_KEYS)
+DERIVED_ASSET_KEYS = tuple(dg.AssetKey(name) for name in DERIVED_ASSETS)
+BAR_ASSET_KEYS = tuple(dg.AssetKey(name) for name in BAR_ASSETS.values())
 
 # Partitioning is inferred from the selected assets.
 bars_job = dg.define_asset_job(

@@ -16,7 +16,8 @@ from dagster_shared.error import SerializableErrorInfo
 
 from swiftbolt_pipeline.core.calendar import sessions_between
 from swiftbolt_pipeline.defs.jobs import range_tags
-from swiftbolt_pipeline.defs.partitions import SYMBOLS, days_by_symbol, partition_key
+from swiftbolt_pipeline.defs.partitions import SYMBOLS
+from swiftbolt_pipeline.names import SYMBOL_TAG, days_by_symbol, partition_key
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def materialize_range(
         # range tags Dagster puts on a single-run backfill's run.
         tags={
             **range_tags(symbol, symbol, days[0], days[-1]),
-            "swiftbolt/symbol": symbol,
+            SYMBOL_TAG: symbol,
         },
     )
     error = None

@@ -3,15 +3,19 @@ weekends and holidays are never partitions."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.names import (
+    DAY_DIMENSION,
+    SYMBOL_DIMENSION,
+    SYMBOLS_PARTITIONS,
+)
 
-SYMBOLS = dg.DynamicPartitionsDefinition(name="symbols")
+SYMBOLS = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
 
 
 def day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -36,18 +40,6 @@ def day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 
 
 def bar_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({"symbol": SYMBOLS, "day": day_partitions(settings)})
-
-
-def partition_key(symbol: str, day: date) -> str:
-    """The multi-partition key; Dagster joins dimensions in name order: `day|symbol`."""
-    return dg.MultiPartitionKey({"symbol": symbol, "day": day.isoformat()})
-
-
-def days_by_symbol(keys: list[str]) -> dict[str, list[date]]:
-    """Group a run's partition keys by symbol, days in order."""
-    grouped: dict[str, list[date]] = defaultdict(list)
-    for key in keys:
-        day, symbol = key.split("|")
-        grouped[symbol].append(date.fromisoformat(day))
-    return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}
+    return dg.MultiPartitionsDefinition(
+        {SYMBOL_DIMENSION: SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
+    )

@@ -8,11 +8,11 @@ from datetime import timedelta
 import dagster as dg
 
 from swiftbolt_pipeline.core import calendar, completeness
-from swiftbolt_pipeline.defs.assets.m15 import MISSING_ONLY_TAG
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.names import MISSING_ONLY_TAG, TRIGGER_TAG
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -50,7 +50,7 @@ def today_intraday_schedule(
         return dg.SkipReason("the watchlist is empty")
     return dg.RunRequest(
         run_key=f"today:{now.isoformat()}",
-        tags={**range_tags(symbols[0], symbols[-1], today, today), "swiftbolt/trigger": "today"},
+        tags={**range_tags(symbols[0], symbols[-1], today, today), TRIGGER_TAG: "today"},
     )
 
 
@@ -83,7 +83,7 @@ def finalize_previous_session_schedule(
         run_key=f"finalize:{previous.isoformat()}",
         tags={
             **range_tags(symbols[0], symbols[-1], previous, previous),
-            "swiftbolt/trigger": "finalize",
+            TRIGGER_TAG: "finalize",
             MISSING_ONLY_TAG: "true",
         },
     )

@@ -3,17 +3,18 @@
 import dagster as dg
 
 from swiftbolt_pipeline.core.gaps import window_sessions
-from swiftbolt_pipeline.defs.coverage import (
-    GapRequest,
-    gaps_to_request,
-    inflight_ranges,
-    reap_dead_runs,
-)
 from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
 from swiftbolt_pipeline.defs.launch import backfill_request
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.names import PRIORITY_TAG, SYMBOL_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.services.coverage import (
+    GapRequest,
+    gaps_to_request,
+    inflight_ranges,
+    reap_dead_runs,
+)
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -110,8 +111,8 @@ def _backfill_request(context: dg.SensorEvaluationContext, gap: GapRequest) -> d
         last_day=gap.gap.end,
         # A backfill's tags are its run's tags.
         tags={
-            "swiftbolt/symbol": gap.symbol,
-            "swiftbolt/trigger": "coverage_gap_sensor",
-            "dagster/priority": str(gap.priority),
+            SYMBOL_TAG: gap.symbol,
+            TRIGGER_TAG: "coverage_gap_sensor",
+            PRIORITY_TAG: str(gap.priority),
         },
     )

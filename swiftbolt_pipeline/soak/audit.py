@@ -33,6 +33,7 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.emulator.data import BarStore, is_listed
 from swiftbolt_pipeline.soak import truth
 from swiftbolt_pipeline.soak.plan import PAGE_SIZE, SoakPlan, SymbolSpec
+from swiftbolt_pipeline.storage import audit as audit_reads
 
 MAX_LIMIT = 50_000  # base minute aggregates per Polygon request
 PRICE_TOL = 1e-6
@@ -116,32 +117,6 @@ def window_of(plan: SoakPlan, spec: SymbolSpec, today: date) -> list[date]:
     return [d for d in past_sessions(plan) if start <= d < today]
 
 
-def _stored(conn: psycopg.Connection, ticker: str) -> pl.DataFrame:
-    rows = conn.execute(
-        """SELECT b.timeframe, (b.ts AT TIME ZONE 'America/New_York')::date,
-                  (extract(epoch FROM b.ts) * 1000)::bigint, b.open, b.high, b.low, b.close,
-                  b.volume, b.vwap, b.trade_count, b.provider, b.is_intraday
-           FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
-           WHERE s.ticker = %s ORDER BY 1, 3""",
-        (ticker,),
-    ).fetchall()
-    schema = {
-        "timeframe": pl.String,
-        "day": pl.Date,
-        "ts_ms": pl.Int64,
-        "open": pl.Float64,
-        "high": pl.Float64,
-        "low": pl.Float64,
-        "close": pl.Float64,
-        "volume": pl.Int64,
-        "vwap": pl.Float64,
-        "trade_count": pl.Int64,
-        "provider": pl.String,
-        "is_intraday": pl.Boolean,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
-
-
 def _mismatch(want: pl.DataFrame, got: pl.DataFrame) -> str | None:
     """Why `got` (stored, one session) differs from `want` (truth), or None."""
     if want.height != got.height:
@@ -167,7 +142,7 @@ def audit_bars(
     cells: list[Cell] = []
     past = set(past_sessions(plan))
     for spec in plan.symbols:
-        stored = _stored(conn, spec.ticker)
+        stored = audit_reads.stored_bars(conn, spec.ticker)
         expected = window_of(plan, spec, end_day)
         stored_days = {d for d in stored["day"].to_list() if d in past}
         days = sorted(set(expected) | stored_days)
@@ -201,36 +176,8 @@ def unconfigured_rows(conn: psycopg.Connection, plan: SoakPlan) -> list[str]:
     Tradier for sessions from the moment its token was removed."""
     dropped = plan.tradier_dropped_at
     since = calendar.exchange_date(dropped) if dropped else date.max
-    rows = conn.execute(
-        """SELECT s.ticker, b.timeframe, (b.ts AT TIME ZONE 'America/New_York')::date AS day,
-                  b.provider, count(*)
-           FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
-           WHERE b.provider = 'alpaca'
-              OR (b.provider = 'tradier'
-                  AND (b.ts AT TIME ZONE 'America/New_York')::date >= %s)
-           GROUP BY 1, 2, 3, 4 ORDER BY 3, 1, 2""",
-        (since,),
-    ).fetchall()
+    rows = audit_reads.unconfigured_provider_rows(conn, tradier_since=since)
     return [f"{t} {tf} {d} {p}: {n} row(s)" for t, tf, d, p, n in rows]
-
-
-def parked_symbols(conn: psycopg.Connection) -> list[tuple[str, str | None, str | None]]:
-    """(ticker, reason, parked_at) of parked symbols, when the schema records parking."""
-    cols = {
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'symbols'"
-        )
-    }
-    if "parked_reason" not in cols:
-        return []
-    query = (
-        "SELECT ticker, parked_reason, parked_at::text FROM symbols"
-        if "parked_at" in cols
-        else "SELECT ticker, parked_reason, NULL FROM symbols"
-    )
-    rows = conn.execute(query + " WHERE parked_reason IS NOT NULL ORDER BY ticker").fetchall()
-    return [(t, r, a) for t, r, a in rows]
 
 
 def _pages(store: BarStore, spec: SymbolSpec, days: list[date], facts: truth.Facts) -> int:
@@ -283,7 +230,7 @@ def run_audit(
     end_day = calendar.exchange_date(plan.end)
     cells = audit_bars(conn, plan, store, end_day)
     unconfigured = unconfigured_rows(conn, plan)
-    parked = parked_symbols(conn)
+    parked = audit_reads.parked_symbols(conn)
     floors = request_floor(plan, store)
     spent_by = counters.by_ticker.get("polygon", {})
     requests = {t: {"spent": spent_by.get(t, 0), **f} for t, f in floors.items()}

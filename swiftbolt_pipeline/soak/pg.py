@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
+from swiftbolt_pipeline.storage import scratch
 
 DATABASE = "swiftbolt"
 
@@ -54,6 +54,5 @@ def start(root: Path) -> OwnPostgres:
         server = get_server(root / "pgdata", cleanup_mode=None)
     atexit.unregister(server._cleanup)
     admin_url = server.get_uri()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    scratch.create_database(admin_url, DATABASE)
     return OwnPostgres(server.pgdata, admin_url, server.get_uri(DATABASE), server.system_user)

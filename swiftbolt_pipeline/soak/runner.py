@@ -34,18 +34,19 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from swiftbolt_pipeline.cli.runtime import (
-    ensure_providers,
-    open_instance,
-    open_runtime,
-    prepare_dagster_home,
-)
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions, build_resources
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.launch import as_single_run, configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
+from swiftbolt_pipeline.names import SOAK_WORKER_TAG
+from swiftbolt_pipeline.services.instance import (
+    dagster_environment,
+    open_instance,
+    prepare_dagster_home,
+)
+from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.soak import pg
 from swiftbolt_pipeline.soak.audit import AuditReport, EmulatorCounters, run_audit
 from swiftbolt_pipeline.soak.plan import (
@@ -63,7 +64,7 @@ from swiftbolt_pipeline.soak.plan import (
     SoakPlan,
     ticks,
 )
-from swiftbolt_pipeline.storage import ratelimit, watchlist
+from swiftbolt_pipeline.storage import ledger, ratelimit, watchlist
 
 SCALED_RATE_PER_MIN = 600
 SENSORS = ("watchlist_sensor", "coverage_gap_sensor", "corporate_actions_sensor")
@@ -139,8 +140,8 @@ class Simulation:
             )
             self.runtime = open_runtime(self._environ())
             self.log(f"providers: polygon from {ensure_providers(self.runtime).source}")
-            prepare_dagster_home(self.runtime)
-            with open_instance() as instance:
+            prepare_dagster_home(self.runtime.settings)
+            with open_instance(self.runtime.settings) as instance:
                 configure_pools(instance)
             with self.runtime.connect() as conn:
                 for provider in ("polygon", "tradier"):
@@ -192,7 +193,7 @@ class Simulation:
         than connecting per call); when PostgreSQL restarts under it, the tick fails and is
         evaluated again on a fresh instance, as a restarted daemon process would."""
         stack = ExitStack()
-        instance = stack.enter_context(open_instance())
+        instance = stack.enter_context(open_instance(self.runtime.settings))
         pending = list(self.plan.events)
         started = time.monotonic()
         all_ticks = ticks(self.plan)
@@ -213,7 +214,7 @@ class Simulation:
                     restart = None
                 self.tally.events.append(f"tick failed ({type(exc).__name__}); instance reopened")
                 stack.close()
-                instance = stack.enter_context(open_instance())
+                instance = stack.enter_context(open_instance(self.runtime.settings))
                 launched = self._tick(instance, at)
             if restart is not None:
                 restart.join()
@@ -322,27 +323,24 @@ class Simulation:
         """The run in a real child process, SIGKILLed while its fetch is in flight (the
         emulator holds the next Polygon answer for a few seconds), as a worker lost mid-run."""
         marker = f"soak-kill-{time.monotonic_ns()}"
-        tags = {**tags, "swiftbolt/soak_worker": marker}
+        tags = {**tags, SOAK_WORKER_TAG: marker}
         fault = {"route": "polygon", "kind": "delay", "seconds": KILL_DELAY_S, "count": 1}
         httpx.post(f"{self.emulator}/_emulator/faults", json=fault).raise_for_status()
         proc = subprocess.Popen(
             [sys.executable, "-m", "swiftbolt_pipeline.soak.worker", json.dumps(tags)],
-            env=self._environ(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**self._environ(), **dagster_environment(self.runtime.settings)},
         )
         deadline = time.monotonic() + 120
         outcome = "finished before it could be killed"
         with self.runtime.connect() as conn:
             while proc.poll() is None and time.monotonic() < deadline:
                 runs = instance.get_runs(
-                    filters=dg.RunsFilter(tags={"swiftbolt/soak_worker": marker}), limit=1
+                    filters=dg.RunsFilter(tags={SOAK_WORKER_TAG: marker}), limit=1
                 )
-                fetching = runs and conn.execute(
-                    "SELECT count(*) FROM job_runs WHERE run_id = %s AND status = 'running'",
-                    (runs[0].run_id,),
-                ).fetchone() != (0,)
+                fetching = runs and ledger.fetching(conn, runs[0].run_id)
                 conn.commit()
                 if fetching:
                     proc.send_signal(signal.SIGKILL)

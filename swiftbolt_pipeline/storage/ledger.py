@@ -85,6 +85,14 @@ def abandon_orphans(conn: psycopg.Connection) -> int:
     return len(rows)
 
 
+def fetching(conn: psycopg.Connection, run_id: str) -> bool:
+    """Whether a fetch of the Dagster run `run_id` is in flight."""
+    row = conn.execute(
+        "SELECT count(*) FROM job_runs WHERE run_id = %s AND status = 'running'", (run_id,)
+    ).fetchone()
+    return row != (0,)
+
+
 def dead_runs(conn: psycopg.Connection, run_ids: list[str]) -> list[str]:
     """Of these runs (Dagster says they are running), those whose process is known dead: a
     fetch of theirs was abandoned (its session ended mid-fetch) and none is still running."""

@@ -110,6 +110,14 @@ def list_symbols(conn: psycopg.Connection, *, active_only: bool = True) -> list[
     return [WatchedSymbol(*row) for row in rows]
 
 
+def lookup(conn: psycopg.Connection, ticker: str) -> WatchedSymbol | None:
+    """The row of `ticker`, active or not, if the archive has one."""
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM symbols WHERE ticker = %s").format(_COLUMNS), (ticker,)
+    ).fetchone()
+    return WatchedSymbol(*row) if row else None
+
+
 def parked(conn: psycopg.Connection) -> list[WatchedSymbol]:
     """Symbols parked as dead, most recent first."""
     rows = conn.execute(

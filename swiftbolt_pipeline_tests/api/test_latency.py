@@ -7,7 +7,7 @@ import contextlib
 import dagster as dg
 import psycopg
 
-from swiftbolt_pipeline.api import measure_api_latency
+from swiftbolt_pipeline.bench.latency import measure_api_latency
 
 
 def test_measure_api_latency_reads_a_year_of_h1_bars(

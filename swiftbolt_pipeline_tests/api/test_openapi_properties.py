@@ -18,7 +18,7 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from swiftbolt_pipeline.api.latency import seed_h1_year
+from swiftbolt_pipeline.bench.latency import seed_h1_year
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.api.conftest import make_app
 

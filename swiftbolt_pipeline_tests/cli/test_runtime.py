@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from swiftbolt_pipeline.cli.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.config import EMULATOR_API_KEY, Settings
 from swiftbolt_pipeline.defs.build import build_resources
 from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 
 PROVIDER_VARIABLES = (
     "POLYGON_API_KEY", "POLYGON_BASE_URL", "TRADIER_TOKEN", "TRADIER_BASE_URL",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from swiftbolt_pipeline.core.clock import FakeClock, SystemClock
+from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline_tests.doubles import FakeClock
 
 START = datetime(2026, 3, 20, 16, 0, tzinfo=UTC)
 

@@ -10,11 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.ratemath import (
     MAX_TOKEN_SLEEP_S,
     PAGE_JITTER_RANGE_S,
-    RollingWindowBucket,
     backoff_delay,
     page_jitter,
     parse_retry_after,
@@ -23,6 +21,7 @@ from swiftbolt_pipeline.core.ratemath import (
     wait_for_token,
     window_cap,
 )
+from swiftbolt_pipeline_tests.doubles import FakeClock, RollingWindowBucket
 
 NOW = datetime(2026, 3, 20, 16, 0, tzinfo=UTC)
 

@@ -22,10 +22,10 @@ from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
-from swiftbolt_pipeline.defs.partitions import partition_key
 from swiftbolt_pipeline.defs.resources import AlpacaResource, PolygonResource
 from swiftbolt_pipeline.ingest.history import HistoryTask
 from swiftbolt_pipeline.ingest.store import SymbolIngest
+from swiftbolt_pipeline.names import partition_key
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
-from swiftbolt_pipeline.storage import database, watchlist
+from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 
 # With SWIFTBOLT_NOW 2026-03-20, a 30-day window holds the 23 sessions 2026-02-18..2026-03-20.
@@ -46,8 +46,7 @@ def dagster_instance(
     _ok("status", env=env)  # lays out DAGSTER_HOME under SWIFTBOLT_HOME
     home = Path(env["SWIFTBOLT_HOME"]) / "dagster"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("SWIFTBOLT_DAGSTER_PG_URL", database.sqlalchemy_url(env["DATABASE_URL"]))
-    monkeypatch.setenv("SWIFTBOLT_DAGSTER_ARTIFACTS", str(home / "storage"))
+    monkeypatch.setenv("DATABASE_URL", env["DATABASE_URL"])
     with dg.DagsterInstance.get() as instance:
         yield instance
 

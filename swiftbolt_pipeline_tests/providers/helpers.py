@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from swiftbolt_pipeline.core.clock import FakeClock
+from swiftbolt_pipeline_tests.doubles import FakeClock
 
 KEY = "sk_live_TOPSECRET_4f9a"
 BASE = "https://api.polygon.test"

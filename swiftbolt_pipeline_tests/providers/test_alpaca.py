@@ -16,7 +16,6 @@ import httpx
 import polars as pl
 import pytest
 
-from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.alpaca import (
@@ -29,6 +28,7 @@ from swiftbolt_pipeline.providers.alpaca import (
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY, TEST_NOW
+from swiftbolt_pipeline_tests.doubles import FakeClock
 from swiftbolt_pipeline_tests.providers.helpers import (
     CountingLimiter,
     Script,

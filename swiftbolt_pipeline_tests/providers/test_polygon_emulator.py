@@ -11,12 +11,12 @@ import httpx
 import polars as pl
 import pytest
 
-from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
+from swiftbolt_pipeline_tests.doubles import FakeClock
 from swiftbolt_pipeline_tests.providers.helpers import CountingLimiter
 
 FIRST, LAST = date(2024, 4, 1), date(2024, 4, 26)  # four weeks, 20 sessions

@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.clock import FakeClock
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.providers.errors import (
@@ -26,6 +25,7 @@ from swiftbolt_pipeline.providers.errors import (
 )
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter
 from swiftbolt_pipeline.providers.tradier import TradierClient
+from swiftbolt_pipeline_tests.doubles import FakeClock
 from swiftbolt_pipeline_tests.realdata import regular_m15
 
 NY = ZoneInfo("America/New_York")

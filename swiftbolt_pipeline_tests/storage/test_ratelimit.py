@@ -11,11 +11,10 @@ import httpx
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.core.clock import FakeClock
-from swiftbolt_pipeline.core.ratemath import RollingWindowBucket
 from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
 from swiftbolt_pipeline.storage import ratelimit
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
+from swiftbolt_pipeline_tests.doubles import FakeClock, RollingWindowBucket
 from swiftbolt_pipeline_tests.storage import token_worker
 
 # Far in the future, so every explicit `p_at` is after the bucket's `updated_at`.

@@ -5,9 +5,9 @@ import dagster as dg
 from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import check_derived, derived_check_specs
-from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.ingest.derive import derive
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, days_by_symbol
 from swiftbolt_pipeline.storage import watchlist
 
 _DESCRIPTIONS = {
@@ -23,13 +23,13 @@ def build_derived_asset(
     timeframe: Timeframe, partitions_def: dg.MultiPartitionsDefinition
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"{timeframe.value}_bars",
+        name=BAR_ASSETS[timeframe],
         partitions_def=partitions_def,
-        deps=["m15_bars"],
+        deps=[M15_BARS],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="bars",
         kinds={"polars", "postgres"},
-        check_specs=derived_check_specs(f"{timeframe.value}_bars"),
+        check_specs=derived_check_specs(BAR_ASSETS[timeframe]),
         metadata=ASSET_METADATA,
         owners=["team:data-platform"],
         description=(

@@ -22,7 +22,6 @@ from swiftbolt_pipeline.defs.checks import (
     check_provider_data,
     m15_check_specs,
 )
-from swiftbolt_pipeline.defs.partitions import days_by_symbol
 from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
@@ -37,13 +36,12 @@ from swiftbolt_pipeline.ingest.history import (
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
+from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG, days_by_symbol
 from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
-# Run tag: fetch only the sessions that lack their final bars (set by the finalize schedule).
-MISSING_ONLY_TAG = "swiftbolt/missing-only"
 # How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
 # provider outage doesn't spin the queue.
 FAILURE_COOLDOWN = timedelta(minutes=10)
@@ -62,7 +60,7 @@ class PlanConfig(dg.Config):
 def plan_run_config(provider: str) -> dict[str, Any]:
     """Run config forcing `provider` for a run that materializes `m15_bars`."""
     plan = {"config": PlanConfig(provider=provider).model_dump()}
-    return {"ops": {"m15_bars": {"ops": {"m15_plan": plan}}}}
+    return {"ops": {M15_BARS: {"ops": {"m15_plan": plan}}}}
 
 
 def history_providers(config: PlanConfig, pipeline: PipelineSettings) -> tuple[Provider, ...]:
@@ -95,7 +93,7 @@ CHECK_OUTPUTS = [spec.get_python_identifier() for spec in m15_check_specs()]
 
 def build_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.graph_asset(
-        name="m15_bars",
+        name=M15_BARS,
         partitions_def=partitions_def,
         # A backfill of many days is one run, coalesced into few provider requests.
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -21,13 +21,16 @@ from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.partitions import days_by_symbol
+from swiftbolt_pipeline.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    days_by_symbol,
+    parse_partition_key,
+)
 from swiftbolt_pipeline.storage import ledger
 from swiftbolt_pipeline.storage.coverage import session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 FIRST_BAR = timedelta(minutes=15)
 QUEUED_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 RUNNING_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -51,18 +54,12 @@ class InflightRange:
 
 
 def _range_of(run: dg.DagsterRun, running: bool) -> InflightRange | None:
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if not start or not end or "|" not in start or "|" not in end:
+    try:
+        start_symbol, start_day = parse_partition_key(run.tags.get(RANGE_START_TAG, ""))
+        end_symbol, end_day = parse_partition_key(run.tags.get(RANGE_END_TAG, ""))
+    except ValueError:  # not a range of bar partitions
         return None
-    start_day, start_symbol = start.split("|")
-    end_day, end_symbol = end.split("|")
-    return InflightRange(
-        start_symbol,
-        end_symbol,
-        date.fromisoformat(start_day),
-        date.fromisoformat(end_day),
-        running,
-    )
+    return InflightRange(start_symbol, end_symbol, start_day, end_day, running)
 
 
 def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:

@@ -1,4 +1,4 @@
-"""The SQL the API runs: parameterized, index-backed reads."""
+"""The chart reads the HTTP API answers: parameterized, index-backed, timestamps in UTC."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import psycopg
 from swiftbolt_pipeline.core.models import Timeframe
 
 BarRow = tuple[datetime, float, float, float, float, int, float | None, int | None, str, bool]
+
+
+def answer_in_utc(conn: psycopg.Connection) -> None:
+    """Timestamps of this session come back in UTC, as the API answers them."""
+    conn.execute("SET TIME ZONE 'UTC'")
 
 
 def chart_bars(
@@ -22,8 +27,3 @@ def chart_bars(
         (ticker, timeframe.value, start, end),
     )
     return cur.fetchall()
-
-
-def symbol_known(conn: psycopg.Connection, ticker: str) -> bool:
-    """Whether the archive has a row for `ticker` (watched now, formerly or one-off)."""
-    return conn.execute("SELECT 1 FROM symbols WHERE ticker = %s", (ticker,)).fetchone() is not None

@@ -13,7 +13,7 @@ import psycopg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, parse_timeframes
-from swiftbolt_pipeline.defs.coverage import Coverage, coverage_report
+from swiftbolt_pipeline.services.coverage import Coverage, coverage_report
 from swiftbolt_pipeline.storage import watchlist
 
 DEFAULT_WINDOW_DAYS = 730
@@ -42,7 +42,7 @@ def symbol_coverage(
     `window_days` defaults to the watchlist row's, else 730. With `ensure`, the symbol is
     added to the watchlist (re-activated) or its window widened to cover `window_days`, never
     narrowed; its priority is kept. Commits its own writes."""
-    current = _lookup(conn, symbol)
+    current = watchlist.lookup(conn, symbol)
     window = window_days or (current.window_days if current else DEFAULT_WINDOW_DAYS)
     symbol_id = current.id if current else None
     if ensure:
@@ -62,12 +62,3 @@ def symbol_coverage(
         timeframe=timeframe,
         window_days=window,
     )
-
-
-def _lookup(conn: psycopg.Connection, symbol: str) -> watchlist.WatchedSymbol | None:
-    row = conn.execute(
-        """SELECT id, ticker, is_active, window_days, priority, added_at FROM symbols
-           WHERE ticker = %s""",
-        (symbol,),
-    ).fetchone()
-    return watchlist.WatchedSymbol(*row) if row else None

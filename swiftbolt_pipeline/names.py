@@ -1,0 +1,78 @@
+"""The names the Dagster definitions share with the services, the CLI and the API: asset keys,
+run tags and the bar partitions' key format. Plain values, so a service can name an asset or
+read a run's tags without loading the definitions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+
+import dagster as dg
+from dagster_shared.check import CheckError
+
+from swiftbolt_pipeline.core.models import Timeframe
+
+M15_BARS = "m15_bars"
+H1_BARS = "h1_bars"
+H4_BARS = "h4_bars"
+D1_BARS = "d1_bars"
+BAR_ASSETS = {
+    Timeframe.M15: M15_BARS,
+    Timeframe.H1: H1_BARS,
+    Timeframe.H4: H4_BARS,
+    Timeframe.D1: D1_BARS,
+}
+DERIVED_ASSETS = (H1_BARS, H4_BARS, D1_BARS)
+
+# Bar partitions: the `symbols` dynamic partitions x XNYS sessions.
+SYMBOLS_PARTITIONS = "symbols"
+SYMBOL_DIMENSION = "symbol"
+DAY_DIMENSION = "day"
+
+# Dagster's tags of a run covering a partition range (set by single-run backfills).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PRIORITY_TAG = "dagster/priority"
+
+# Our run tags: the symbol a run was launched for, and what launched it.
+SYMBOL_TAG = "swiftbolt/symbol"
+TRIGGER_TAG = "swiftbolt/trigger"
+# The execution dates of the splits a split refetch replaces bars for.
+SPLITS_TAG = "swiftbolt/splits"
+# Fetch only the sessions that lack their final bars (set by the finalize schedule).
+MISSING_ONLY_TAG = "swiftbolt/missing-only"
+# Marks the runs of one soak worker, so the soak can find them again.
+SOAK_WORKER_TAG = "swiftbolt/soak_worker"
+
+# Dagster parses a multi-partition key by its definition's dimension names alone; the day
+# dimension's dates play no part, so this definition parses every bar partition key.
+_KEY_FORMAT = dg.MultiPartitionsDefinition(
+    {
+        SYMBOL_DIMENSION: dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS),
+        DAY_DIMENSION: dg.DailyPartitionsDefinition(start_date="1970-01-01"),
+    }
+)
+
+
+def partition_key(symbol: str, day: date) -> dg.MultiPartitionKey:
+    """The bar partition key of `symbol` on `day` (Dagster writes it `day|symbol`)."""
+    return dg.MultiPartitionKey({SYMBOL_DIMENSION: symbol, DAY_DIMENSION: day.isoformat()})
+
+
+def parse_partition_key(key: str) -> tuple[str, date]:
+    """`(symbol, day)` of a bar partition key; ValueError when `key` is not one."""
+    try:
+        dimensions = _KEY_FORMAT.get_partition_key_from_str(key).keys_by_dimension
+    except CheckError as error:
+        raise ValueError(f"not a bar partition key: {key!r}") from error
+    return dimensions[SYMBOL_DIMENSION], date.fromisoformat(dimensions[DAY_DIMENSION])
+
+
+def days_by_symbol(keys: Iterable[str]) -> dict[str, list[date]]:
+    """Group a run's partition keys by symbol, days in order."""
+    grouped: dict[str, list[date]] = defaultdict(list)
+    for key in keys:
+        symbol, day = parse_partition_key(key)
+        grouped[symbol].append(day)
+    return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}
