@@ -25,7 +25,7 @@ from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.soak.command import soak
 from swiftbolt_pipeline.storage import ratelimit, watchlist
 from swiftbolt_pipeline.storage.database import DatabaseUnavailable
-from swiftbolt_pipeline.storage.migrate import migrate
+from swiftbolt_pipeline.storage.migrate import migrate, schema_lock
 
 
 class SwiftboltGroup(click.Group):
@@ -74,7 +74,8 @@ def db_migrate() -> None:
         applied = migrate(conn)
     click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
     prepare_dagster_home(runtime.settings)
-    with open_instance(runtime.settings) as instance:
+    # Concurrent migrators would both insert a pool's limit row.
+    with schema_lock(runtime.database_url), open_instance(runtime.settings) as instance:
         configure_pools(instance)
     click.echo("pools: " + ", ".join(f"{k}={v}" for k, v in POOL_LIMITS.items()))
 

@@ -17,7 +17,7 @@ from dagster_postgres import DagsterPostgresStorage
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.storage import database
-from swiftbolt_pipeline.storage.migrate import MIGRATION_LOCK_KEY, migrate
+from swiftbolt_pipeline.storage.migrate import migrate, schema_lock
 
 
 class ProjectStorage(DagsterPostgresStorage):
@@ -47,11 +47,8 @@ class ProjectStorage(DagsterPostgresStorage):
             # A fresh database: our schema (which holds `dagster`) first, then Dagster's tables,
             # created by one process at a time: two creating them at once collide.
             migrate(conn)
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-            try:
-                return cls(database.sqlalchemy_url(url), inst_data=inst_data)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        with schema_lock(url):
+            return cls(database.sqlalchemy_url(url), inst_data=inst_data)
 
     # Dagster describes the three storages inside this one by dagster-postgres' own classes
     # and this class's (empty) configuration, which they cannot load: none is needed, as the

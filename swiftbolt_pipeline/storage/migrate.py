@@ -5,11 +5,25 @@ the same transaction that records it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 import psycopg
 
 MIGRATION_LOCK_KEY = 0x5B01_7001  # arbitrary, constant: "swiftbolt migrations"
+
+
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Hold the lock migrators take, on a connection of its own, for setup beside the schema
+    that must not run twice at once (Dagster's tables, pool limits)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
 def available_migrations() -> list[tuple[int, str, str]]:

@@ -87,7 +87,7 @@ def test_dev_starts_the_webserver_on_loopback_by_default(
     that exits at once, so nothing binds)."""
     spawned: list[tuple[str, list[str]]] = []
 
-    def spawn(name: str, args: list[str]) -> dev_module.Child:
+    def spawn(name: str, args: list[str], env: dict[str, str]) -> dev_module.Child:
         spawned.append((name, args))
         return dev_module.Child(name, subprocess.Popen(["true"]))
 
