@@ -4,11 +4,10 @@ local port), for the benchmark report: one year of h1 bars for one symbol, N req
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,10 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import polars as pl
 import psycopg
-import uvicorn
-from fastapi import FastAPI
 
 from swiftbolt_pipeline.api.app import InstanceFactory, create_app
+from swiftbolt_pipeline.background_server import serving_in_thread
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
@@ -94,28 +92,6 @@ def seed_h1_year(conn: psycopg.Connection, symbol: str, last: date) -> tuple[dat
     first, last_ts = rows[0][0], rows[-1][0]
     assert isinstance(first, datetime) and isinstance(last_ts, datetime)
     return first, last_ts
-
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` under uvicorn in a background thread on a free loopback port; yields its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="swiftbolt-api-bench", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -200,7 +176,7 @@ def measure_api_latency(
     with contextlib.ExitStack() as stack:
         if base_url is None:
             app = create_app(database_url, instance_factory, settings_factory, None)
-            base_url = stack.enter_context(serving(app))
+            base_url = stack.enter_context(serving_in_thread(app, name="swiftbolt-api-bench"))
         bars = httpx.get(f"{base_url}/v1/bars", params=bars_params, timeout=30)
         bars.raise_for_status()
         for level in concurrency:

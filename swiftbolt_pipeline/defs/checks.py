@@ -103,19 +103,16 @@ def check_m15(
         duplicates += quality.duplicate_timestamps(bars)
     return [
         _count_result(M15_BARS, counts),
-        dg.AssetCheckResult(
-            asset_key=M15_BARS,
-            check_name=OHLC_SANE,
-            passed=bad_ohlc == 0,
-            metadata={"violations": bad_ohlc},
-        ),
-        dg.AssetCheckResult(
-            asset_key=M15_BARS,
-            check_name=NO_DUPLICATES,
-            passed=duplicates == 0,
-            metadata={"duplicates": duplicates},
-        ),
+        _none_found(M15_BARS, OHLC_SANE, "violations", bad_ohlc),
+        _none_found(M15_BARS, NO_DUPLICATES, "duplicates", duplicates),
     ]
+
+
+def _none_found(asset: str, check: str, counted: str, count: int) -> dg.AssetCheckResult:
+    """A check that passes when it counted none of what it looks for."""
+    return dg.AssetCheckResult(
+        asset_key=asset, check_name=check, passed=count == 0, metadata={counted: count}
+    )
 
 
 def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
@@ -162,10 +159,5 @@ def check_derived(
         mismatches += quality.derived_mismatches(m15, derived, timeframe, sessions).height
     return [
         _count_result(asset, counts),
-        dg.AssetCheckResult(
-            asset_key=asset,
-            check_name=CONSISTENT,
-            passed=mismatches == 0,
-            metadata={"mismatched_buckets": mismatches},
-        ),
+        _none_found(asset, CONSISTENT, "mismatched_buckets", mismatches),
     ]

@@ -77,5 +77,26 @@ def page_count(base: np.ndarray, limit: int, page_size: int | None = None) -> in
     return min(count, len(base))
 
 
-def round_prices(x: np.ndarray) -> list[float]:
+Row = tuple[int, float, float, float, float, int, float, int]
+
+
+def rows(aggs: Aggregates) -> list[Row]:
+    """``(t, o, h, l, c, v, vw, n)`` per bar as JSON-ready Python numbers, prices rounded to
+    4 decimals as every provider's API serves them."""
+    return list(
+        zip(
+            aggs.t.tolist(),
+            _round_prices(aggs.o),
+            _round_prices(aggs.h),
+            _round_prices(aggs.l),
+            _round_prices(aggs.c),
+            aggs.v.tolist(),
+            _round_prices(aggs.vw),
+            aggs.n.tolist(),
+            strict=True,
+        )
+    )
+
+
+def _round_prices(x: np.ndarray) -> list[float]:
     return [float(v) for v in np.round(x, 4).tolist()]

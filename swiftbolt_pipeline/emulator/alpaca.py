@@ -31,7 +31,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import Aggregates, aggregate, round_prices
+from .aggregate import Aggregates, aggregate, rows
 from .data import BarStore
 from .sessions import MINUTE_MS, NY, now_ms
 from .state import RuntimeConfig
@@ -163,17 +163,7 @@ def _rfc3339(t_ms: int) -> str:
 def _bars_json(aggs: Aggregates) -> list[dict[str, Any]]:
     return [
         {"t": _rfc3339(t), "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
-        for t, o, h, low, c, v, n, vw in zip(
-            aggs.t.tolist(),
-            round_prices(aggs.o),
-            round_prices(aggs.h),
-            round_prices(aggs.l),
-            round_prices(aggs.c),
-            aggs.v.tolist(),
-            aggs.n.tolist(),
-            round_prices(aggs.vw),
-            strict=True,
-        )
+        for t, o, h, low, c, v, vw, n in rows(aggs)
     ]
 
 

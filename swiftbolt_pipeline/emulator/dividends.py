@@ -25,19 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from .polygon import BadRequest, error, request_id
-from .splits import compare, encode_cursor, query_of
+from .polygon import BadRequest
+from .reference import serve_page, within_dates
 from .state import RuntimeConfig
 
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 1000
-_DATE_FILTERS = ("ex_dividend_date", "ex_dividend_date.gte", "ex_dividend_date.gt",
-                 "ex_dividend_date.lte", "ex_dividend_date.lt")  # fmt: skip
 _SORTS = ("ex_dividend_date", "pay_date", "cash_amount", "ticker")
 
 
@@ -138,16 +133,7 @@ def _select(query: dict[str, str]) -> list[Dividend]:
     ticker = query.get("ticker")
     if ticker:
         found = [d for d in found if d.ticker == ticker.upper()]
-    for name in _DATE_FILTERS:
-        raw = query.get(name)
-        if raw is None:
-            continue
-        try:
-            bound = date.fromisoformat(raw)
-        except ValueError:
-            raise BadRequest(f"Could not parse '{name}': use YYYY-MM-DD") from None
-        op = name.rpartition(".")[2] if "." in name else "eq"
-        found = [d for d in found if compare(d.ex_dividend_date, op, bound)]
+    found = within_dates(found, query, "ex_dividend_date", lambda d: d.ex_dividend_date)
     if (kind := query.get("dividend_type")) is not None:
         found = [d for d in found if d.dividend_type == kind]
     if (frequency := query.get("frequency")) is not None:
@@ -169,24 +155,10 @@ def _select(query: dict[str, str]) -> list[Dividend]:
 
 
 def serve(request: Request, config: RuntimeConfig) -> Response:
-    try:
-        query, offset = query_of(request)
-        raw_limit = query.get("limit", str(DEFAULT_LIMIT))
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise BadRequest("limit must be a positive integer")
-        limit = min(int(raw_limit), MAX_LIMIT)
-        if config.page_size is not None:
-            limit = min(limit, config.page_size)
-        selected = _select(query)
-    except BadRequest as exc:
-        return error(400, str(exc))
-    body: dict[str, Any] = {
-        "results": [d.to_json() for d in selected[offset : offset + limit]],
-        "status": "OK",
-        "request_id": request_id(),
-    }
-    if offset + limit < len(selected):
-        base = config.next_url_base or str(request.base_url).rstrip("/")
-        cursor = encode_cursor(query, offset + limit)
-        body["next_url"] = f"{base}/v3/reference/dividends?{urlencode({'cursor': cursor})}"
-    return JSONResponse(body)
+    return serve_page(
+        request,
+        config,
+        "/v3/reference/dividends",
+        _select,
+        next_host=config.next_url_base,
+    )

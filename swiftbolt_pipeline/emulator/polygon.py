@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import aggregate, page_count, round_prices
+from .aggregate import aggregate, page_count, rows
 from .data import Bars, BarStore, is_listed
 from .sessions import MINUTE_MS, day_start_ms, now_ms
 from .state import RuntimeConfig
@@ -176,17 +176,7 @@ def serve(
     if count:
         body["results"] = [
             {"v": v, "vw": vw, "o": o, "c": c, "h": h, "l": low, "t": t, "n": n}
-            for t, o, h, low, c, v, vw, n in zip(
-                page.t.tolist(),
-                round_prices(page.o),
-                round_prices(page.h),
-                round_prices(page.l),
-                round_prices(page.c),
-                page.v.tolist(),
-                round_prices(page.vw),
-                page.n.tolist(),
-                strict=True,
-            )
+            for t, o, h, low, c, v, vw, n in rows(page)
         ]
         body["queryCount"] = int(page.base.sum())
         body["resultsCount"] = body["count"] = count

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+
+from swiftbolt_pipeline.background_server import serving_in_thread
 
 from .app import EmulatorSettings, create_app
 
@@ -41,21 +41,7 @@ def running_emulator(
     The server is shut down (and the thread joined) on exit.
     """
     app = create_app(settings or EmulatorSettings.from_env())
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            lifespan="off")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="swiftbolt-emulator", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            raise RuntimeError(f"emulator failed to start on {host}:{port}")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving_in_thread(
+        app, name="swiftbolt-emulator", host=host, port=port, log_level=log_level, lifespan="off"
+    ) as url:
+        yield url

@@ -22,29 +22,22 @@ offset) and never the API key. ``results`` is an empty list when nothing matches
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .data import Bars
-from .polygon import BadRequest, error, request_id
+from .polygon import BadRequest
+from .reference import serve_page, within_dates
 from .sessions import day_start_ms
 from .state import RuntimeConfig
-
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 1000
-_DATE_FILTERS = ("execution_date", "execution_date.gte", "execution_date.gt",
-                 "execution_date.lte", "execution_date.lt")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,45 +156,11 @@ class SplitBook:
 # ---------------------------------------------------------------- GET /v3/reference/splits
 
 
-def encode_cursor(query: dict[str, str], offset: int) -> str:
-    raw = json.dumps({"q": query, "offset": offset}, sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dict[str, str], int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        query, offset = data["q"], data["offset"]
-        if not isinstance(query, dict) or not isinstance(offset, int) or offset < 0:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise BadRequest("Invalid cursor") from exc
-    return {str(k): str(v) for k, v in query.items()}, offset
-
-
-def query_of(request: Request) -> tuple[dict[str, str], int]:
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        return decode_cursor(cursor)
-    query = {k: v for k, v in request.query_params.items() if k.lower() != "apikey"}
-    return query, 0
-
-
 def _select(splits: list[Split], query: dict[str, str]) -> list[Split]:
     ticker = query.get("ticker")
     if ticker:
         splits = [s for s in splits if s.ticker == ticker.upper()]
-    for name in _DATE_FILTERS:
-        raw = query.get(name)
-        if raw is None:
-            continue
-        try:
-            bound = date.fromisoformat(raw)
-        except ValueError:
-            raise BadRequest(f"Could not parse '{name}': use YYYY-MM-DD") from None
-        op = name.rpartition(".")[2] if "." in name else "eq"
-        splits = [s for s in splits if compare(s.execution_date, op, bound)]
+    splits = within_dates(splits, query, "execution_date", lambda s: s.execution_date)
     reverse = query.get("reverse_split")
     if reverse is not None:
         if reverse.lower() not in ("true", "false"):
@@ -223,36 +182,11 @@ def _select(splits: list[Split], query: dict[str, str]) -> list[Split]:
     return sorted(splits, key=key, reverse=order == "desc")
 
 
-def compare(value: date, op: str, bound: date) -> bool:
-    return {
-        "eq": value == bound,
-        "gte": value >= bound,
-        "gt": value > bound,
-        "lte": value <= bound,
-        "lt": value < bound,
-    }[op]
-
-
 def serve(request: Request, book: SplitBook, config: RuntimeConfig) -> Response:
-    try:
-        query, offset = query_of(request)
-        raw_limit = query.get("limit", str(DEFAULT_LIMIT))
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise BadRequest("limit must be a positive integer")
-        limit = min(int(raw_limit), MAX_LIMIT)
-        if config.page_size is not None:
-            limit = min(limit, config.page_size)
-        selected = _select(book.all(), query)
-    except BadRequest as exc:
-        return error(400, str(exc))
-    page = selected[offset : offset + limit]
-    body: dict[str, Any] = {
-        "results": [s.to_json() for s in page],
-        "status": "OK",
-        "request_id": request_id(),
-    }
-    if offset + limit < len(selected):
-        base = str(request.base_url).rstrip("/")
-        cursor = encode_cursor(query, offset + limit)
-        body["next_url"] = f"{base}/v3/reference/splits?{urlencode({'cursor': cursor})}"
-    return JSONResponse(body)
+    return serve_page(
+        request,
+        config,
+        "/v3/reference/splits",
+        lambda query: _select(book.all(), query),
+        next_host=None,
+    )

@@ -18,7 +18,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .aggregate import aggregate, round_prices
+from .aggregate import aggregate, rows
 from .data import BarStore, is_listed
 from .sessions import MINUTE_MS, NY, now_ms, sessions_between
 from .state import RuntimeConfig
@@ -110,15 +110,6 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
             "volume": v,
             "vwap": vw,
         }
-        for t, o, h, low, c, v, vw in zip(
-            aggs.t.tolist(),
-            round_prices(aggs.o),
-            round_prices(aggs.h),
-            round_prices(aggs.l),
-            round_prices(aggs.c),
-            aggs.v.tolist(),
-            round_prices(aggs.vw),
-            strict=True,
-        )
+        for t, o, h, low, c, v, vw, _ in rows(aggs)
     ]
     return JSONResponse({"series": {"data": data[0] if len(data) == 1 else data}})

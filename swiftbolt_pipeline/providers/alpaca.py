@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
 import polars as pl
 
@@ -110,18 +110,6 @@ class AlpacaClient(ProviderClient):
         secrets = [secret_key, key_id]
         super().__init__(base_url, limiter, clock, headers=headers, secrets=secrets, **options)
         self.feed = feed
-
-    @classmethod
-    def configured(
-        cls,
-        base_url: str,
-        credentials: Sequence[str],
-        limiter: TokenLimiter,
-        clock: Clock,
-        **options: Unpack[ClientOptions],
-    ) -> Self:
-        key_id, secret_key = credentials
-        return cls(base_url, key_id, secret_key, limiter, clock, **options)
 
     def fetch_m15_batch(
         self, tickers: Sequence[str], first: date, last: date, stats: RequestStats

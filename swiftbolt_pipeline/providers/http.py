@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self, TypedDict, Unpack
+from typing import Any, Protocol, Self, TypedDict, Unpack, cast
 
 import httpx
 
@@ -246,8 +246,10 @@ class ProviderClient:
         clock: Clock,
         **options: Unpack[ClientOptions],
     ) -> Self:
-        """A client from its credentials in the order the registry lists their variables."""
-        raise NotImplementedError
+        """A client from its credentials in the order the registry lists their variables: every
+        client's constructor takes them positionally, right after `base_url`."""
+        construct = cast("Callable[..., Self]", cls)  # a subclass's constructor, not this one's
+        return construct(base_url, *credentials, limiter, clock, **options)
 
     def close(self) -> None:
         self._http.close()

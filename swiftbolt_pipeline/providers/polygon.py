@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import polars as pl
@@ -55,18 +55,6 @@ class PolygonApi(ProviderClient):
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[api_key], **options)
-
-    @classmethod
-    def configured(
-        cls,
-        base_url: str,
-        credentials: Sequence[str],
-        limiter: TokenLimiter,
-        clock: Clock,
-        **options: Unpack[ClientOptions],
-    ) -> Self:
-        (api_key,) = credentials
-        return cls(base_url, api_key, limiter, clock, **options)
 
     def _pages(
         self,

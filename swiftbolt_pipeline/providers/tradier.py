@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
 import polars as pl
 
@@ -46,18 +45,6 @@ class TradierClient(ProviderClient):
     ) -> None:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[token], **options)
-
-    @classmethod
-    def configured(
-        cls,
-        base_url: str,
-        credentials: Sequence[str],
-        limiter: TokenLimiter,
-        clock: Clock,
-        **options: Unpack[ClientOptions],
-    ) -> Self:
-        (token,) = credentials
-        return cls(base_url, token, limiter, clock, **options)
 
     def fetch_session_m15(
         self, ticker: str, session: Session, now: datetime, stats: RequestStats
