@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore
-from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HistoryProvider
 

@@ -29,7 +29,7 @@ import psycopg
 
 from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.providers.errors import (
+from swiftbolt_pipeline.core.errors import (
     PROVIDER_UNAVAILABLE,
     RATE_LIMIT_EXCEEDED,
     ProviderError,

@@ -23,11 +23,11 @@ from datetime import date
 
 import psycopg
 
+from swiftbolt_pipeline.core.errors import AUTH_FAILED, PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
 from swiftbolt_pipeline.ingest.batches import BatchMember, fetch_window
 from swiftbolt_pipeline.ingest.store import SymbolIngest, finish_symbol, prepare_symbol
-from swiftbolt_pipeline.providers.errors import AUTH_FAILED, PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.registry import HistoryProvider
 
 log = logging.getLogger(__name__)

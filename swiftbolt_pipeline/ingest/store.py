@@ -27,13 +27,13 @@ import psycopg
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clean import OFF_GRID, CleanReport, clean_m15, merge_counts
-from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider, Timeframe
-from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.providers.errors import (
+from swiftbolt_pipeline.core.errors import (
     MALFORMED_RESPONSE,
     SYMBOL_NOT_FOUND,
     ProviderError,
 )
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider, Timeframe
+from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import bars as bar_store

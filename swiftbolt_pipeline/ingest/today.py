@@ -12,8 +12,8 @@ from datetime import date, datetime
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, window_of
-from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import TodayProvider
 

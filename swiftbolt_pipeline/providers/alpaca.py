@@ -21,15 +21,15 @@ import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
-from swiftbolt_pipeline.core.ratemath import page_jitter
-from swiftbolt_pipeline.providers.errors import (
+from swiftbolt_pipeline.core.errors import (
     BAD_REQUEST,
     INVALID_TIMEFRAME,
     MALFORMED_RESPONSE,
     SYMBOL_NOT_FOUND,
     ProviderError,
 )
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
+from swiftbolt_pipeline.core.ratemath import page_jitter
 from swiftbolt_pipeline.providers.http import (
     ClientOptions,
     ProviderClient,

@@ -14,9 +14,7 @@ from typing import Any, Protocol, Self, TypedDict, Unpack, cast
 import httpx
 
 from swiftbolt_pipeline.core.clock import Clock
-from swiftbolt_pipeline.core.models import Provider
-from swiftbolt_pipeline.core.ratemath import backoff_delay, parse_retry_after
-from swiftbolt_pipeline.providers.errors import (
+from swiftbolt_pipeline.core.errors import (
     AUTH_FAILED,
     BAD_REQUEST,
     MALFORMED_RESPONSE,
@@ -24,6 +22,8 @@ from swiftbolt_pipeline.providers.errors import (
     RATE_LIMIT_EXCEEDED,
     ProviderError,
 )
+from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.core.ratemath import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 

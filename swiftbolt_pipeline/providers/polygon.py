@@ -17,9 +17,9 @@ import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
 from swiftbolt_pipeline.core.ratemath import page_jitter
-from swiftbolt_pipeline.providers.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.providers.http import (
     ClientOptions,
     ProviderClient,

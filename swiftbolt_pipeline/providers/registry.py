@@ -22,9 +22,9 @@ import psycopg
 
 from swiftbolt_pipeline.core.calendar import Session
 from swiftbolt_pipeline.core.clock import Clock, SystemClock
+from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
-from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.http import ProviderClient, RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient

@@ -26,6 +26,12 @@ def schema_lock(url: str) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
 
 
+def dagster_tables_exist(conn: psycopg.Connection) -> bool:
+    """Has Dagster created its tables in the `dagster` schema yet?"""
+    row = conn.execute("SELECT to_regclass('dagster.instance_info') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def available_migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every packaged migration, in version order."""
     folder = resources.files("swiftbolt_pipeline.storage") / "migrations"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import psycopg
 
 from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.errors import RATE_LIMIT_EXCEEDED, ProviderError
 from swiftbolt_pipeline.core.ratemath import sustained_per_min, wait_for_token
-from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import psycopg
 from psycopg import sql
 
 from swiftbolt_pipeline.core.alerts import AlertKind
+from swiftbolt_pipeline.core.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.core.models import InvalidInput
-from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.storage import alerts
 
 _COLUMNS = sql.SQL(", ").join(

@@ -17,6 +17,7 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.alerts import Alert, AlertKind, message
+from swiftbolt_pipeline.core.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
@@ -25,7 +26,6 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
-from swiftbolt_pipeline.providers.errors import SYMBOL_NOT_FOUND
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
 from swiftbolt_pipeline.webhook import deliver_pending, secrets_of

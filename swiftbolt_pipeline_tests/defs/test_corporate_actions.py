@@ -15,14 +15,13 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, errors
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.ingest import corporate_actions as ca_ingest
-from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient, SplitEvent
 from swiftbolt_pipeline.storage import bars as bar_store

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core import errors
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
 from swiftbolt_pipeline.emulator.dividends import DIVIDENDS
 from swiftbolt_pipeline.ingest.corporate_actions import check_corporate_actions
-from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon_reference import DividendEvent, PolygonReferenceClient
 from swiftbolt_pipeline.storage import watchlist

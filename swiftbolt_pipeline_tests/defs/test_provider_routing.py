@@ -18,6 +18,7 @@ import pytest
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
@@ -27,7 +28,6 @@ from swiftbolt_pipeline.ingest.history import HistoryTask
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.names import partition_key
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
-from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.storage import watchlist

@@ -16,8 +16,8 @@ import httpx
 import polars as pl
 import pytest
 
+from swiftbolt_pipeline.core import errors
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
-from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.alpaca import (
     AlpacaBatch,
     AlpacaBatchError,

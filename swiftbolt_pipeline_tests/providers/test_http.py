@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from swiftbolt_pipeline.providers import errors
+from swiftbolt_pipeline.core import errors
 from swiftbolt_pipeline.providers.http import RequestStats, ResilientClient, UnlimitedLimiter
 from swiftbolt_pipeline_tests.providers.helpers import (
     KEY,

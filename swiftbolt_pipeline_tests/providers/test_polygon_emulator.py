@@ -11,8 +11,8 @@ import httpx
 import polars as pl
 import pytest
 
+from swiftbolt_pipeline.core import errors
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
-from swiftbolt_pipeline.providers import errors
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY

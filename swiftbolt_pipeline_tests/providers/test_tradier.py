@@ -15,14 +15,14 @@ import polars as pl
 import pytest
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import BAR_SCHEMA
-from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
-from swiftbolt_pipeline.providers.errors import (
+from swiftbolt_pipeline.core.errors import (
     AUTH_FAILED,
     MALFORMED_RESPONSE,
     PROVIDER_UNAVAILABLE,
     ProviderError,
 )
+from swiftbolt_pipeline.core.models import BAR_SCHEMA
+from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter
 from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline_tests.doubles import FakeClock

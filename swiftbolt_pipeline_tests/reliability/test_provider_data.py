@@ -18,11 +18,11 @@ import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
+from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.ingest.history import HistoryTask
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
-from swiftbolt_pipeline.providers.errors import ProviderError
 from swiftbolt_pipeline.providers.http import UnlimitedLimiter
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
+from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.http import RequestStats, ResilientClient, UnlimitedLimiter
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker, breaker_state
 from swiftbolt_pipeline.storage.migrate import migrate

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.providers.errors import RATE_LIMIT_EXCEEDED, ProviderError
+from swiftbolt_pipeline.core.errors import RATE_LIMIT_EXCEEDED, ProviderError
 from swiftbolt_pipeline.storage import ratelimit
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.doubles import FakeClock, RollingWindowBucket

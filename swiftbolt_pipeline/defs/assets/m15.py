@@ -14,6 +14,7 @@ from pydantic import Field
 from swiftbolt_pipeline.config import PipelineClock, parse_providers
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.clean import merge_counts
+from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA, preview
 from swiftbolt_pipeline.defs.checks import (
@@ -37,7 +38,6 @@ from swiftbolt_pipeline.ingest.history import (
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG, days_by_symbol
-from swiftbolt_pipeline.providers.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states

@@ -17,7 +17,7 @@ from dagster_postgres import DagsterPostgresStorage
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.storage import database
-from swiftbolt_pipeline.storage.migrate import migrate, schema_lock
+from swiftbolt_pipeline.storage.migrate import dagster_tables_exist, migrate, schema_lock
 
 
 class ProjectStorage(DagsterPostgresStorage):
@@ -42,7 +42,7 @@ class ProjectStorage(DagsterPostgresStorage):
             config_value.get("database_url", settings.database_url),
         )
         with database.connect(url, autocommit=True) as conn:
-            if conn.execute("SELECT to_regclass('dagster.instance_info')").fetchone() != (None,):
+            if dagster_tables_exist(conn):
                 return cls(database.sqlalchemy_url(url), inst_data=inst_data)
             # A fresh database: our schema (which holds `dagster`) first, then Dagster's tables,
             # created by one process at a time: two creating them at once collide.
