@@ -12,8 +12,8 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
+from swiftbolt_pipeline.services.webhook import deliver_pending, secrets_among
 from swiftbolt_pipeline.storage import alerts
-from swiftbolt_pipeline.webhook import deliver_pending, secrets_among
 
 
 def failure_reason(context: dg.RunFailureSensorContext) -> str:

@@ -26,9 +26,9 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
+from swiftbolt_pipeline.services.webhook import deliver_pending, secrets_of
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
-from swiftbolt_pipeline.webhook import deliver_pending, secrets_of
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.receiver import Receiver
 from swiftbolt_pipeline_tests.reliability.helpers import inject, materialize, reset_emulator

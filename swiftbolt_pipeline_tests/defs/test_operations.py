@@ -30,8 +30,8 @@ from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.services.coverage import coverage_report
+from swiftbolt_pipeline.services.webhook import deliver_pending
 from swiftbolt_pipeline.storage import watchlist
-from swiftbolt_pipeline.webhook import deliver_pending
 from swiftbolt_pipeline_tests.receiver import Receiver
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
