@@ -76,3 +76,13 @@ def days_by_symbol(keys: Iterable[str]) -> dict[str, list[date]]:
         symbol, day = parse_partition_key(key)
         grouped[symbol].append(day)
     return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}
+
+
+def range_tags(
+    first_symbol: str, last_symbol: str, first_day: date, last_day: date
+) -> dict[str, str]:
+    """Tags making one run cover the rectangle symbols x days (single-run backfill policy)."""
+    return {
+        RANGE_START_TAG: partition_key(first_symbol, first_day),
+        RANGE_END_TAG: partition_key(last_symbol, last_day),
+    }

@@ -17,8 +17,8 @@ from datetime import date
 from typing import Any
 
 from swiftbolt_pipeline.core.planning import base_minute_floor
-from swiftbolt_pipeline.defs.launch import materialize_range, register_symbols
 from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.services.launch import materialize_range, register_symbols
 from swiftbolt_pipeline.storage import ledger, watchlist
 
 from .env import UNLIMITED, BenchEnv

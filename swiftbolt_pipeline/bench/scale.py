@@ -16,9 +16,9 @@ import polars as pl
 from swiftbolt_pipeline.core.calendar import Session
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.resample import resample
-from swiftbolt_pipeline.defs.launch import register_symbols
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.services.coverage import coverage_report
+from swiftbolt_pipeline.services.launch import register_symbols
 from swiftbolt_pipeline.storage import benchmark, watchlist
 
 from .env import BenchEnv

@@ -24,11 +24,11 @@ from swiftbolt_pipeline.core.models import (
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
-from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
 from swiftbolt_pipeline.providers.registry import require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.services.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist

@@ -28,12 +28,12 @@ import click
 import httpx
 
 from swiftbolt_pipeline.cli.runtime import fail
-from swiftbolt_pipeline.defs.launch import configure_pools
 from swiftbolt_pipeline.services.instance import (
     dagster_environment,
     open_instance,
     prepare_dagster_home,
 )
+from swiftbolt_pipeline.services.launch import configure_pools
 from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.storage.database import redact
 

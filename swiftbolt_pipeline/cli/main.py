@@ -19,8 +19,8 @@ from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
-from swiftbolt_pipeline.defs.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
+from swiftbolt_pipeline.services.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.soak.command import soak
 from swiftbolt_pipeline.storage import ratelimit, watchlist

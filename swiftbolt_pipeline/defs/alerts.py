@@ -4,7 +4,6 @@ outbox (breakers and parked symbols enter it where they happen, in storage/)."""
 import dagster as dg
 
 from swiftbolt_pipeline.core.alerts import AlertKind
-from swiftbolt_pipeline.defs.launch import root_cause
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
     AlpacaResource,
@@ -12,6 +11,7 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
+from swiftbolt_pipeline.services.launch import root_cause
 from swiftbolt_pipeline.services.webhook import deliver_pending, secrets_among
 from swiftbolt_pipeline.storage import alerts
 

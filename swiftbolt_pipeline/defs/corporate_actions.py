@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import PolygonResource, WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
@@ -19,7 +19,7 @@ from swiftbolt_pipeline.ingest.corporate_actions import (
     check_corporate_actions,
     claim_refetches,
 )
-from swiftbolt_pipeline.names import SPLITS_TAG, SYMBOL_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.names import SPLITS_TAG, SYMBOL_TAG, TRIGGER_TAG, range_tags
 from swiftbolt_pipeline.services.coverage import inflight_ranges
 
 SENSOR_NAME = "corporate_actions_sensor"

@@ -8,11 +8,11 @@ from datetime import timedelta
 import dagster as dg
 
 from swiftbolt_pipeline.core import calendar, completeness
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
-from swiftbolt_pipeline.names import MISSING_ONLY_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.names import MISSING_ONLY_TAG, TRIGGER_TAG, range_tags
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 

@@ -4,7 +4,6 @@ import dagster as dg
 
 from swiftbolt_pipeline.core.gaps import window_sessions
 from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
-from swiftbolt_pipeline.defs.launch import backfill_request
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
@@ -15,6 +14,7 @@ from swiftbolt_pipeline.services.coverage import (
     inflight_ranges,
     reap_dead_runs,
 )
+from swiftbolt_pipeline.services.launch import backfill_request
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 

@@ -37,7 +37,6 @@ import httpx
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions, build_resources
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
-from swiftbolt_pipeline.defs.launch import as_single_run, configure_pools
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.names import SOAK_WORKER_TAG
@@ -46,6 +45,7 @@ from swiftbolt_pipeline.services.instance import (
     open_instance,
     prepare_dagster_home,
 )
+from swiftbolt_pipeline.services.launch import as_single_run, configure_pools
 from swiftbolt_pipeline.services.runtime import ensure_providers, open_runtime
 from swiftbolt_pipeline.soak import pg
 from swiftbolt_pipeline.soak.audit import AuditReport, EmulatorCounters, run_audit

@@ -17,7 +17,8 @@ from swiftbolt_pipeline.api.models import BarsOut
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.jobs import BARS_JOB
+from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.services.ensure import symbol_coverage
 from swiftbolt_pipeline.storage import ratelimit, watchlist
 from swiftbolt_pipeline_tests.api.conftest import BASE_URL, TOKEN, TestClient, make_app

@@ -16,7 +16,7 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.schedules import (
     finalize_previous_session_schedule,
@@ -24,6 +24,7 @@ from swiftbolt_pipeline.defs.schedules import (
 )
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.defs.test_m15_asset import _run

@@ -13,7 +13,7 @@ import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
-from swiftbolt_pipeline.defs.launch import RunOutcome
+from swiftbolt_pipeline.services.launch import RunOutcome
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import materialize

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.defs.launch import RunOutcome, configure_pools
+from swiftbolt_pipeline.services.launch import RunOutcome, configure_pools
 from swiftbolt_pipeline_tests.defs.test_provider_routing import _providers, _run
 from swiftbolt_pipeline_tests.reliability.helpers import inject, reset_emulator
 

@@ -22,7 +22,6 @@ from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.defs.resources import AlpacaResource, PolygonResource
 from swiftbolt_pipeline.ingest.history import HistoryTask
 from swiftbolt_pipeline.ingest.store import SymbolIngest
@@ -30,6 +29,7 @@ from swiftbolt_pipeline.names import partition_key
 from swiftbolt_pipeline.providers.alpaca import AlpacaClient
 from swiftbolt_pipeline.providers.http import RequestStats, UnlimitedLimiter
 from swiftbolt_pipeline.providers.polygon import PolygonClient
+from swiftbolt_pipeline.services.launch import RunOutcome, register_symbols
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY

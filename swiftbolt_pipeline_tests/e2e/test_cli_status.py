@@ -13,7 +13,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from swiftbolt_pipeline.defs.jobs import BARS_JOB, range_tags
+from swiftbolt_pipeline.defs.jobs import BARS_JOB
+from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 

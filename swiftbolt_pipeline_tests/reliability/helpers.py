@@ -22,7 +22,6 @@ import psycopg
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline.defs.resources import PolygonResource
 from swiftbolt_pipeline.ingest.history import (
     HistoryTask,
@@ -32,6 +31,7 @@ from swiftbolt_pipeline.ingest.history import (
     start_history,
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest
+from swiftbolt_pipeline.services.launch import RunOutcome, materialize_range, register_symbols
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT
 

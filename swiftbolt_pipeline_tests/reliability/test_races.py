@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.defs.launch import POOL_LIMITS
+from swiftbolt_pipeline.services.launch import POOL_LIMITS
 from swiftbolt_pipeline.storage.migrate import available_migrations
 from swiftbolt_pipeline.storage.ratelimit import set_limits
 from swiftbolt_pipeline_tests.realdata import regular_m15

@@ -15,9 +15,13 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster_shared.error import SerializableErrorInfo
 
 from swiftbolt_pipeline.core.calendar import sessions_between
-from swiftbolt_pipeline.defs.jobs import range_tags
-from swiftbolt_pipeline.defs.partitions import SYMBOLS
-from swiftbolt_pipeline.names import SYMBOL_TAG, days_by_symbol, partition_key
+from swiftbolt_pipeline.names import (
+    SYMBOL_TAG,
+    SYMBOLS_PARTITIONS,
+    days_by_symbol,
+    partition_key,
+    range_tags,
+)
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,10 @@ def configure_pools(instance: dg.DagsterInstance) -> None:
 
 def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
     """Make symbols dynamic partitions (idempotent)."""
-    assert SYMBOLS.name is not None
-    known = set(instance.get_dynamic_partitions(SYMBOLS.name))
+    known = set(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
     missing = [s for s in symbols if s not in known]
     if missing:
-        instance.add_dynamic_partitions(SYMBOLS.name, missing)
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, missing)
 
 
 def materialize_range(
