@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.storage import database
@@ -52,16 +51,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(autouse=True)
-def _no_inherited_defs_state_storage() -> Iterator[None]:
-    """Dagster keeps the open instance's definitions-state storage in a context variable; an
-    instance closed out of order (a context manager finalized late) can leave it pointing at
-    a disposed instance, and the next definitions load then fails on its dead weakref. Each
-    test starts with none, as a fresh process does."""
-    with set_defs_state_storage(None):
-        yield
 
 
 RESET_SQL = """

@@ -93,12 +93,12 @@ def measure_scale(
         register_symbols(env.instance, names)
 
         def tick() -> dg.SensorResult | dg.SkipReason:
-            context = dg.build_sensor_context(
-                instance=env.instance, resources=resources, definitions=env.defs
-            )
             logging.disable(logging.INFO)  # the sensor's own "requesting ..." line
             try:
-                return coverage_gap_sensor(context)  # type: ignore[return-value]
+                with dg.build_sensor_context(
+                    instance=env.instance, resources=resources, definitions=env.defs
+                ) as context:
+                    return coverage_gap_sensor(context)  # type: ignore[return-value]
             finally:
                 logging.disable(logging.NOTSET)
 

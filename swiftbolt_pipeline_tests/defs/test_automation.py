@@ -39,15 +39,17 @@ def instance():
 
 
 def _sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, db_url: str):
-    context = dg.build_sensor_context(
+    # As a context manager: it closes what evaluating the sensor opened (left to the garbage
+    # collector, that closing would later restore a disposed instance as Dagster's current).
+    with dg.build_sensor_context(
         instance=instance,
         resources={
             "warehouse": WarehouseResource(database_url=db_url),
             "pipeline": PipelineSettings.from_settings(Settings.from_env()),
         },
         definitions=build_definitions(Settings.from_env()),
-    )
-    return sensor(context)
+    ) as context:
+        return sensor(context)
 
 
 def _queue(instance: dg.DagsterInstance, tags: dict[str, str], status: dg.DagsterRunStatus) -> None:
@@ -278,12 +280,12 @@ def test_coverage_report_counts_running_and_queued_slices(
 
 
 def _schedule(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, at: datetime):
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=at,
         resources={"pipeline": PipelineSettings.from_settings(Settings.from_env())},
-    )
-    return schedule(context)
+    ) as context:
+        return schedule(context)
 
 
 @pytest.mark.parametrize(
@@ -340,15 +342,15 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
 
     def finalize() -> dg.RunRequest | dg.SkipReason:
         # Monday 2026-01-20 06:00: the previous session is Friday 2026-01-16 (MLK day between).
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 1, 20, 6, 0, tzinfo=ET),
             resources={
                 "warehouse": WarehouseResource(database_url=pipeline_env["DATABASE_URL"]),
                 "pipeline": PipelineSettings.from_settings(Settings.from_env()),
             },
-        )
-        return finalize_previous_session_schedule(context)
+        ) as context:
+            return finalize_previous_session_schedule(context)
 
     result = finalize()
     assert isinstance(result, dg.RunRequest)

@@ -59,15 +59,15 @@ def _at(monkeypatch: pytest.MonkeyPatch, when: datetime) -> None:
 def _tick(instance: dg.DagsterInstance, db_url: str) -> list[dg.RunRequest]:
     """One evaluation of the real gap sensor; its new symbols become partitions. Each
     requested backfill comes back as the one run the daemon launches for it."""
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         resources={
             "warehouse": WarehouseResource(database_url=db_url),
             "pipeline": PipelineSettings.from_settings(Settings.from_env()),
         },
         definitions=build_definitions(Settings.from_env()),
-    )
-    result = coverage_gap_sensor(context)
+    ) as context:
+        result = coverage_gap_sensor(context)
     if isinstance(result, dg.SkipReason):
         return []
     assert isinstance(result, dg.SensorResult)
