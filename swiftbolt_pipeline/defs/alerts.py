@@ -46,6 +46,19 @@ def run_failure_alert_sensor(
         conn.commit()
 
 
+def webhook_secrets(
+    warehouse: WarehouseResource,
+    alert_webhook: AlertWebhookResource,
+    polygon: PolygonResource,
+    tradier: TradierResource,
+    alpaca: AlpacaResource,
+) -> list[str]:
+    """What no message may carry: the configured credentials, the webhook's own URL and the
+    database password."""
+    credentials = [polygon.api_key, tradier.token, alpaca.key_id, alpaca.secret_key]
+    return secrets_among([*credentials, alert_webhook.url], warehouse.database_url)
+
+
 @dg.sensor(
     name="alert_delivery_sensor",
     minimum_interval_seconds=15,
@@ -65,8 +78,7 @@ def alert_delivery_sensor(
 ) -> dg.SkipReason:
     if not alert_webhook.url:
         return dg.SkipReason("SWIFTBOLT_ALERT_WEBHOOK is not set")
-    credentials = [polygon.api_key, tradier.token, alpaca.key_id, alpaca.secret_key]
-    secrets = secrets_among([*credentials, alert_webhook.url], warehouse.database_url)
+    secrets = webhook_secrets(warehouse, alert_webhook, polygon, tradier, alpaca)
     with warehouse.connect() as conn:
         sent = deliver_pending(conn, alert_webhook.url, secrets)
     return dg.SkipReason(f"{sent} alert(s) delivered")

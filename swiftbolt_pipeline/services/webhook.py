@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.alerts import message
 from swiftbolt_pipeline.storage import alerts
 
@@ -29,20 +28,6 @@ def secrets_among(values: Iterable[str | None], database_url: str | None) -> lis
     webhooks embed their token in it) and the database password."""
     password = urlsplit(database_url).password if database_url else None
     return [v for v in (*values, password) if v]
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret the settings hold."""
-    return secrets_among(
-        [
-            settings.polygon_api_key,
-            settings.tradier_token,
-            settings.alpaca_key_id,
-            settings.alpaca_secret_key,
-            settings.alert_webhook,
-        ],
-        settings.database_url,
-    )
 
 
 def deliver_pending(conn: psycopg.Connection, url: str, secrets: list[str]) -> int:

@@ -18,7 +18,12 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.alerts import Alert, AlertKind, message
 from swiftbolt_pipeline.core.errors import SYMBOL_NOT_FOUND
-from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
+from swiftbolt_pipeline.defs.alerts import (
+    alert_delivery_sensor,
+    run_failure_alert_sensor,
+    webhook_secrets,
+)
+from swiftbolt_pipeline.defs.build import build_resources
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
     AlpacaResource,
@@ -26,7 +31,7 @@ from swiftbolt_pipeline.defs.resources import (
     TradierResource,
     WarehouseResource,
 )
-from swiftbolt_pipeline.services.webhook import deliver_pending, secrets_of
+from swiftbolt_pipeline.services.webhook import deliver_pending
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.breaker import PostgresCircuitBreaker
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
@@ -208,6 +213,11 @@ def test_configured_secrets_never_reach_a_message(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("DATABASE_URL", "postgresql://bars:pw-5c6d7e8f@db.internal/bars")
     reason = " ".join([*secrets.values(), "pw-5c6d7e8f"])
     alert = Alert(1, AlertKind.RUN_FAILED, "run-1", reason, datetime.now(UTC))
-    text = json.dumps(message(alert, secrets_of(Settings.from_env())))
+    # The resources as the definitions build them, initialized as the daemon does.
+    resources = build_resources(Settings.from_env())
+    with dg.build_sensor_context(resources=resources) as context:
+        r = context.resources
+        masked = webhook_secrets(r.warehouse, r.alert_webhook, r.polygon, r.tradier, r.alpaca)
+    text = json.dumps(message(alert, masked))
     for value in [*secrets.values(), "pw-5c6d7e8f"]:
         assert value not in text
