@@ -63,22 +63,32 @@ class TodayProvider(Protocol):
 class Registration:
     client: type[ProviderClient]
     base_url: str  # the provider's own API
+    base_url_variable: str  # the environment variable pointing it elsewhere (an emulator)
     credentials: tuple[str, ...]  # the environment variables, in the client's order
     history: bool  # serves past sessions (else today's session)
 
 
 PROVIDERS: dict[Provider, Registration] = {
     Provider.POLYGON: Registration(
-        PolygonClient, "https://api.polygon.io", ("POLYGON_API_KEY",), history=True
+        PolygonClient,
+        "https://api.polygon.io",
+        "POLYGON_BASE_URL",
+        ("POLYGON_API_KEY",),
+        history=True,
     ),
     Provider.ALPACA: Registration(
         AlpacaClient,
         "https://data.alpaca.markets",
+        "ALPACA_BASE_URL",
         ("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"),
         history=True,
     ),
     Provider.TRADIER: Registration(
-        TradierClient, "https://api.tradier.com", ("TRADIER_TOKEN",), history=False
+        TradierClient,
+        "https://api.tradier.com",
+        "TRADIER_BASE_URL",
+        ("TRADIER_TOKEN",),
+        history=False,
     ),
 }
 HISTORY_PROVIDERS = tuple(p for p, r in PROVIDERS.items() if r.history)

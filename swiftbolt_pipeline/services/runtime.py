@@ -13,6 +13,7 @@ import psycopg
 
 from swiftbolt_pipeline.config import DEFAULT_POLYGON_BASE_URL, EMULATOR_API_KEY, Settings
 from swiftbolt_pipeline.core.models import InvalidInput
+from swiftbolt_pipeline.providers.registry import PROVIDERS
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline.storage.migrate import migrate
 
@@ -54,11 +55,10 @@ def open_runtime(
     return runtime
 
 
-# Each provider's credential variables and base-URL variable.
+# Each provider's credential variables and base-URL variable, from the registry.
 PROVIDER_VARIABLES = {
-    "polygon": (("POLYGON_API_KEY",), "POLYGON_BASE_URL"),
-    "tradier": (("TRADIER_TOKEN",), "TRADIER_BASE_URL"),
-    "alpaca": (("ALPACA_KEY_ID", "ALPACA_SECRET_KEY"), "ALPACA_BASE_URL"),
+    provider.value: (registration.credentials, registration.base_url_variable)
+    for provider, registration in PROVIDERS.items()
 }
 
 
