@@ -47,6 +47,12 @@ SYMBOL_PARTITIONS = """
 BACKFILL_STATUS = """
 query($id: String!) { partitionBackfillOrError(backfillId: $id) {
     ... on PartitionBackfill { status numPartitions runs(limit: 50) { runId status } } } }"""
+RUNS = """
+{ runsOrError(limit: 100) { ... on Runs { results { runId status tags { key value } } } } }"""
+RUN_FAILURES = """
+query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+    __typename ... on MessageEvent { message } ... on ErrorEvent { error { message } } } } } }"""
+UNFINISHED_RUN = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"}
 AUTOMATION_STATES = """
 { repositoriesOrError { ... on RepositoryConnection { nodes {
     sensors { name sensorState { status } }
@@ -168,8 +174,40 @@ def ui_backfill(browser: Browser, dagster_ui: DevServer, shots: Shots) -> Backfi
         context.close()
 
 
+def _failure_story(server: DevServer, run_id: str) -> str:
+    events = graphql(server, RUN_FAILURES, {"id": run_id})["logsForRun"]["events"]
+    failed = [e for e in events if "Failure" in e["__typename"] or e.get("error")]
+    return "; ".join(
+        f"{e['__typename']}: {(e.get('error') or {}).get('message') or e.get('message')}"
+        for e in failed
+    )
+
+
+@pytest.fixture(scope="module")
+def settled(dagster_ui: DevServer, ui_backfill: Backfill) -> list[dict]:
+    """Every run the instance made so far (the UI backfill's and the sensors'), once none is
+    queued or running, all succeeded: check statuses shown by the UI are then final."""
+
+    def runs() -> list[dict]:
+        return graphql(dagster_ui, RUNS)["runsOrError"]["results"]
+
+    _wait_for(
+        "every run to finish",
+        lambda: not any(r["status"] in UNFINISHED_RUN for r in runs()),
+        timeout=BACKFILL_TIMEOUT_S,
+        every=2.0,
+    )
+    finished = runs()
+    failed = {r["runId"]: r for r in finished if r["status"] != "SUCCESS"}
+    assert not failed, "\n".join(
+        f"run {run_id} {r['status']} tags={r['tags']}: {_failure_story(dagster_ui, run_id)}"
+        for run_id, r in failed.items()
+    )
+    return finished
+
+
 def test_asset_graph_shows_m15_feeding_h1_h4_d1(
-    page: Page, dagster_ui: DevServer, ui_backfill: Backfill, shots: Shots
+    page: Page, dagster_ui: DevServer, settled: list[dict], shots: Shots
 ) -> None:
     page.goto(f"{dagster_ui.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
@@ -248,7 +286,7 @@ def test_sensors_and_schedules_are_listed_and_running(
 
 
 def test_materialization_shows_metadata_and_asset_checks(
-    page: Page, dagster_ui: DevServer, ui_backfill: Backfill, shots: Shots
+    page: Page, dagster_ui: DevServer, settled: list[dict], shots: Shots
 ) -> None:
     page.goto(f"{dagster_ui.url}/assets/m15_bars?view=events")
     event = page.get_by_text(SAMPLE_PARTITION, exact=True).first
