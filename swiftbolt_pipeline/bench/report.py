@@ -198,6 +198,7 @@ def render_markdown(report: BenchReport) -> str:
         "make bench                      # = .venv/bin/swiftbolt bench",
         ".venv/bin/swiftbolt bench --quick --out /tmp/bench   # tiny sizes, seconds",
         ".venv/bin/swiftbolt bench --profile bench/profiles   # + pyinstrument profiles",
+        ".venv/bin/swiftbolt bench --growth-rows 100000000    # row 8 only -> growth.md",
         "```",
         "",
         "The bench starts its own embedded PostgreSQL under a temporary SWIFTBOLT_HOME (or, with "
@@ -211,9 +212,9 @@ def render_markdown(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
+def write_report(report: BenchReport, out_dir: Path, stem: str = "report") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    md, js = out_dir / "report.md", out_dir / "report.json"
+    md, js = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
     md.write_text(render_markdown(report))
     js.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return md, js

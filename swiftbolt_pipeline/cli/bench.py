@@ -27,12 +27,31 @@ from rich.console import Console
     default=None,
     help="Also profile the one-symbol backfill with pyinstrument into this folder.",
 )
-def bench(out_dir: Path, quick: bool, profile_dir: Path | None) -> None:
+@click.option(
+    "--growth-rows",
+    type=click.IntRange(min=10_000),
+    default=None,
+    help="Instead of the report: fill a scratch ohlc_bars_v2 to this many synthetic rows "
+    "(100000000 is a market's archive: ~15 GB of disk, ~15 min) and time the chart and "
+    "coverage queries as it grows; writes OUT/growth.md, growth.json and growth-plans.txt.",
+)
+def bench(out_dir: Path, quick: bool, profile_dir: Path | None, growth_rows: int | None) -> None:
     """Measure the pipeline against the old system and the physical limits; print the table
     and write OUT/report.md and OUT/report.json."""
     from swiftbolt_pipeline.bench import BenchSizes, render_table, run_bench, write_report
 
     console = Console(stderr=True)
+    if growth_rows is not None:
+        from swiftbolt_pipeline.bench.growth import run_growth, write_plans
+
+        console.print(f"Filling a scratch archive to {growth_rows:,} rows...")
+        growth, plans = run_growth(growth_rows, progress=lambda line: console.print(f"  {line}"))
+        render_table(growth, Console(width=None if sys.stdout.isatty() else 180))
+        md, js = write_report(growth, out_dir, stem="growth")
+        console.print(f"Done in {growth.wall_s:.0f} s: {md}, {js}, {write_plans(plans, out_dir)}")
+        if any(r.met is False for r in growth.rows):
+            raise SystemExit(1)
+        return
     sizes = BenchSizes.tiny() if quick else BenchSizes.full()
     console.print(
         "Benchmarking with its own PostgreSQL, emulator and Dagster instance"

@@ -4,6 +4,8 @@ uses these."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 from psycopg import sql
 
@@ -61,3 +63,56 @@ def copy_bars_csv(conn: psycopg.Connection, table: str, data: bytes) -> None:
 def analyze_bars(conn: psycopg.Connection) -> None:
     conn.execute("ANALYZE ohlc_bars_v2")
     conn.commit()
+
+
+# Every session's m15, h1, h4 and d1 bars (a full day's counts), generated in primary-key order
+# so the index grows at its right edge, as daily appends make it grow in production.
+_SYNTHETIC_HISTORY = """
+INSERT INTO ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close, volume, vwap,
+                          trade_count, provider, is_intraday)
+SELECT s.id, f.timeframe, o.ts + f.step * g.k,
+       100 + g.k %% 7, 101 + g.k %% 7, 99 + g.k %% 7, 100.5 + g.k %% 7, 1000 + g.k, 100.2, 10,
+       'polygon', false
+  FROM unnest(%(ids)s::int[]) AS s (id)
+ CROSS JOIN (VALUES ('d1', interval '0', 1), ('h1', interval '1 hour', 7),
+                    ('h4', interval '4 hours', 2), ('m15', interval '15 minutes', 26))
+       AS f (timeframe, step, n)
+ CROSS JOIN unnest(%(opens)s::timestamptz[]) AS o (ts)
+ CROSS JOIN LATERAL generate_series(0, f.n - 1) AS g (k)
+ ORDER BY 1, 2, 3
+"""
+SYNTHETIC_BARS_PER_SESSION = 1 + 7 + 2 + 26
+
+
+def fill_synthetic_history(
+    conn: psycopg.Connection, symbol_ids: list[int], opens: list[datetime]
+) -> int:
+    """Insert every session's bars for `symbol_ids` (session opens in UTC) and commit; returns
+    the rows written. Synthetic rows of existing symbols: the foreign-key trigger, one lookup
+    per row, is skipped for this transaction (the bench's scratch database is a superuser's)."""
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("SET LOCAL synchronous_commit = off")
+        cur = conn.execute(_SYNTHETIC_HISTORY, {"ids": symbol_ids, "opens": opens})
+    return cur.rowcount
+
+
+def table_size(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """(rows as ANALYZE estimates them, heap bytes, index bytes) of `ohlc_bars_v2`."""
+    row = conn.execute(
+        """SELECT c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid)
+             FROM pg_class c WHERE c.oid = 'ohlc_bars_v2'::regclass"""
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def explain_chart(
+    conn: psycopg.Connection, ticker: str, timeframe: str, start: datetime, end: datetime
+) -> str:
+    """The executed plan of `get_chart_data_v2` (a SQL function the planner inlines)."""
+    rows = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM get_chart_data_v2(%s, %s, %s, %s)",
+        (ticker, timeframe, start, end),
+    ).fetchall()
+    return "\n".join(row[0] for row in rows)

@@ -15,15 +15,6 @@ from swiftbolt_pipeline.bench.report import render_markdown
 SECTIONS = {"1", "2", "3", "4", "5", "6", "7"}
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bench builds its own world; nothing from the caller's environment may leak in
-    (except DATABASE_URL, which selects the server for its scratch database)."""
-    for name in list(os.environ):
-        if name.startswith(("SWIFTBOLT_", "POLYGON_", "TRADIER_", "DAGSTER_")):
-            monkeypatch.delenv(name)
-
-
 @pytest.mark.usefixtures("clean_env")
 def test_tiny_bench_produces_every_row_and_both_files(tmp_path: Path) -> None:
     before = dict(os.environ)
