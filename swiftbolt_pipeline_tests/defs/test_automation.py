@@ -237,7 +237,8 @@ def test_coverage_report_counts_running_and_queued_slices(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:
     (spy,) = watchlist.add(conn, ["SPY"], window_days=30)
-    instance.add_dynamic_partitions("symbols", ["SPY"])
+    # Dagster orders dynamic partitions as they were added, not alphabetically.
+    instance.add_dynamic_partitions("symbols", ["TSLA", "SPY", "AAPL"])
     filled = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
     assert _run("SPY", filled, instance, selection=["m15_bars", "h1_bars"]).success
     _queue(
@@ -247,7 +248,8 @@ def test_coverage_report_counts_running_and_queued_slices(
     )
     _queue(
         instance,
-        range_tags("AAPL", "TSLA", date(2026, 3, 9), date(2026, 3, 13)),  # a multi-symbol run
+        # A multi-symbol run: TSLA, SPY and AAPL in the partitions' order.
+        range_tags("TSLA", "AAPL", date(2026, 3, 9), date(2026, 3, 13)),
         dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
     )
     report = coverage_report(
