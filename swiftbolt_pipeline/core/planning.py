@@ -127,3 +127,13 @@ def symbol_batches(order: Sequence[str], wanted: Iterable[str], size: int) -> li
     if current:
         batches.append(current)
     return batches
+
+
+def symbol_span(order: Sequence[str], symbols: Iterable[str]) -> tuple[str, str]:
+    """The first and last of `symbols` by `order` (the symbol partitions in Dagster's order):
+    the ends of the narrowest run rectangle covering all of them."""
+    position = {symbol: i for i, symbol in enumerate(order)}
+    placed = sorted(position[s] for s in set(symbols) if s in position)
+    if not placed:
+        raise ValueError("none of the symbols is a partition")
+    return order[placed[0]], order[placed[-1]]

@@ -314,8 +314,9 @@ def test_today_schedule_runs_only_while_the_session_is_open(
         return
     assert isinstance(result, dg.RunRequest)
     day = at.date().isoformat()
-    assert result.tags["dagster/asset_partition_range_start"] == f"{day}|AAPL"
-    assert result.tags["dagster/asset_partition_range_end"] == f"{day}|SPY"
+    # First to last partition in Dagster's order (as added): every symbol.
+    assert result.tags["dagster/asset_partition_range_start"] == f"{day}|SPY"
+    assert result.tags["dagster/asset_partition_range_end"] == f"{day}|QQQ"
 
 
 def test_today_schedule_skips_without_an_intraday_provider(
@@ -338,7 +339,8 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
     monkeypatch.setenv("SWIFTBOLT_NOW", "2026-01-20T06:00:00-05:00")
     monkeypatch.setenv("SWIFTBOLT_HISTORY_START", "2025-12-01")
     watchlist.add(conn, ["SPY", "QQQ", "AAPL"])
-    instance.add_dynamic_partitions("symbols", ["AAPL", "QQQ", "SPY"])
+    # Not alphabetical: a range runs in Dagster's order of the partitions, as added.
+    instance.add_dynamic_partitions("symbols", ["SPY", "QQQ", "AAPL"])
     friday = date(2026, 1, 16)
     assert _run("QQQ", [friday], instance).success  # QQQ already holds its final bars
 
@@ -356,8 +358,8 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
 
     result = finalize()
     assert isinstance(result, dg.RunRequest)
-    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|AAPL"
-    assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|AAPL"
     assert result.tags["swiftbolt/missing-only"] == "true"  # QQQ, inside the range, is skipped
     for symbol in ("AAPL", "SPY"):
         assert _run(symbol, [friday], instance).success
