@@ -54,9 +54,13 @@ from swiftbolt_pipeline.storage import ledger, watchlist
 def backfill(
     symbols: str, start_raw: str, end_raw: str, timeframes: str, provider: str | None
 ) -> None:
-    """Backfill SYMBOLS from START to END through Dagster: one run per symbol, or, when the
-    history provider serves many symbols per request (Alpaca), one run per batch of up to that
-    many symbols (50), so they share requests."""
+    """Backfill SYMBOLS from START to END through Dagster, each run covering every session
+    of the range. The history provider serving first (--provider, else the first of
+    SWIFTBOLT_HISTORY_PROVIDERS) decides the runs: Polygon, one symbol per request, gets one
+    run per symbol; Alpaca, 50 symbols per request, one run per batch of up to 50 symbols,
+    which share its requests (a batch holds only neighbours among Dagster's symbol
+    partitions, kept in the order symbols were first added, so symbols added at different
+    times may take more runs)."""
     tickers = normalize_tickers(symbols)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     wanted = parse_timeframes(timeframes)
