@@ -3,6 +3,7 @@ serves many symbols per request (Alpaca), and keeps one backfill per symbol unde
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import dagster as dg
@@ -16,6 +17,14 @@ from swiftbolt_pipeline.defs.sensors import MAX_REQUESTS_PER_TICK, coverage_gap_
 from swiftbolt_pipeline.names import parse_partition_key
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.defs.test_automation import ALL, _queue, _sensor
+from swiftbolt_pipeline_tests.defs.test_operations import _launch, _tick
+from swiftbolt_pipeline_tests.defs.test_provider_routing import _as_served, _regular
+from swiftbolt_pipeline_tests.reliability.helpers import (
+    emulator_requests,
+    reset_emulator,
+    served_bars,
+    stored_m15,
+)
 
 # Now = 2026-03-20 (a Friday) 12:00 ET, Tradier configured: a window of 5 calendar days holds
 # the sessions 2026-03-16..20, one of 3 days 2026-03-17..20.
@@ -133,3 +142,38 @@ def test_new_alpaca_symbols_become_partitions_then_one_run(
     assert isinstance(result, dg.SensorResult)
     (request,) = result.run_requests or []
     assert _cells(instance, request) == _grid(["AAPL", "MSFT", "NVDA"], FIVE)
+
+
+def test_the_gap_sensor_fills_sixty_alpaca_symbols_with_two_runs(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: str,
+) -> None:
+    # Before today's first bar is complete: the window is the 4 past sessions 2026-03-16..19.
+    monkeypatch.setenv("SWIFTBOLT_NOW", "2026-03-20T09:40:00-04:00")
+    monkeypatch.setenv("SWIFTBOLT_HISTORY_PROVIDERS", "alpaca")
+    days = FIVE[:4]
+    symbols = SYMBOLS[:60]
+    served = {s: served_bars(emulator, s, days[0], days[-1]) for s in symbols}
+    pages = [
+        math.ceil(sum(len(served[s]) for s in part) / 10_000)
+        for part in (symbols[:50], symbols[50:])
+    ]
+    reset_emulator(emulator)
+    watchlist.add(conn, symbols, window_days=5)
+    instance.add_dynamic_partitions("symbols", symbols)
+
+    requests = _tick(instance, pipeline_env["DATABASE_URL"])
+    assert [_cells(instance, r) for r in requests] == [
+        _grid(symbols[:50], days),
+        _grid(symbols[50:], days),
+    ]
+    for request in requests:
+        assert _launch(instance, request).success
+    assert emulator_requests(emulator, "alpaca") == sum(pages)
+    assert emulator_requests(emulator, "polygon") == 0
+    for symbol in symbols:
+        assert _as_served(stored_m15(conn, symbol)) == _regular(served[symbol], days), symbol
+    assert _tick(instance, pipeline_env["DATABASE_URL"]) == []  # complete: nothing more
