@@ -98,6 +98,9 @@ def backfill(
         # covers every partition between its first and last symbol.
         order = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS)
         batches = symbol_batches(order, tickers, history_batch_size(providers[0]))
+        # A partition removed meanwhile (the watchlist sensor drops unwatched symbols) is
+        # in no batch: it still gets its own run, which says what became of it.
+        batches += [[t] for t in tickers if t not in order]
         started = time.monotonic()
         outcomes = _run_all(runtime, instance, defs, batches, days, selection, console, forced)
         elapsed = time.monotonic() - started
