@@ -151,10 +151,10 @@ def test_the_gap_sensor_fills_sixty_alpaca_symbols_with_two_runs(
     monkeypatch: pytest.MonkeyPatch,
     emulator: str,
 ) -> None:
-    # Before today's first bar is complete: the window is the 4 past sessions 2026-03-16..19.
+    # Before today's first bar is complete: a 2-day window is the past sessions 2026-03-18..19.
     monkeypatch.setenv("SWIFTBOLT_NOW", "2026-03-20T09:40:00-04:00")
     monkeypatch.setenv("SWIFTBOLT_HISTORY_PROVIDERS", "alpaca")
-    days = FIVE[:4]
+    days = calendar.sessions_between(date(2026, 3, 18), date(2026, 3, 19))
     symbols = SYMBOLS[:60]
     served = {s: served_bars(emulator, s, days[0], days[-1]) for s in symbols}
     pages = [
@@ -162,7 +162,7 @@ def test_the_gap_sensor_fills_sixty_alpaca_symbols_with_two_runs(
         for part in (symbols[:50], symbols[50:])
     ]
     reset_emulator(emulator)
-    watchlist.add(conn, symbols, window_days=5)
+    watchlist.add(conn, symbols, window_days=2)
     instance.add_dynamic_partitions("symbols", symbols)
 
     requests = _tick(instance, pipeline_env["DATABASE_URL"])
