@@ -35,8 +35,10 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PRIORITY_TAG = "dagster/priority"
 
-# Our run tags: the symbol a run was launched for, and what launched it.
+# Our run tags: the symbol a run was launched for (or its symbols, comma-separated, when a
+# provider serving many symbols per request fetches several in one run), and what launched it.
 SYMBOL_TAG = "swiftbolt/symbol"
+SYMBOLS_TAG = "swiftbolt/symbols"
 TRIGGER_TAG = "swiftbolt/trigger"
 # The execution dates of the splits a split refetch replaces bars for.
 SPLITS_TAG = "swiftbolt/splits"

@@ -124,7 +124,7 @@ def backfill(
             env.instance,
             env.assets,
             env.resources,
-            symbol=symbol,
+            symbols=[symbol],
             days=list(days),
             selection=list(selection),
             log_level="ERROR",

@@ -21,11 +21,12 @@ from swiftbolt_pipeline.core.models import (
     normalize_tickers,
     parse_timeframes,
 )
+from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
-from swiftbolt_pipeline.providers.registry import require_credentials
+from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, SYMBOLS_PARTITIONS
+from swiftbolt_pipeline.providers.registry import history_batch_size, require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.services.launch import RunOutcome, materialize_range, register_symbols
@@ -53,7 +54,13 @@ from swiftbolt_pipeline.storage import ledger, watchlist
 def backfill(
     symbols: str, start_raw: str, end_raw: str, timeframes: str, provider: str | None
 ) -> None:
-    """Backfill SYMBOLS from START to END through Dagster, one run per symbol."""
+    """Backfill SYMBOLS from START to END through Dagster, each run covering every session
+    of the range. The history provider serving first (--provider, else the first of
+    SWIFTBOLT_HISTORY_PROVIDERS) decides the runs: Polygon, one symbol per request, gets one
+    run per symbol; Alpaca, 50 symbols per request, one run per batch of up to 50 symbols,
+    which share its requests (a batch holds only neighbours among Dagster's symbol
+    partitions, kept in the order symbols were first added, so symbols added at different
+    times may take more runs)."""
     tickers = normalize_tickers(symbols)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     wanted = parse_timeframes(timeframes)
@@ -87,8 +94,15 @@ def backfill(
             for run_id in reap_dead_runs(instance, conn):
                 console.print(f"run {run_id} of a dead process marked failed (slot freed)")
         register_symbols(instance, tickers)
+        # Several symbols share a run only as neighbours among the symbol partitions: a run
+        # covers every partition between its first and last symbol.
+        order = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS)
+        batches = symbol_batches(order, tickers, history_batch_size(providers[0]))
+        # A partition removed meanwhile (the watchlist sensor drops unwatched symbols) is
+        # in no batch: it still gets its own run, which says what became of it.
+        batches += [[t] for t in tickers if t not in order]
         started = time.monotonic()
-        outcomes = _run_all(runtime, instance, defs, tickers, days, selection, console, forced)
+        outcomes = _run_all(runtime, instance, defs, batches, days, selection, console, forced)
         elapsed = time.monotonic() - started
     incomplete = _print_summary(runtime, outcomes, elapsed, console)
     if incomplete or not all(o.success for o in outcomes):
@@ -99,7 +113,7 @@ def _run_all(
     runtime: Runtime,
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
-    tickers: list[str],
+    batches: list[list[str]],
     days: list[date],
     selection: list[str],
     console: Console,
@@ -112,7 +126,7 @@ def _run_all(
     resources = dict(defs.resources or {})
     outcomes: list[RunOutcome] = []
     with runtime.connect() as conn:
-        ids = watchlist.ensure(conn, tickers)
+        ids = watchlist.ensure(conn, [t for batch in batches for t in batch])
         conn.commit()
         columns = (
             TextColumn("{task.description}"),
@@ -125,22 +139,24 @@ def _run_all(
             Progress(*columns, console=console) as progress,
             ThreadPoolExecutor(max_workers=1) as pool,
         ):
-            for ticker in tickers:
-                task = progress.add_task(ticker, total=len(days))
+            for batch in batches:
+                tasks = {ticker: progress.add_task(ticker, total=len(days)) for ticker in batch}
                 future = pool.submit(
                     materialize_range,
-                    instance, assets, resources, symbol=ticker, days=days, selection=selection,
+                    instance, assets, resources, symbols=batch, days=days, selection=selection,
                     log_level=log_level, run_config=forced,
                 )  # fmt: skip
                 while not wait([future], timeout=0.5).done:
-                    done = bar_store.sessions_with_bars(
-                        conn, ids[ticker], Timeframe.M15, days[0], days[-1]
+                    done = bar_store.sessions_with_bars_many(
+                        conn, [ids[t] for t in batch], Timeframe.M15, days[0], days[-1]
                     )
                     conn.commit()
-                    progress.update(task, completed=len(done))
+                    for ticker, task in tasks.items():
+                        progress.update(task, completed=len(done[ids[ticker]]))
                 outcome = future.result()
                 if outcome.success:
-                    progress.update(task, completed=len(days))
+                    for task in tasks.values():
+                        progress.update(task, completed=len(days))
                 outcomes.append(outcome)
     return outcomes
 
@@ -165,7 +181,8 @@ def _print_summary(
         f"({cost.expected_cost} planned)."
     )
     for outcome in failed:
-        console.print(f"[red]FAILED[/red] {outcome.symbol} (run {outcome.run_id}): {outcome.error}")
+        symbols = ",".join(outcome.symbols)
+        console.print(f"[red]FAILED[/red] {symbols} (run {outcome.run_id}): {outcome.error}")
     checks = [check for outcome in outcomes for check in outcome.checks]
     fetch_failures = {
         symbol: message

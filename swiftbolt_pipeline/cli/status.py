@@ -144,7 +144,7 @@ def _status_of(
         )
         for timeframe in (Timeframe.M15, Timeframe.D1)
     )
-    mine = [r for r in inflight if r.first_symbol <= symbol.ticker <= r.last_symbol]
+    mine = [r for r in inflight if symbol.ticker in r.symbols]
     return SymbolStatus(
         symbol=symbol,
         m15=m15,

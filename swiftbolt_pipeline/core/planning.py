@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -103,3 +103,37 @@ def base_minute_floor(days: Iterable[date]) -> int:
     """
     total = sum(session(day).extended_minutes for day in _sessions_sorted(days))
     return math.ceil(total / POLYGON_BASE_MINUTE_LIMIT)
+
+
+def symbol_batches(order: Sequence[str], wanted: Iterable[str], size: int) -> list[list[str]]:
+    """`wanted` symbols cut into batches of at most `size`, each a contiguous stretch of
+    `order` (the symbol partitions in Dagster's order), in that order.
+
+    A run covers a rectangle: every symbol partition from its first to its last symbol, by
+    `order`. Batches made of neighbours in `order` therefore cover exactly the wanted symbols;
+    a symbol missing from `order` has no place in any rectangle and is left out."""
+    if size < 1:
+        raise ValueError(f"batch size must be positive, not {size}")
+    chosen = set(wanted)
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for symbol in order:
+        if symbol in chosen and len(current) < size:
+            current.append(symbol)
+            continue
+        if current:
+            batches.append(current)
+        current = [symbol] if symbol in chosen else []
+    if current:
+        batches.append(current)
+    return batches
+
+
+def symbol_span(order: Sequence[str], symbols: Iterable[str]) -> tuple[str, str]:
+    """The first and last of `symbols` by `order` (the symbol partitions in Dagster's order):
+    the ends of the narrowest run rectangle covering all of them."""
+    position = {symbol: i for i, symbol in enumerate(order)}
+    placed = sorted(position[s] for s in set(symbols) if s in position)
+    if not placed:
+        raise ValueError("none of the symbols is a partition")
+    return order[placed[0]], order[placed[-1]]

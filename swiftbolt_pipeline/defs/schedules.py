@@ -8,6 +8,7 @@ from datetime import timedelta
 import dagster as dg
 
 from swiftbolt_pipeline.core import calendar, completeness
+from swiftbolt_pipeline.core.planning import symbol_span
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
@@ -21,8 +22,10 @@ CLOSE_GRACE = timedelta(minutes=15)
 
 
 def _all_symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
+    """The symbol partitions in Dagster's order (as added, not alphabetical): a run's range
+    goes from one of them to a later one."""
     assert SYMBOLS.name is not None
-    return sorted(context.instance.get_dynamic_partitions(SYMBOLS.name))
+    return list(context.instance.get_dynamic_partitions(SYMBOLS.name))
 
 
 @dg.schedule(
@@ -71,18 +74,20 @@ def finalize_previous_session_schedule(
     with warehouse.connect() as conn:
         watched = watchlist.list_symbols(conn)
         states = session_states(conn, [s.id for s in watched], [previous])
-    symbols = sorted(
+    order = _all_symbols(context)
+    symbols = [
         s.ticker
         for s in watched
-        if s.ticker in _all_symbols(context)
+        if s.ticker in order
         and not completeness.raw_complete(states[s.id][previous], final_required=True)
-    )
+    ]
     if not symbols:
         return dg.SkipReason(f"every watched symbol has its final bars of {previous}")
+    first, last = symbol_span(order, symbols)
     return dg.RunRequest(
         run_key=f"finalize:{previous.isoformat()}",
         tags={
-            **range_tags(symbols[0], symbols[-1], previous, previous),
+            **range_tags(first, last, previous, previous),
             TRIGGER_TAG: "finalize",
             MISSING_ONLY_TAG: "true",
         },

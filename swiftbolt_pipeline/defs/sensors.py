@@ -3,18 +3,21 @@
 import dagster as dg
 
 from swiftbolt_pipeline.core.gaps import window_sessions
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import PRIORITY_TAG, SYMBOL_TAG, TRIGGER_TAG
+from swiftbolt_pipeline.providers.registry import history_batch_size
 from swiftbolt_pipeline.services.coverage import (
-    GapRequest,
+    GapBatch,
+    batch_gaps,
     gaps_to_request,
     inflight_ranges,
     reap_dead_runs,
 )
-from swiftbolt_pipeline.services.launch import backfill_request
+from swiftbolt_pipeline.services.launch import backfill_request, batch_run_request
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
 
@@ -61,16 +64,17 @@ def watchlist_sensor(
         "provider has not confirmed, provisional bars of past sessions, missing or stale "
         "derived bars) and requests one backfill (a single run) per symbol per contiguous "
         "range, never per day: a fetch where raw bars are missing, a derive-only backfill (no "
-        "request) where only h1/h4/d1 are. Ranges of unfinished backfills and of queued or "
-        "running runs, and symbols whose last fetch failed less than 10 minutes ago, are left "
-        "alone."
+        "request) where only h1/h4/d1 are. When the primary history provider serves many "
+        "symbols per request (Alpaca: 50), the symbols sharing a range go in one run instead, "
+        "up to that many. Ranges of unfinished backfills and of queued or running runs, and "
+        "symbols whose last fetch failed less than 10 minutes ago, are left alone."
     ),
 )
 def coverage_gap_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pipeline: PipelineSettings
 ) -> dg.SensorResult | dg.SkipReason:
     assert SYMBOLS.name is not None
-    partitions = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
+    order = list(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
         reaped = reap_dead_runs(context.instance, conn)
         watched = watchlist.list_symbols(conn)
@@ -85,14 +89,22 @@ def coverage_gap_sensor(
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a
-    # new symbol's backfill starts without waiting for the watchlist sensor.
-    new_symbols = sorted({g.symbol for g in gaps} - partitions)
-    requests = [_backfill_request(context, g) for g in gaps[:MAX_REQUESTS_PER_TICK]]
+    # new symbol's backfill starts without waiting for the watchlist sensor (or, batched with
+    # others, on the next tick, once its place among the partitions is known).
+    new_symbols = sorted({g.symbol for g in gaps} - set(order))
+    size = history_batch_size(Provider(pipeline.history_providers[0]))
+    batches = batch_gaps(gaps, order, size)
+    requests = [_request(context, b) for b in batches[:MAX_REQUESTS_PER_TICK]]
     context.log.info(
-        f"requesting {len(requests)} of {len(gaps)} range(s): "
+        f"requesting {len(requests)} of {len(batches)} run(s) for {len(gaps)} range(s): "
         + ", ".join(
-            f"{g.symbol} {g.gap.start}..{g.gap.end}{'' if g.fetch else ' (derive)'}"
-            for g in gaps[:5]
+            f"{_label(b.symbols)} {b.gap.start}..{b.gap.end}{'' if b.fetch else ' (derive)'}"
+            for b in batches[:5]
+        )
+        + (
+            f"; new, batched from the next tick: {', '.join(new_symbols)}"
+            if size > 1 and new_symbols
+            else ""
         )
     )
     return dg.SensorResult(
@@ -101,18 +113,25 @@ def coverage_gap_sensor(
     )
 
 
-def _backfill_request(context: dg.SensorEvaluationContext, gap: GapRequest) -> dg.RunRequest:
-    assert context.repository_def is not None  # the daemon evaluates sensors with definitions
-    return backfill_request(
-        context.repository_def.asset_graph,
-        BAR_ASSET_KEYS if gap.fetch else DERIVED_ASSET_KEYS,
-        symbol=gap.symbol,
-        first_day=gap.gap.start,
-        last_day=gap.gap.end,
-        # A backfill's tags are its run's tags.
-        tags={
-            SYMBOL_TAG: gap.symbol,
-            TRIGGER_TAG: "coverage_gap_sensor",
-            PRIORITY_TAG: str(gap.priority),
-        },
+def _request(context: dg.SensorEvaluationContext, batch: GapBatch) -> dg.RunRequest:
+    assets = BAR_ASSET_KEYS if batch.fetch else DERIVED_ASSET_KEYS
+    # A backfill's tags are its run's tags.
+    tags = {TRIGGER_TAG: "coverage_gap_sensor", PRIORITY_TAG: str(batch.priority)}
+    if len(batch.symbols) == 1:
+        assert context.repository_def is not None  # the daemon evaluates sensors with defs
+        (symbol,) = batch.symbols
+        return backfill_request(
+            context.repository_def.asset_graph,
+            assets,
+            symbol=symbol,
+            first_day=batch.gap.start,
+            last_day=batch.gap.end,
+            tags={SYMBOL_TAG: symbol, **tags},
+        )
+    return batch_run_request(
+        assets, symbols=batch.symbols, first_day=batch.gap.start, last_day=batch.gap.end, tags=tags
     )
+
+
+def _label(symbols: tuple[str, ...]) -> str:
+    return symbols[0] if len(symbols) == 1 else f"{symbols[0]}..{symbols[-1]} ({len(symbols)})"

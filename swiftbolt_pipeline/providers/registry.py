@@ -93,6 +93,13 @@ PROVIDERS: dict[Provider, Registration] = {
 }
 HISTORY_PROVIDERS = tuple(p for p, r in PROVIDERS.items() if r.history)
 
+
+def history_batch_size(provider: Provider) -> int:
+    """How many symbols one history request of `provider` serves (its client's
+    `max_symbols`): what a run over many symbols can share."""
+    return int(getattr(PROVIDERS[provider].client, "max_symbols", 1))
+
+
 C = TypeVar("C", bound=ProviderClient)
 
 

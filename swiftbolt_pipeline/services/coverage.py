@@ -4,6 +4,7 @@ and `coverage_gap_sensor` (one implementation, several front doors)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -21,9 +22,11 @@ from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
+    SYMBOLS_PARTITIONS,
     days_by_symbol,
     parse_partition_key,
 )
@@ -38,38 +41,40 @@ RUNNING_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 @dataclass(frozen=True)
 class InflightRange:
-    """The symbol x day rectangle of a queued or running run (ranges are per dimension)."""
+    """The symbols x days rectangle of a queued or running run or an unfinished backfill."""
 
-    first_symbol: str
-    last_symbol: str
+    symbols: frozenset[str]
     first_day: date
     last_day: date
     running: bool
 
     def covers(self, symbol: str, day: date) -> bool:
-        return (
-            self.first_symbol <= symbol <= self.last_symbol
-            and self.first_day <= day <= self.last_day
-        )
+        return symbol in self.symbols and self.first_day <= day <= self.last_day
 
 
-def _range_of(run: dg.DagsterRun, running: bool) -> InflightRange | None:
+def _range_of(run: dg.DagsterRun, order: Sequence[str], running: bool) -> InflightRange | None:
+    """A run's rectangle: its range tags' symbols and every symbol partition between them in
+    Dagster's order of the dynamic partitions (not alphabetical), by the days between."""
     try:
         start_symbol, start_day = parse_partition_key(run.tags.get(RANGE_START_TAG, ""))
         end_symbol, end_day = parse_partition_key(run.tags.get(RANGE_END_TAG, ""))
     except ValueError:  # not a range of bar partitions
         return None
-    return InflightRange(start_symbol, end_symbol, start_day, end_day, running)
+    symbols = {start_symbol, end_symbol}
+    if start_symbol in order and end_symbol in order:
+        symbols.update(order[order.index(start_symbol) : order.index(end_symbol) + 1])
+    return InflightRange(frozenset(symbols), start_day, end_day, running)
 
 
 def inflight_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
     """Queued and running runs' ranges, then unfinished backfills' (one requested a moment ago
-    has no run yet), in two queries (each storage query costs a connection)."""
+    has no run yet), in three queries (each storage query costs a connection)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=QUEUED_STATUSES + RUNNING_STATUSES))
+    order = list(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS)) if runs else []
     return [
         found
         for run in runs
-        if (found := _range_of(run, running=run.status in RUNNING_STATUSES)) is not None
+        if (found := _range_of(run, order, running=run.status in RUNNING_STATUSES)) is not None
     ] + _backfill_ranges(instance)
 
 
@@ -83,7 +88,7 @@ def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
         target = backfill.asset_backfill_data.target_subset
         keys = {str(key) for _, key in target.iterate_asset_partitions() if key}
         for symbol, days in days_by_symbol(sorted(keys)).items():
-            ranges.append(InflightRange(symbol, symbol, days[0], days[-1], running=False))
+            ranges.append(InflightRange(frozenset([symbol]), days[0], days[-1], running=False))
     return ranges
 
 
@@ -191,7 +196,7 @@ def coverage_report(
         )
     running = queued = 0
     if instance is not None:
-        ranges = [r for r in inflight_ranges(instance) if r.first_symbol <= symbol <= r.last_symbol]
+        ranges = [r for r in inflight_ranges(instance) if symbol in r.symbols]
         for day in sessions:
             if day in complete:
                 continue
@@ -248,3 +253,33 @@ def gaps_to_request(
                 for gap in find_gaps(days, ())
             )
     return sorted(requests, key=lambda r: (-r.priority, r.symbol, r.gap.start))
+
+
+@dataclass(frozen=True)
+class GapBatch:
+    """One run to request for `symbols` (one, or neighbours in the symbol partitions' order)
+    sharing the same gap, priority and kind (fetch or derive)."""
+
+    symbols: tuple[str, ...]
+    gap: Gap
+    priority: int
+    fetch: bool
+
+
+def batch_gaps(gaps: Sequence[GapRequest], order: Sequence[str], size: int) -> list[GapBatch]:
+    """Gaps grouped into runs: one per symbol when the history provider serves one symbol per
+    request (`size` 1); else the symbols sharing a gap, priority and kind, up to `size` per
+    run, each run a stretch of neighbours in `order` (Dagster's order of the symbol
+    partitions) so that it covers exactly them. A symbol that is no partition yet waits: its
+    place in `order` is known once it is one."""
+    if size == 1:
+        return [GapBatch((g.symbol,), g.gap, g.priority, g.fetch) for g in gaps]
+    grouped: dict[tuple[Gap, int, bool], list[str]] = defaultdict(list)
+    for gap in gaps:
+        grouped[(gap.gap, gap.priority, gap.fetch)].append(gap.symbol)
+    batches = [
+        GapBatch(tuple(batch), gap, priority, fetch)
+        for (gap, priority, fetch), symbols in grouped.items()
+        for batch in symbol_batches(order, symbols, size)
+    ]
+    return sorted(batches, key=lambda b: (-b.priority, b.gap.start, b.symbols[0]))

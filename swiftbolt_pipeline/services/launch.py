@@ -1,5 +1,11 @@
-"""Bar backfills of one symbol's range of sessions: materialized in process (the CLI), or
-requested from a sensor as a Dagster backfill (the daemon launches it; the UI lists it)."""
+"""Bar backfills of a range of sessions: materialized in process (the CLI), or requested from
+a sensor as a Dagster backfill of one symbol (the daemon launches it; the UI lists it) or as
+one run over several symbols (a provider that serves many symbols per request).
+
+A run covers a rectangle: the symbol partitions from its first to its last symbol, in
+Dagster's order of the dynamic partitions, by the sessions from its first to its last day.
+Several symbols go in one run only when they are neighbours in that order
+(`core.planning.symbol_batches`), so a run never touches a symbol it was not asked for."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from swiftbolt_pipeline.core.calendar import sessions_between
 from swiftbolt_pipeline.names import (
     SYMBOL_TAG,
     SYMBOLS_PARTITIONS,
+    SYMBOLS_TAG,
     days_by_symbol,
     partition_key,
     range_tags,
@@ -34,7 +41,7 @@ class CheckOutcome:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    symbol: str
+    symbols: tuple[str, ...]
     run_id: str
     success: bool
     partitions: int
@@ -66,13 +73,14 @@ def materialize_range(
     assets: Sequence[dg.AssetsDefinition],
     resources: dict[str, object],
     *,
-    symbol: str,
+    symbols: Sequence[str],
     days: Sequence[date],
     selection: Sequence[str],
     log_level: str = "INFO",
     run_config: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    """One run over `days` (consecutive sessions) of `symbol` for the selected assets."""
+    """One run over `days` (consecutive sessions) of `symbols` (neighbours in the symbol
+    partitions' order, see `core.planning.symbol_batches`) for the selected assets."""
     result = dg.materialize(
         list(assets),
         instance=instance,
@@ -88,8 +96,8 @@ def materialize_range(
         # instance waits for the daemon, which the CLI must not need. So the run carries the
         # range tags Dagster puts on a single-run backfill's run.
         tags={
-            **range_tags(symbol, symbol, days[0], days[-1]),
-            SYMBOL_TAG: symbol,
+            **range_tags(symbols[0], symbols[-1], days[0], days[-1]),
+            **symbol_tags(symbols),
         },
     )
     error = None
@@ -109,7 +117,16 @@ def materialize_range(
         )
         for evaluation in result.get_asset_check_evaluations()
     )
-    return RunOutcome(symbol, result.run_id, result.success, len(days), error, checks)
+    partitions = len(symbols) * len(days)
+    return RunOutcome(tuple(symbols), result.run_id, result.success, partitions, error, checks)
+
+
+def symbol_tags(symbols: Sequence[str]) -> dict[str, str]:
+    """The tag naming a run's symbols: `swiftbolt/symbol` for one (the UI and the API find a
+    symbol's runs by it), `swiftbolt/symbols` (comma-separated) for a batch."""
+    if len(symbols) == 1:
+        return {SYMBOL_TAG: symbols[0]}
+    return {SYMBOLS_TAG: ",".join(symbols)}
 
 
 def backfill_request(
@@ -131,6 +148,30 @@ def backfill_request(
         {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
     )
     return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def batch_run_request(
+    assets: Sequence[dg.AssetKey],
+    *,
+    symbols: Sequence[str],
+    first_day: date,
+    last_day: date,
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """A sensor's request for one run of `assets` over `symbols` (neighbours in the symbol
+    partitions' order) x sessions `first_day`..`last_day`.
+
+    A plain run, not a backfill: Dagster's backfill daemon splits a multi-partitioned target
+    into one run per symbol (or per day), whatever its backfill policy; range tags are the
+    one way to give several symbols one run."""
+    return dg.RunRequest(
+        asset_selection=list(assets),
+        tags={
+            **tags,
+            **range_tags(symbols[0], symbols[-1], first_day, last_day),
+            **symbol_tags(symbols),
+        },
+    )
 
 
 def as_single_run(request: dg.RunRequest) -> dg.RunRequest:

@@ -17,6 +17,8 @@ from swiftbolt_pipeline.core.planning import (
     contiguous_runs,
     expected_cost,
     plan_requests,
+    symbol_batches,
+    symbol_span,
 )
 
 TWO_YEARS = sessions_between(date(2024, 11, 25), date(2026, 11, 24))
@@ -168,3 +170,33 @@ def test_windows_cover_once_respect_budget_and_are_greedy(days: list[date], budg
     assert len(windows) == sum(_fewest_windows(run, budget) for run in runs)
     assert len(windows) >= sum(math.ceil(sum(MINUTES[d] for d in run) / budget) for run in runs)
     assert expected_cost(days, budget) == len(windows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.lists(st.text("ABCDEFGH", min_size=1, max_size=3), unique=True, max_size=40),
+    picks=st.lists(st.booleans(), min_size=40, max_size=40),
+    strangers=st.lists(st.sampled_from(["ZZ1", "ZZ2"]), max_size=2),
+    size=st.integers(1, 7),
+)
+def test_symbol_batches_are_slices_of_the_order_covering_exactly_the_wanted(
+    order: list[str], picks: list[bool], strangers: list[str], size: int
+) -> None:
+    wanted = [s for s, pick in zip(order, picks, strict=False) if pick]
+    batches = symbol_batches(order, [*reversed(wanted), *strangers], size)
+    # Each batch is a slice of the order (a run's rectangle covers exactly it), in order.
+    for batch in batches:
+        start = order.index(batch[0])
+        assert order[start : start + len(batch)] == batch
+        assert 1 <= len(batch) <= size
+    assert [s for batch in batches for s in batch] == wanted  # each once, strangers left out
+    # As few as possible: every maximal stretch of wanted neighbours, cut every `size`.
+    stretches = [len(list(g)) for pick, g in itertools.groupby(picks[: len(order)]) if pick]
+    assert len(batches) == sum(math.ceil(n / size) for n in stretches)
+
+
+def test_symbol_span_follows_the_order_not_the_alphabet() -> None:
+    assert symbol_span(["SPY", "QQQ", "AAPL", "MSFT"], ["AAPL", "SPY", "NEW"]) == ("SPY", "AAPL")
+    assert symbol_span(["SPY", "QQQ"], ["QQQ"]) == ("QQQ", "QQQ")
+    with pytest.raises(ValueError, match="none of the symbols"):
+        symbol_span(["SPY"], ["NEW"])

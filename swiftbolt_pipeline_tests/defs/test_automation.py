@@ -237,7 +237,8 @@ def test_coverage_report_counts_running_and_queued_slices(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:
     (spy,) = watchlist.add(conn, ["SPY"], window_days=30)
-    instance.add_dynamic_partitions("symbols", ["SPY"])
+    # Dagster orders dynamic partitions as they were added, not alphabetically.
+    instance.add_dynamic_partitions("symbols", ["TSLA", "SPY", "AAPL"])
     filled = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
     assert _run("SPY", filled, instance, selection=["m15_bars", "h1_bars"]).success
     _queue(
@@ -247,7 +248,8 @@ def test_coverage_report_counts_running_and_queued_slices(
     )
     _queue(
         instance,
-        range_tags("AAPL", "TSLA", date(2026, 3, 9), date(2026, 3, 13)),  # a multi-symbol run
+        # A multi-symbol run: TSLA, SPY and AAPL in the partitions' order.
+        range_tags("TSLA", "AAPL", date(2026, 3, 9), date(2026, 3, 13)),
         dg.DagsterRunStatus.NOT_STARTED,  # queued without a code location
     )
     report = coverage_report(
@@ -312,8 +314,9 @@ def test_today_schedule_runs_only_while_the_session_is_open(
         return
     assert isinstance(result, dg.RunRequest)
     day = at.date().isoformat()
-    assert result.tags["dagster/asset_partition_range_start"] == f"{day}|AAPL"
-    assert result.tags["dagster/asset_partition_range_end"] == f"{day}|SPY"
+    # First to last partition in Dagster's order (as added): every symbol.
+    assert result.tags["dagster/asset_partition_range_start"] == f"{day}|SPY"
+    assert result.tags["dagster/asset_partition_range_end"] == f"{day}|QQQ"
 
 
 def test_today_schedule_skips_without_an_intraday_provider(
@@ -336,7 +339,8 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
     monkeypatch.setenv("SWIFTBOLT_NOW", "2026-01-20T06:00:00-05:00")
     monkeypatch.setenv("SWIFTBOLT_HISTORY_START", "2025-12-01")
     watchlist.add(conn, ["SPY", "QQQ", "AAPL"])
-    instance.add_dynamic_partitions("symbols", ["AAPL", "QQQ", "SPY"])
+    # Not alphabetical: a range runs in Dagster's order of the partitions, as added.
+    instance.add_dynamic_partitions("symbols", ["SPY", "QQQ", "AAPL"])
     friday = date(2026, 1, 16)
     assert _run("QQQ", [friday], instance).success  # QQQ already holds its final bars
 
@@ -354,8 +358,8 @@ def test_finalize_schedule_targets_the_previous_session_where_it_is_not_final(
 
     result = finalize()
     assert isinstance(result, dg.RunRequest)
-    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|AAPL"
-    assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_start"] == "2026-01-16|SPY"
+    assert result.tags["dagster/asset_partition_range_end"] == "2026-01-16|AAPL"
     assert result.tags["swiftbolt/missing-only"] == "true"  # QQQ, inside the range, is skipped
     for symbol in ("AAPL", "SPY"):
         assert _run(symbol, [friday], instance).success

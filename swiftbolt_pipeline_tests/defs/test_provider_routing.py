@@ -95,7 +95,7 @@ def _run(
         while info.cause is not None:
             info = info.cause
         error = info.message
-    return RunOutcome(",".join(symbols), result.run_id, result.success, len(days), error)
+    return RunOutcome(tuple(symbols), result.run_id, result.success, len(days), error)
 
 
 def _metadata(instance: dg.DagsterInstance) -> dict[str, Any]:

@@ -23,9 +23,10 @@ def test_forced_alpaca_stores_alpaca_bars(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "from alpaca (forced)" in result.stderr
-    # Cost summary: one Alpaca request per symbol run, nothing from Polygon.
-    assert "2 run(s), 38 partition(s), 988 m15 bars written, 2 request(s)" in result.stderr
-    assert emulator_requests(emulator, "alpaca") == 2
+    # Cost summary: both symbols in one run and one Alpaca request (988 bars, under its
+    # 10,000-bar page), nothing from Polygon.
+    assert "1 run(s), 38 partition(s), 988 m15 bars written, 1 request(s)" in result.stderr
+    assert emulator_requests(emulator, "alpaca") == 1
     assert emulator_requests(emulator, "polygon") == 0
     # m15 and what it derives (38 sessions: 7 h1, 2 h4, 1 d1 each), all from Alpaca's bars.
     assert conn.execute("SELECT provider, count(*) FROM ohlc_bars_v2 GROUP BY 1").fetchall() == [

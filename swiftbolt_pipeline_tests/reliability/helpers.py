@@ -150,7 +150,7 @@ def materialize(
     resources["polygon"] = PolygonResource(**(fields | dict(polygon or {})))
     register_symbols(instance, [symbol])
     return materialize_range(
-        instance, assets, resources, symbol=symbol, days=list(days), selection=list(selection)
+        instance, assets, resources, symbols=[symbol], days=list(days), selection=list(selection)
     )
 
 
