@@ -59,6 +59,18 @@ class SessionState:
     confirmed_bars: int | None = None
 
 
+def regular_buckets(slots: int, regular_minutes: int) -> dict[Timeframe, int]:
+    """Per derived timeframe, how many of its buckets hold a regular-session m15 bar, from the
+    bit set of 15-minute slots after the open that hold a bar (bit k: 09:30 + 15k minutes) and
+    the session's length (an early close ends it after 210 minutes)."""
+    regular = [15 * k for k in range(regular_minutes // 15) if slots >> k & 1]
+    return {
+        Timeframe.H1: len({minute // 60 for minute in regular}),
+        Timeframe.H4: len({minute // 240 for minute in regular}),
+        Timeframe.D1: 1 if regular else 0,
+    }
+
+
 def raw_complete(state: SessionState, *, final_required: bool) -> bool:
     """`final_required`: the session is past and its history answer is due (see module doc);
     before that, provisional bars will do. A confirmed answer is complete either way."""
