@@ -7,7 +7,8 @@
 -- 5-second sensor tick. This table answers the same in one row per session.
 --
 -- Triggers on `ohlc_bars_v2` keep it exact for every writer (COPY, INSERT, UPDATE, DELETE,
--- TRUNCATE, a test's SQL): each statement recounts the sessions it touched from the bars.
+-- TRUNCATE, a test's SQL): an insert adds its rows' counts; a delete or an update recounts the
+-- sessions it touched from the bars that remain.
 
 CREATE TABLE bar_sessions (
     symbol_id     integer NOT NULL REFERENCES symbols (id),
@@ -62,11 +63,25 @@ RETURNS void LANGUAGE sql AS $$
                           AND c.day = k.day);
 $$;
 
+-- Inserting only adds bars (the primary key forbids a second one at the same time), so the
+-- new rows' own counts merge into the summary without reading the table back.
 CREATE FUNCTION bar_sessions_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM refresh_bar_sessions(array_agg(symbol_id), array_agg(timeframe), array_agg(day))
-       FROM (SELECT DISTINCT symbol_id, timeframe, (ts AT TIME ZONE 'America/New_York')::date AS day
-               FROM new_rows) AS touched;
+    INSERT INTO bar_sessions AS s
+    SELECT n.symbol_id, n.timeframe, l.day, count(*), bool_or(n.is_intraday), min(n.fetched_at),
+           max(n.fetched_at),
+           coalesce(bit_or(1::bigint << (l.since_open / 15))
+                    FILTER (WHERE l.since_open >= 0 AND l.since_open < 390), 0)
+      FROM new_rows n,
+           LATERAL (SELECT (n.ts AT TIME ZONE 'America/New_York')::date AS day,
+                           (floor(date_part('epoch', n.ts AT TIME ZONE 'America/New_York') / 60)
+                            ::bigint % 1440)::int - 570 AS since_open) AS l
+     GROUP BY n.symbol_id, n.timeframe, l.day
+    ON CONFLICT (symbol_id, timeframe, day) DO UPDATE
+       SET bars = s.bars + EXCLUDED.bars, intraday = s.intraday OR EXCLUDED.intraday,
+           first_written = least(s.first_written, EXCLUDED.first_written),
+           last_written = greatest(s.last_written, EXCLUDED.last_written),
+           slots = s.slots | EXCLUDED.slots;
     RETURN NULL;
 END $$;
 
