@@ -73,9 +73,11 @@ def universe_list() -> None:
     if not rows:
         click.echo("no universes; create one with `swiftbolt universe set NAME --symbols A,B`")
         return
-    click.echo(f"{'universe':<20} {'members':>8}  updated")
+    click.echo(f"{'universe':<20} {'members':>8} {'failing':>8}  updated")
     for row in rows:
-        click.echo(f"{row.name:<20} {row.members:>8}  {row.updated_at:%Y-%m-%d %H:%M}")
+        click.echo(
+            f"{row.name:<20} {row.members:>8} {row.failing:>8}  {row.updated_at:%Y-%m-%d %H:%M}"
+        )
 
 
 @universe.command("backfill")
@@ -187,6 +189,8 @@ def _print_summary(
         f"and {derived.get('rows', 0)} h1/h4/d1 bars written, {cost.actual_cost} request(s) "
         f"({cost.expected_cost} planned)."
     )
+    if resumed := fetched.get("resumed_sessions", 0):
+        console.print(f"{resumed} member-session(s) were stored by an earlier run (no request).")
     if not outcome.success:
         console.print(f"[red]FAILED[/red] run {outcome.run_id}: {outcome.error}")
         return False
@@ -194,6 +198,6 @@ def _print_summary(
     if failed:
         console.print(
             f"[red]FAILED[/red] {failed} member(s): {fetched.get('failures_by_code')} "
-            f"(e.g. {fetched.get('failed_sample')}; every one in job_runs, run {outcome.run_id})"
+            f"(e.g. {fetched.get('failed_sample')}); other members are unaffected"
         )
     return not failed

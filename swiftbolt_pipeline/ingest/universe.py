@@ -27,7 +27,7 @@ from swiftbolt_pipeline.ingest.history import (
     start_history,
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest
-from swiftbolt_pipeline.storage import watchlist
+from swiftbolt_pipeline.storage import universes, watchlist
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,18 @@ def fetch_members(
 
 
 def record_outcomes(
-    conn: psycopg.Connection, results: Sequence[SymbolIngest], ids: dict[str, int], now: datetime
+    conn: psycopg.Connection,
+    name: str,
+    results: Sequence[SymbolIngest],
+    ids: dict[str, int],
+    *,
+    run_id: str,
+    now: datetime,
 ) -> int:
-    """Each member's outcome on its `symbols` row, as a watchlist fetch records it (clears or
-    notes the failure; a watched member answering SYMBOL_NOT_FOUND again and again is parked).
-    Returns the number of members parked now."""
+    """Each member's outcome on its membership row (`universe_members.last_*`) and on its
+    `symbols` row as a watchlist fetch records it (clears or notes the failure; a watched
+    member answering SYMBOL_NOT_FOUND again and again is parked). Returns the number of
+    members parked now."""
     parked = 0
     with conn.transaction():
         for result in results:
@@ -76,6 +83,19 @@ def record_outcomes(
                 retry_after=now + FAILURE_COOLDOWN,
             )
             parked += reason is not None
+        days = [d for r in results for d in r.days]
+        universes.record_outcomes(
+            conn,
+            name,
+            [
+                universes.MemberOutcome(
+                    ids[r.symbol], r.error.code if r.error else None,
+                    r.error.message if r.error else None,
+                )
+                for r in results
+            ],
+            run_id=run_id, first=min(days), last=max(days), now=now,
+        )  # fmt: skip
     conn.commit()
     return parked
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import psycopg
 
@@ -17,6 +17,15 @@ class Universe:
     name: str
     members: int
     updated_at: datetime
+    # Members whose last fetch failed (e.g. SYMBOL_NOT_FOUND).
+    failing: int
+
+
+@dataclass(frozen=True)
+class MemberOutcome:
+    symbol_id: int
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ def set_members(conn: psycopg.Connection, name: str, tickers: list[str]) -> Memb
 
 def list_universes(conn: psycopg.Connection) -> list[Universe]:
     rows = conn.execute(
-        """SELECT u.name, count(m.symbol_id), u.updated_at
+        """SELECT u.name, count(m.symbol_id), u.updated_at,
+                  count(m.symbol_id) FILTER (WHERE m.last_error_code IS NOT NULL)
            FROM universes u LEFT JOIN universe_members m ON m.universe = u.name
            GROUP BY u.name, u.updated_at ORDER BY u.name"""
     ).fetchall()
@@ -68,6 +78,42 @@ def members(conn: psycopg.Connection, name: str) -> dict[str, int]:
     rows = conn.execute(
         """SELECT s.ticker, s.id FROM universe_members m JOIN symbols s ON s.id = m.symbol_id
            WHERE m.universe = %s ORDER BY s.ticker""",
+        (name,),
+    ).fetchall()
+    return dict(rows)
+
+
+def record_outcomes(
+    conn: psycopg.Connection,
+    name: str,
+    outcomes: list[MemberOutcome],
+    *,
+    run_id: str,
+    first: date,
+    last: date,
+    now: datetime,
+) -> None:
+    """Each member's outcome of run `run_id` over `first`..`last` (in the caller's
+    transaction)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """UPDATE universe_members
+               SET last_run_id = %s, last_range_start = %s, last_range_end = %s,
+                   last_error_code = %s, last_error_message = %s, last_fetched_at = %s
+               WHERE universe = %s AND symbol_id = %s""",
+            [
+                (run_id, first, last, o.error_code, o.error_message, now, name, o.symbol_id)
+                for o in outcomes
+            ],
+        )
+
+
+def failing(conn: psycopg.Connection, name: str) -> dict[str, str]:
+    """Ticker -> `[CODE] message` of the members whose last fetch failed."""
+    rows = conn.execute(
+        """SELECT s.ticker, '[' || m.last_error_code || '] ' || coalesce(m.last_error_message, '')
+           FROM universe_members m JOIN symbols s ON s.id = m.symbol_id
+           WHERE m.universe = %s AND m.last_error_code IS NOT NULL ORDER BY s.ticker""",
         (name,),
     ).fetchall()
     return dict(rows)

@@ -83,7 +83,9 @@ def build_universe_assets(
                     conn, providers, members, past, open_client,
                     run_id=context.run.run_id, extended_hours=pipeline.extended_hours,
                 )  # fmt: skip
-                parked = ingest.record_outcomes(conn, results, members, pipeline.now())
+                parked = ingest.record_outcomes(
+                    conn, name, results, members, run_id=context.run.run_id, now=pipeline.now()
+                )
                 if parked:
                     context.log.warning(f"{parked} watched member(s) parked (SYMBOL_NOT_FOUND)")
         summary = ingest.summarize(results, providers)

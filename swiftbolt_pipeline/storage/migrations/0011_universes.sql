@@ -12,5 +12,14 @@ CREATE TABLE IF NOT EXISTS universes (
 CREATE TABLE IF NOT EXISTS universe_members (
     universe  text NOT NULL REFERENCES universes (name) ON DELETE CASCADE,
     symbol_id integer NOT NULL REFERENCES symbols (id) ON DELETE CASCADE,
+    -- The member's outcome in the last universe run that fetched it (NULL: never fetched).
+    -- A fetch that served nothing (SYMBOL_NOT_FOUND) is a success in `job_runs` (the request
+    -- was answered); here it is the member's failure, without failing the other members.
+    last_run_id        text,
+    last_range_start   date,
+    last_range_end     date,
+    last_error_code    text,
+    last_error_message text,
+    last_fetched_at    timestamptz,
     PRIMARY KEY (universe, symbol_id)
 );
