@@ -57,8 +57,13 @@ def universe_set(name: str, symbols: str | None, path: Path | None) -> None:
         tickers = parse_ticker_lines(path.read_text(errors="replace"), source=str(path))
     else:
         tickers = normalize_tickers(symbols or "")
-    with open_runtime().connect() as conn:
+    runtime = open_runtime()
+    with runtime.connect() as conn:
         change = universes.set_members(conn, universe_name, tickers)
+    # Its partitions show in the UI right away (a backfill would add it too).
+    prepare_dagster_home(runtime.settings)
+    with open_instance(runtime.settings) as instance:
+        register_universe(instance, universe_name)
     click.echo(
         f"universe {universe_name}: {change.members} member(s) "
         f"({change.added} added, {change.removed} removed)"

@@ -14,6 +14,7 @@ import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
+from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
     emulator_requests,
     reset_emulator,
@@ -200,3 +201,28 @@ def test_bad_input_changes_nothing(
     assert _unchanged(conn) == before
     assert conn.execute("SELECT count(*) FROM symbols").fetchone() == (2,)
     assert conn.execute("SELECT count(*) FROM job_runs").fetchone() == (0,)
+
+
+def test_polygon_serves_one_member_per_request_through_the_bucket(
+    env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    assert run_cli("universe", "set", "core", "--symbols", "SPY,QQQ,AAPL", env=env).returncode == 0
+    reset_emulator(emulator)
+    first, last = date(2026, 2, 9), date(2026, 2, 13)
+    result = run_cli(
+        "universe", "backfill", "core", "--start", first.isoformat(), "--end", last.isoformat(),
+        "--provider", "polygon", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # One window of 5 sessions per member, one member per Polygon request, every request a
+    # token of the shared PostgreSQL bucket.
+    assert emulator_requests(emulator, "polygon") == 3
+    assert emulator_requests(emulator, "alpaca") == 0
+    assert conn.execute(
+        "SELECT count(*) FROM rate_grants WHERE provider = 'polygon'"
+    ).fetchone() == (3,)
+    assert "1 run, 5 day partition(s) x 2 asset(s), 3 member(s), 390 m15 bars" in result.stderr
+    expected = regular_m15("SPY", first, last)
+    assert _stored(conn, "SPY", "m15") == list(
+        expected.select("ts", "open", "high", "low", "close", "volume").iter_rows()
+    )
