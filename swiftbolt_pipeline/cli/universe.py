@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -15,11 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, normalize_tickers
+from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
+from swiftbolt_pipeline.core.planning import plan_requests
 from swiftbolt_pipeline.core.universe import normalize_universe_name, parse_ticker_lines
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.names import UNIVERSE_ASSETS, UNIVERSE_DERIVED_BARS, UNIVERSE_M15_BARS
+from swiftbolt_pipeline.names import (
+    UNIVERSE_ASSETS,
+    UNIVERSE_DERIVED_BARS,
+    UNIVERSE_M15_BARS,
+    UNIVERSE_TAG,
+)
 from swiftbolt_pipeline.providers.registry import require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
@@ -29,7 +35,6 @@ from swiftbolt_pipeline.services.universe import (
     materialize_universe,
     register_universe,
 )
-from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, universes
 
 
@@ -144,39 +149,44 @@ def _run(
     console: Console,
     forced: str | None,
 ) -> UniverseOutcome:
-    """The one run, with a progress bar over member-sessions holding m15 bars."""
+    """The one run, with a progress bar over member request windows (about 50 sessions of one
+    member each) read from the ledger."""
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     past = [d for d in days if d < runtime.settings.today]
-    ids = list(members.values())
+    total = len(members) * len(plan_requests(past))
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("member-sessions"),
+        TextColumn("member-windows"),
         TimeElapsedColumn(),
     )
+    launched = datetime.now(UTC) - timedelta(seconds=5)  # a margin for clock skew
+    run_id: str | None = None
     with (
         runtime.connect() as conn,
         Progress(*columns, console=console) as progress,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
-        task = progress.add_task(name, total=len(ids) * len(past))
+        task = progress.add_task(name, total=total)
         future = pool.submit(
             materialize_universe,
             instance, assets, dict(defs.resources or {}), universe=name, days=days,
             log_level=log_level, run_config=universe_run_config(forced) if forced else None,
         )  # fmt: skip
         while not wait([future], timeout=1.0).done:
-            if past:
-                stored = bar_store.sessions_with_bars_many(
-                    conn, ids, Timeframe.M15, past[0], past[-1]
+            if run_id is None:
+                found = instance.get_runs(
+                    dg.RunsFilter(tags={UNIVERSE_TAG: name}, created_after=launched), limit=1
                 )
+                run_id = found[0].run_id if found else None
+            if run_id is not None:
+                progress.update(task, completed=universes.windows_done(conn, run_id))
                 conn.commit()
-                progress.update(task, completed=sum(len(d) for d in stored.values()))
         outcome = future.result()
         if outcome.success:
-            progress.update(task, completed=len(ids) * len(past))
+            progress.update(task, completed=total)
     return outcome
 
 

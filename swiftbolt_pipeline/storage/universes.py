@@ -117,3 +117,12 @@ def failing(conn: psycopg.Connection, name: str) -> dict[str, str]:
         (name,),
     ).fetchall()
     return dict(rows)
+
+
+def windows_done(conn: psycopg.Connection, run_id: str) -> int:
+    """Member request windows run `run_id` has finished (stored or failed): a progress count
+    that reads the ledger, not the bars (cheap for thousands of members)."""
+    row = conn.execute(
+        "SELECT count(*) FROM job_runs WHERE run_id = %s AND status <> 'running'", (run_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
