@@ -59,17 +59,17 @@ def fetch_members(
 
 def record_outcomes(
     conn: psycopg.Connection,
-    name: str,
     results: Sequence[SymbolIngest],
-    ids: dict[str, int],
+    members: dict[str, dict[str, int]],
     *,
     run_id: str,
     now: datetime,
 ) -> int:
-    """Each member's outcome on its membership row (`universe_members.last_*`) and on its
-    `symbols` row as a watchlist fetch records it (clears or notes the failure; a watched
-    member answering SYMBOL_NOT_FOUND again and again is parked). Returns the number of
-    members parked now."""
+    """Each member's outcome on its membership rows (`universe_members.last_*`, per universe
+    in `members`) and once on its `symbols` row as a watchlist fetch records it (clears or
+    notes the failure; a watched member answering SYMBOL_NOT_FOUND again and again is parked).
+    Returns the number of members parked now."""
+    ids = {symbol: i for tickers in members.values() for symbol, i in tickers.items()}
     parked = 0
     with conn.transaction():
         for result in results:
@@ -84,18 +84,20 @@ def record_outcomes(
             )
             parked += reason is not None
         days = [d for r in results for d in r.days]
-        universes.record_outcomes(
-            conn,
-            name,
-            [
-                universes.MemberOutcome(
-                    ids[r.symbol], r.error.code if r.error else None,
-                    r.error.message if r.error else None,
-                )
-                for r in results
-            ],
-            run_id=run_id, first=min(days), last=max(days), now=now,
-        )  # fmt: skip
+        for name, tickers in members.items():
+            universes.record_outcomes(
+                conn,
+                name,
+                [
+                    universes.MemberOutcome(
+                        tickers[r.symbol], r.error.code if r.error else None,
+                        r.error.message if r.error else None,
+                    )
+                    for r in results
+                    if r.symbol in tickers
+                ],
+                run_id=run_id, first=min(days), last=max(days), now=now,
+            )  # fmt: skip
     conn.commit()
     return parked
 

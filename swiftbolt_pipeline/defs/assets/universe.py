@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import Provider
@@ -30,10 +31,15 @@ def universe_run_config(provider: str) -> dict[str, Any]:
     return {"ops": {UNIVERSE_M15_BARS: {"config": PlanConfig(provider=provider).model_dump()}}}
 
 
-def _run_range(context: dg.AssetExecutionContext) -> tuple[str, list[date]]:
-    """The run's universe and sessions (a run covers one universe: one range of keys)."""
-    [(name, days)] = days_by_universe(context.partition_keys).items()
-    return name, days
+def _run_range(context: dg.AssetExecutionContext) -> tuple[list[str], list[date]]:
+    """The run's universes and sessions. A run launched from the UI over several universes
+    is their rectangle: every universe over the same sessions."""
+    plan = days_by_universe(context.partition_keys)
+    return list(plan), sorted({d for days in plan.values() for d in days})
+
+
+def _members(conn: psycopg.Connection, names: list[str]) -> dict[str, dict[str, int]]:
+    return {name: universes.members(conn, name) for name in names}
 
 
 def build_universe_assets(
@@ -56,7 +62,8 @@ def build_universe_assets(
             "from the history providers (run config `provider` forces one): Alpaca in batches "
             "of 50 symbols and 10,000-bar pages, Polygon one symbol per request. Stored in "
             "`ohlc_bars_v2` like watchlist bars; a member that fails (e.g. SYMBOL_NOT_FOUND) "
-            "is recorded in `job_runs` and counted here, and never fails the others."
+            "never fails the others: it is counted here and its outcome recorded in "
+            "`universe_members`."
         ),
     )
     def universe_m15_bars(
@@ -64,11 +71,14 @@ def build_universe_assets(
     ) -> dg.MaterializeResult:
         resources = context.resources
         pipeline = resources.pipeline
-        name, days = _run_range(context)
+        names, days = _run_range(context)
+        name = ",".join(names)
         providers = history_providers(config, pipeline)
         past = [d for d in days if d < pipeline.today]  # today's session: watchlist mode only
         with resources.warehouse.connect() as conn, ExitStack() as clients:
-            members = universes.members(conn, name)
+            by_universe = _members(conn, names)
+            # A symbol in two universes of the run is fetched once.
+            members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}
             context.log.info(
                 f"{name}: {len(members)} member(s), {len(past)} session(s) via "
                 f"{', '.join(providers)}"
@@ -84,7 +94,7 @@ def build_universe_assets(
                     run_id=context.run.run_id, extended_hours=pipeline.extended_hours,
                 )  # fmt: skip
                 parked = ingest.record_outcomes(
-                    conn, name, results, members, run_id=context.run.run_id, now=pipeline.now()
+                    conn, results, by_universe, run_id=context.run.run_id, now=pipeline.now()
                 )
                 if parked:
                     context.log.warning(f"{parked} watched member(s) parked (SYMBOL_NOT_FOUND)")
@@ -123,13 +133,14 @@ def build_universe_assets(
         ),
     )
     def universe_derived_bars(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        name, days = _run_range(context)
+        names, days = _run_range(context)
         with context.resources.warehouse.connect() as conn:
-            members = universes.members(conn, name)
+            by_universe = _members(conn, names)
+            members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}
             written = ingest.derive_members(conn, members, days) if members else {}
         return dg.MaterializeResult(
             metadata={
-                "universe": dg.MetadataValue.text(name),
+                "universe": dg.MetadataValue.text(",".join(names)),
                 "members": dg.MetadataValue.int(len(members)),
                 "sessions": dg.MetadataValue.int(len(days)),
                 "rows": dg.MetadataValue.int(sum(written.values())),
