@@ -9,7 +9,6 @@ universe, counts instead of symbol lists."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from swiftbolt_pipeline.ingest.history import (
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.storage import universes, watchlist
-
-log = logging.getLogger(__name__)
 
 # As for the watchlist: a member whose fetch failed is left alone by the gap sensor for this
 # long, should it be watched too.
