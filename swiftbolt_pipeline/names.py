@@ -88,3 +88,44 @@ def range_tags(
         RANGE_START_TAG: partition_key(first_symbol, first_day),
         RANGE_END_TAG: partition_key(last_symbol, last_day),
     }
+
+
+# Universe mode: one partition per universe x session, whatever the universe's size.
+UNIVERSE_M15_BARS = "universe_m15_bars"
+UNIVERSE_DERIVED_BARS = "universe_derived_bars"
+UNIVERSE_ASSETS = (UNIVERSE_M15_BARS, UNIVERSE_DERIVED_BARS)
+UNIVERSES_PARTITIONS = "universes"
+UNIVERSE_DIMENSION = "universe"
+UNIVERSE_TAG = "swiftbolt/universe"
+
+_UNIVERSE_KEY_FORMAT = dg.MultiPartitionsDefinition(
+    {
+        UNIVERSE_DIMENSION: dg.DynamicPartitionsDefinition(name=UNIVERSES_PARTITIONS),
+        DAY_DIMENSION: dg.DailyPartitionsDefinition(start_date="1970-01-01"),
+    }
+)
+
+
+def universe_partition_key(universe: str, day: date) -> dg.MultiPartitionKey:
+    """The partition key of `universe` on `day` (Dagster writes it `day|universe`)."""
+    return dg.MultiPartitionKey({UNIVERSE_DIMENSION: universe, DAY_DIMENSION: day.isoformat()})
+
+
+def days_by_universe(keys: Iterable[str]) -> dict[str, list[date]]:
+    """Group a run's universe partition keys by universe, days in order."""
+    grouped: dict[str, list[date]] = defaultdict(list)
+    for key in keys:
+        dimensions = _UNIVERSE_KEY_FORMAT.get_partition_key_from_str(key).keys_by_dimension
+        grouped[dimensions[UNIVERSE_DIMENSION]].append(
+            date.fromisoformat(dimensions[DAY_DIMENSION])
+        )
+    return {name: sorted(days) for name, days in sorted(grouped.items())}
+
+
+def universe_range_tags(universe: str, first_day: date, last_day: date) -> dict[str, str]:
+    """Tags making one run cover `universe`'s sessions `first_day`..`last_day`."""
+    return {
+        RANGE_START_TAG: universe_partition_key(universe, first_day),
+        RANGE_END_TAG: universe_partition_key(universe, last_day),
+        UNIVERSE_TAG: universe,
+    }

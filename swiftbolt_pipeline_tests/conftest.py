@@ -55,7 +55,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 RESET_SQL = """
 TRUNCATE ohlc_bars_v2, confirmed_sessions, job_runs, provider_checkpoints, rate_grants,
-         corporate_actions, corporate_action_checks, dividends, alerts;
+         corporate_actions, corporate_action_checks, dividends, alerts, universe_members,
+         universes;
 -- Runs a test left behind (e.g. a backfill killed with SIGKILL stays STARTED) would count as
 -- "in flight" for the next test's coverage and sensors.
 DO $$ BEGIN

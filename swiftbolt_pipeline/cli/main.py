@@ -17,6 +17,7 @@ from swiftbolt_pipeline.cli.dev import dev
 from swiftbolt_pipeline.cli.runtime import fail
 from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.cli.status import status
+from swiftbolt_pipeline.cli.universe import universe
 from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
@@ -222,3 +223,4 @@ cli.add_command(serve)
 cli.add_command(bench)
 cli.add_command(status)
 cli.add_command(soak)
+cli.add_command(universe)

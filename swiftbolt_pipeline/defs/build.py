@@ -11,9 +11,10 @@ from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
+from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.jobs import bars_job
-from swiftbolt_pipeline.defs.partitions import bar_partitions
+from swiftbolt_pipeline.defs.partitions import bar_partitions, universe_partitions
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
     AlpacaResource,
@@ -74,7 +75,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     partitions = bar_partitions(settings)
     return dg.Definitions(
-        assets=[build_m15_asset(partitions), *build_derived_assets(partitions)],
+        assets=[
+            build_m15_asset(partitions),
+            *build_derived_assets(partitions),
+            *build_universe_assets(universe_partitions(settings)),
+        ],
         jobs=[bars_job],
         sensors=[
             watchlist_sensor,

@@ -13,6 +13,8 @@ from swiftbolt_pipeline.names import (
     DAY_DIMENSION,
     SYMBOL_DIMENSION,
     SYMBOLS_PARTITIONS,
+    UNIVERSE_DIMENSION,
+    UNIVERSES_PARTITIONS,
 )
 
 SYMBOLS = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
@@ -42,4 +44,14 @@ def day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 def bar_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {SYMBOL_DIMENSION: SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
+    )
+
+
+UNIVERSES = dg.DynamicPartitionsDefinition(name=UNIVERSES_PARTITIONS)
+
+
+def universe_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """Universe x session: Dagster's bookkeeping grows with days, not with members x days."""
+    return dg.MultiPartitionsDefinition(
+        {UNIVERSE_DIMENSION: UNIVERSES, DAY_DIMENSION: day_partitions(settings)}
     )

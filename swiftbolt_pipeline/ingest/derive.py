@@ -27,6 +27,18 @@ def derive(
     Derived bars keep their source: a day fetched from Tradier today yields intraday h1 bars,
     replaced when the history provider's final m15 bars of that day are derived again.
     Returns rows written."""
+    return derive_many(conn, symbol_id=symbol_id, days=days, timeframes=[timeframe])[timeframe]
+
+
+def derive_many(
+    conn: psycopg.Connection,
+    *,
+    symbol_id: int,
+    days: Sequence[date],
+    timeframes: Sequence[Timeframe],
+) -> dict[Timeframe, int]:
+    """`derive` for several timeframes from one read of the m15 bars (universe mode derives
+    h1, h4 and d1 of thousands of symbols). Rows written per timeframe."""
     days = sorted(days)
     m15 = bar_store.read_bars(conn, symbol_id, Timeframe.M15, days[0], days[-1])
     m15 = m15.with_columns(
@@ -42,23 +54,20 @@ def derive(
     for day in days:
         # A day without m15 bars loses its derived bars too (written empty, source irrelevant).
         groups[sources.get(day, ("polygon", False))].append(day)
-    written = 0
+    written = dict.fromkeys(timeframes, 0)
     with conn.transaction():
         for (provider, is_intraday), group in groups.items():
             sessions = [calendar.session(d) for d in group]
-            bars = resample(
-                m15.filter(pl.col("day").is_in(group)).select(list(BAR_SCHEMA)),
-                timeframe,
-                sessions,
-            )
-            written += bar_store.replace_partitions(
-                conn,
-                symbol_id=symbol_id,
-                timeframe=timeframe,
-                days=group,
-                bars=bars,
-                provider=provider,
-                is_intraday=is_intraday,
-            )
+            source = m15.filter(pl.col("day").is_in(group)).select(list(BAR_SCHEMA))
+            for timeframe in timeframes:
+                written[timeframe] += bar_store.replace_partitions(
+                    conn,
+                    symbol_id=symbol_id,
+                    timeframe=timeframe,
+                    days=group,
+                    bars=resample(source, timeframe, sessions),
+                    provider=provider,
+                    is_intraday=is_intraday,
+                )
     conn.commit()
     return written

@@ -1,0 +1,157 @@
+"""Universe mode: every member's history over a run's sessions, and the run's summary.
+
+The fetch is the watchlist's (`ingest.history`): members that need the same request window
+share a request up to the provider's `max_symbols` (Alpaca: 50 per request, pages of 10,000
+bars; Polygon: one symbol per request), each symbol's bars take the one write path and get
+their own `job_runs` rows, and a symbol that fails (SYMBOL_NOT_FOUND, ...) never stops the
+others. What differs is the bookkeeping around it: one outcome summary for the whole
+universe, counts instead of symbol lists."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import psycopg
+
+from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Provider, Timeframe
+from swiftbolt_pipeline.ingest.derive import derive_many
+from swiftbolt_pipeline.ingest.history import (
+    HistoryTask,
+    OpenClient,
+    finish_history,
+    history_round,
+    start_history,
+)
+from swiftbolt_pipeline.ingest.store import SymbolIngest
+from swiftbolt_pipeline.storage import universes, watchlist
+
+# As for the watchlist: a member whose fetch failed is left alone by the gap sensor for this
+# long, should it be watched too.
+FAILURE_COOLDOWN = timedelta(minutes=10)
+# Failed tickers named in a summary; the rest are counted (a universe may have thousands).
+SAMPLE = 10
+
+
+def fetch_members(
+    conn: psycopg.Connection,
+    providers: Sequence[Provider],
+    members: dict[str, int],
+    days: Sequence[date],
+    open_client: OpenClient,
+    *,
+    run_id: str,
+    extended_hours: bool,
+) -> list[SymbolIngest]:
+    """Every member's `days` through the providers in order (fallback on an outage).
+    Raises AUTH_FAILED: a rejected key fails every member alike."""
+    tasks = [HistoryTask(symbol, symbol_id, days) for symbol, symbol_id in members.items()]
+    run = start_history(conn, providers, tasks, extended_hours=extended_hours)
+    while run.next_provider() is not None:
+        history_round(conn, run, open_client, run_id=run_id)
+    return finish_history(conn, run)
+
+
+def record_outcomes(
+    conn: psycopg.Connection,
+    results: Sequence[SymbolIngest],
+    members: dict[str, dict[str, int]],
+    *,
+    run_id: str,
+    now: datetime,
+) -> int:
+    """Each member's outcome on its membership rows (`universe_members.last_*`, per universe
+    in `members`) and once on its `symbols` row as a watchlist fetch records it (clears or
+    notes the failure; a watched member answering SYMBOL_NOT_FOUND again and again is parked).
+    Returns the number of members parked now."""
+    ids = {symbol: i for tickers in members.values() for symbol, i in tickers.items()}
+    parked = 0
+    with conn.transaction():
+        for result in results:
+            error = result.error
+            reason = watchlist.record_outcome(
+                conn,
+                ids[result.symbol],
+                error_code=error.code if error else None,
+                error_message=error.message if error else "",
+                now=now,
+                retry_after=now + FAILURE_COOLDOWN,
+            )
+            parked += reason is not None
+        days = [d for r in results for d in r.days]
+        for name, tickers in members.items():
+            universes.record_outcomes(
+                conn,
+                name,
+                [
+                    universes.MemberOutcome(
+                        tickers[r.symbol], r.error.code if r.error else None,
+                        r.error.message if r.error else None,
+                    )
+                    for r in results
+                    if r.symbol in tickers
+                ],
+                run_id=run_id, first=min(days), last=max(days), now=now,
+            )  # fmt: skip
+    conn.commit()
+    return parked
+
+
+@dataclass(frozen=True)
+class FetchSummary:
+    """A universe run's fetch in counts."""
+
+    members: int
+    failed: int
+    failures_by_code: dict[str, int]
+    failed_sample: list[str]
+    rows: int
+    requests: int
+    expected_cost: int
+    retries: int
+    symbol_sessions: int
+    resumed_sessions: int
+    empty_sessions: int
+    rejected_bars: int
+    providers: list[Provider]
+    fallback_used: bool
+    first_bar: str | None
+    last_bar: str | None
+
+
+def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> FetchSummary:
+    failed = [r for r in results if r.error]
+    used = {p for r in results for p in r.providers if r.error is None}
+    return FetchSummary(
+        members=len(results),
+        failed=len(failed),
+        failures_by_code=dict(Counter(r.error.code for r in failed if r.error)),
+        failed_sample=[r.symbol for r in failed[:SAMPLE]],
+        rows=sum(r.bars_written for r in results),
+        requests=sum(r.stats.requests for r in results),
+        expected_cost=sum(r.expected_cost for r in results),
+        retries=sum(r.stats.retries for r in results),
+        symbol_sessions=sum(len(r.days) for r in results),
+        resumed_sessions=sum(r.resumed_days for r in results),
+        empty_sessions=sum(len(r.empty_days) for r in results),
+        rejected_bars=sum(r.rejected_total for r in results),
+        providers=[p for p in order if p in used] + sorted(used - set(order)),
+        fallback_used=any(r.fallback_used for r in results),
+        first_bar=min((r.first_ts for r in results if r.first_ts), default=None),
+        last_bar=max((r.last_ts for r in results if r.last_ts), default=None),
+    )
+
+
+def derive_members(
+    conn: psycopg.Connection, members: dict[str, int], days: Sequence[date]
+) -> dict[Timeframe, int]:
+    """h1, h4 and d1 of every member over `days` from its stored m15 bars (one read per
+    member for the three). Rows written per timeframe."""
+    written: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)
+    for symbol_id in members.values():
+        rows = derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
+        for timeframe, count in rows.items():
+            written[timeframe] += count
+    return written
