@@ -1,8 +1,8 @@
 """Row 8: `ohlc_bars_v2` as the archive grows to a market's size (default 100 million rows).
 
-The chart query (`get_chart_data_v2`) and the coverage query (`session_states`) read one
-symbol's primary-key range, `(symbol_id, timeframe, ts)`, so their time should depend on that
-symbol's rows, not on the table's. The bench fills the table with synthetic two-year histories
+The chart query (`get_chart_data_v2`) reads one symbol's primary-key range of `ohlc_bars_v2`,
+the coverage query (`session_states`) one symbol's range of `bar_sessions` (a row per session,
+kept by triggers), so their time should depend on that symbol's rows, not on the table's. The bench fills the table with synthetic two-year histories
 (every session's m15, h1, h4 and d1 bars) in three steps, 1/100, 1/10 and all of the target,
 and times both queries on the same symbol at each step; the ratio of the largest to the
 smallest is the row. Their executed plans at full size go to `growth-plans.txt`."""
@@ -31,6 +31,7 @@ SYMBOLS_PER_INSERT = 50  # about 0.9 million rows per statement
 WATCHLIST_PROBE = 50  # symbols in the sensor-sized coverage query
 NO_GROWTH = 1.5  # largest / smallest table: a B-tree descent is a level or two deeper, no more
 INTERACTIVE_MS = 100.0
+SENSOR_TICK_MS = 3_000.0  # a tenth of the gap sensor's 30 s interval
 
 
 def _median_ms(fn: Callable[[], object]) -> float:
@@ -64,11 +65,25 @@ def measure_growth(
     probe, probe_id = names[0], ids[names[0]]
     watched = [ids[n] for n in names[: min(WATCHLIST_PROBE, steps[0])]]
 
-    queries: dict[str, Callable[[Any], object]] = {
-        "chart h1, 1 year": lambda c: charts.chart_bars(c, probe, Timeframe.H1, year_ago, last),
-        "chart m15, 30 days": lambda c: charts.chart_bars(c, probe, Timeframe.M15, month_ago, last),
-        "coverage, 1 symbol x 2 years": lambda c: session_states(c, [probe_id], days),
-        f"coverage, {len(watched)} symbols x 2 years": lambda c: session_states(c, watched, days),
+    # name -> (query, budget in ms): a chart app waits on the first three; the last is the gap
+    # sensor's read of a whole watchlist, due every 30 s.
+    queries: dict[str, tuple[Callable[[Any], object], float]] = {
+        "chart h1, 1 year": (
+            lambda c: charts.chart_bars(c, probe, Timeframe.H1, year_ago, last),
+            INTERACTIVE_MS,
+        ),
+        "chart m15, 30 days": (
+            lambda c: charts.chart_bars(c, probe, Timeframe.M15, month_ago, last),
+            INTERACTIVE_MS,
+        ),
+        "coverage, 1 symbol x 2 years": (
+            lambda c: session_states(c, [probe_id], days),
+            INTERACTIVE_MS,
+        ),
+        f"coverage, {len(watched)} symbols x 2 years": (
+            lambda c: session_states(c, watched, days),
+            SENSOR_TICK_MS,
+        ),
     }
     details: dict[str, Any] = {"sessions": len(sessions), "symbols": total, "steps": []}
     loaded, written, fill_s = 0, 0, 0.0
@@ -82,7 +97,7 @@ def measure_growth(
             fill_s += time.perf_counter() - started
             benchmark.analyze_bars(conn)
             rows_estimate, heap, index = benchmark.table_size(conn)
-            timings = {name: _median_ms(lambda q=q: q(conn)) for name, q in queries.items()}
+            timings = {name: _median_ms(lambda q=q: q(conn)) for name, (q, _) in queries.items()}
             conn.commit()
             details["steps"].append(
                 {
@@ -106,10 +121,11 @@ def measure_growth(
             ]
         )
         conn.rollback()
-    return _rows(details), details, plans
+    budgets = {name: budget for name, (_, budget) in queries.items()}
+    return _rows(details, budgets), details, plans
 
 
-def _rows(details: dict[str, Any]) -> list[Row]:
+def _rows(details: dict[str, Any], budgets: dict[str, float]) -> list[Row]:
     small, large = details["steps"][0], details["steps"][-1]
     rows = []
     for name, ms in large["median_ms"].items():
@@ -122,8 +138,8 @@ def _rows(details: dict[str, Any]) -> list[Row]:
                 unit="ms",
                 reference=reference,
                 reference_label=f"ms at {small['rows']:,} rows",
-                target=f"<= {NO_GROWTH} and < {INTERACTIVE_MS:.0f} ms",
-                met=ms / reference <= NO_GROWTH and ms < INTERACTIVE_MS,
+                target=f"<= {NO_GROWTH} and < {budgets[name]:,.0f} ms",
+                met=ms / reference <= NO_GROWTH and ms < budgets[name],
                 note="Median of "
                 f"{REPEATS} warm runs on the same symbol; the table grew "
                 f"{large['rows'] / small['rows']:.0f}x between the two figures.",

@@ -88,10 +88,8 @@ def fill_synthetic_history(
     conn: psycopg.Connection, symbol_ids: list[int], opens: list[datetime]
 ) -> int:
     """Insert every session's bars for `symbol_ids` (session opens in UTC) and commit; returns
-    the rows written. Synthetic rows of existing symbols: the foreign-key trigger, one lookup
-    per row, is skipped for this transaction (the bench's scratch database is a superuser's)."""
+    the rows written. Every trigger fires as for any writer (the foreign key, `bar_sessions`)."""
     with conn.transaction():
-        conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("SET LOCAL synchronous_commit = off")
         cur = conn.execute(_SYNTHETIC_HISTORY, {"ids": symbol_ids, "opens": opens})
     return cur.rowcount
