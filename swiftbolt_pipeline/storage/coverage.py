@@ -36,15 +36,15 @@ def session_states(
     raw: dict[tuple[int, date], Stored] = {}
     buckets: dict[tuple[int, date], dict[Timeframe, int]] = {}
     derived: dict[tuple[int, date], dict[Timeframe, Stored]] = {}
-    wanted = set(days)
+    minutes = {day: calendar.session(day).regular_minutes for day in days}
     for symbol_id, timeframe, day, n, intraday, first, last, slots in rows:
-        if day not in wanted:
+        if day not in minutes:
             continue
         stored = Stored(n, intraday, first, last)
         key = (symbol_id, day)
         if timeframe == Timeframe.M15:
             raw[key] = stored
-            buckets[key] = regular_buckets(slots, calendar.session(day).regular_minutes)
+            buckets[key] = regular_buckets(slots, minutes[day])
         else:
             derived.setdefault(key, {})[Timeframe(timeframe)] = stored
     confirmed = conn.execute(
