@@ -16,6 +16,7 @@ from swiftbolt_pipeline.storage.bars import day_bounds
 # Per symbol, timeframe and exchange day (one row of `bar_sessions`, which triggers keep in
 # step with `ohlc_bars_v2`): bar count, provisional flag, write times and the 15-minute slots
 # of the regular session holding a bar.
+_TIMEFRAMES = {tf.value: tf for tf in Timeframe}  # Timeframe(value) is slow for 100,000s of rows
 _STATES_SQL = """
 SELECT symbol_id, timeframe, day, bars, intraday, first_written, last_written, slots
   FROM bar_sessions
@@ -46,7 +47,7 @@ def session_states(
             raw[key] = stored
             buckets[key] = regular_buckets(slots, minutes[day])
         else:
-            derived.setdefault(key, {})[Timeframe(timeframe)] = stored
+            derived.setdefault(key, {})[_TIMEFRAMES[timeframe]] = stored
     confirmed = conn.execute(
         """SELECT symbol_id, day, bars FROM confirmed_sessions
            WHERE symbol_id = ANY(%s) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",

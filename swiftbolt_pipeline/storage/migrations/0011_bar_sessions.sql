@@ -27,8 +27,10 @@ CREATE TABLE bar_sessions (
 
 -- Recount these sessions from the bars: upsert the ones that still hold bars, drop the rest.
 -- Writers of one symbol and timeframe are serialized by the write path's advisory lock.
+-- PL/pgSQL, not SQL: its plan is prepared once per connection, not at every write.
 CREATE FUNCTION refresh_bar_sessions(p_symbol_ids integer[], p_timeframes text[], p_days date[])
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     WITH keys AS (
         SELECT DISTINCT symbol_id, timeframe, day
           FROM unnest(p_symbol_ids, p_timeframes, p_days) AS k (symbol_id, timeframe, day)
@@ -61,7 +63,7 @@ RETURNS void LANGUAGE sql AS $$
        AND NOT EXISTS (SELECT 1 FROM counted c
                         WHERE c.symbol_id = k.symbol_id AND c.timeframe = k.timeframe
                           AND c.day = k.day);
-$$;
+END $$;
 
 -- Inserting only adds bars (the primary key forbids a second one at the same time), so the
 -- new rows' own counts merge into the summary without reading the table back.
@@ -87,6 +89,10 @@ END $$;
 
 CREATE FUNCTION bar_sessions_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- The write path deletes a range before every write, most often an empty one.
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+        RETURN NULL;
+    END IF;
     PERFORM refresh_bar_sessions(array_agg(symbol_id), array_agg(timeframe), array_agg(day))
        FROM (SELECT DISTINCT symbol_id, timeframe, (ts AT TIME ZONE 'America/New_York')::date AS day
                FROM old_rows) AS touched;
