@@ -87,14 +87,20 @@ def session(day: date) -> Session:
 
 def sessions_between(start: date, end: date) -> list[date]:
     """Session dates in [start, end], both inclusive, in order."""
+    return list(_sessions_between(start, end))
+
+
+# Cached like `session`: a sensor tick asks for the same windows once per symbol.
+@functools.lru_cache(maxsize=4096)
+def _sessions_between(start: date, end: date) -> tuple[date, ...]:
     if end < start:
-        return []
+        return ()
     cal = _xnys()
     first = max(_label(start), cal.first_session)
     last = min(_label(end), cal.last_session)
     if last < first:
-        return []
-    return [ts.date() for ts in cal.sessions_in_range(first, last)]
+        return ()
+    return tuple(ts.date() for ts in cal.sessions_in_range(first, last))
 
 
 def closed_weekdays_between(start: date, end: date) -> list[date]:
