@@ -2,10 +2,11 @@
 
 The chart query (`get_chart_data_v2`) reads one symbol's primary-key range of `ohlc_bars_v2`,
 the coverage query (`session_states`) one symbol's range of `bar_sessions` (a row per session,
-kept by triggers), so their time should depend on that symbol's rows, not on the table's. The bench fills the table with synthetic two-year histories
-(every session's m15, h1, h4 and d1 bars) in three steps, 1/100, 1/10 and all of the target,
-and times both queries on the same symbol at each step; the ratio of the largest to the
-smallest is the row. Their executed plans at full size go to `growth-plans.txt`."""
+kept by triggers), so their time should depend on that symbol's rows, not on the table's. The
+bench fills the table with synthetic two-year histories (every session's m15, h1, h4 and d1
+bars) in three steps, 1/100, 1/10 and all of the target, and times the queries on the same
+symbols at each step; the ratio of the largest to the smallest is the row. Their executed
+plans at full size go to `growth-plans.txt`."""
 
 from __future__ import annotations
 
