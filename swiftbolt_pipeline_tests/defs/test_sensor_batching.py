@@ -144,6 +144,7 @@ def test_new_alpaca_symbols_become_partitions_then_one_run(
     assert _cells(instance, request) == _grid(["AAPL", "MSFT", "NVDA"], FIVE)
 
 
+@pytest.mark.slow  # ~20-30 s of end-to-end work; CI's slow suite runs it
 def test_the_gap_sensor_fills_sixty_alpaca_symbols_with_two_runs(
     pipeline_env: dict[str, str],
     conn: psycopg.Connection,

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import psycopg
+import pytest
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline_tests.defs.test_provider_routing import _as_served, _regular
@@ -26,6 +27,7 @@ SYMBOLS = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(60)]
 BATCH, PAGE_LIMIT = 50, 10_000  # Alpaca: symbols per request, bars per page over all of them
 
 
+@pytest.mark.slow  # ~20-30 s of end-to-end work; CI's slow suite runs it
 def test_sixty_alpaca_symbols_backfill_in_two_runs(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
 ) -> None:

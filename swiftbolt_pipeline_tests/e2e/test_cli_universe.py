@@ -81,6 +81,7 @@ def _stored(conn: psycopg.Connection, ticker: str, timeframe: str) -> list[tuple
     ).fetchall()
 
 
+@pytest.mark.slow  # ~20-30 s of end-to-end work; CI's slow suite runs it
 def test_universe_backfill_batches_members_and_keeps_day_partitions(
     env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:
