@@ -53,6 +53,11 @@ RUN_FAILURES = """
 query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
     __typename ... on MessageEvent { message } ... on ErrorEvent { error { message } } } } } }"""
 UNFINISHED_RUN = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "MANAGED", "CANCELING"}
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+CHECK_EXECUTIONS = """
+query($key: AssetKeyInput!, $name: String!) {
+    assetCheckExecutions(assetKey: $key, checkName: $name, limit: 20) {
+        runId status evaluation { success } } }"""
 AUTOMATION_STATES = """
 { repositoriesOrError { ... on RepositoryConnection { nodes {
     sensors { name sensorState { status } }
@@ -209,17 +214,22 @@ def settled(dagster_ui: DevServer, ui_backfill: Backfill) -> list[dict]:
 def test_asset_graph_shows_m15_feeding_h1_h4_d1(
     page: Page, dagster_ui: DevServer, settled: list[dict], shots: Shots
 ) -> None:
-    page.goto(f"{dagster_ui.url}/asset-groups")
-    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    # Two groups (the watchlist's `bars` and `universe`): the global lineage shows them
+    # collapsed, so open the `bars` group's own lineage.
+    entries = graphql(dagster_ui, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    (location,) = [e["name"] for e in entries]
+    page.goto(f"{dagster_ui.url}/locations/__repository__@{location}/asset-groups/bars")
     for asset in ASSETS:
         expect(page.get_by_text(asset, exact=True).first).to_be_visible()
-    # Every node's health loaded, with data: the UI backfill filled m15_bars and the gap
-    # sensor's runs (the watched 10-day window) filled the derived assets too.
+    # Every node's health loaded, with data: the gap sensor's run (the watched 10-day window)
+    # evaluated every check of h1/h4/d1. m15_bars shows all passed too unless the UI backfill
+    # (m15 only) finished last: then Dagster shows its checks "Not evaluated" (see the checks
+    # test), so at least the three derived nodes must show all passed.
     all_passed = page.get_by_text(re.compile(r"^(\d+) / \1 Passed$"))
     _reload_until(
         page,
-        "every asset node to show its checks passed",
-        lambda: all_passed.count() >= len(ASSETS),
+        "every derived asset node to show its checks passed",
+        lambda: all_passed.count() >= len(ASSETS) - 1,
     )
     expect(page.get_by_text("502 partitions").nth(len(ASSETS) - 1)).to_be_visible()
     _no_spinners(page)
@@ -306,10 +316,16 @@ def test_materialization_shows_metadata_and_asset_checks(
     assert count >= len(M15_CHECKS)
     for check in M15_CHECKS:
         expect(page.get_by_text(check, exact=True).first).to_be_visible()
-    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(count)  # each check's latest
-    expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
     _no_spinners(page)
     shots.take(page, "asset-checks", docs=True)
+    # The results behind the page: every check was evaluated by the runs, and never failed.
+    # (Which run's record the page calls "latest" depends on which run finished last.)
+    for check in M15_CHECKS:
+        executions = graphql(
+            dagster_ui, CHECK_EXECUTIONS, {"key": {"path": ["m15_bars"]}, "name": check}
+        )["assetCheckExecutions"]
+        outcomes = [e["evaluation"]["success"] for e in executions if e["evaluation"]]
+        assert outcomes and all(outcomes), (check, executions)
 
 
 def test_run_log_says_what_was_fetched(
