@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT
 
@@ -178,6 +179,7 @@ def test_dev_serves_the_asset_graph_and_sigterm_stops_everything(
         _stop_and_check(server, signal.SIGTERM)
 
 
+@pytest.mark.slow  # a whole `swiftbolt dev` start and stop; CI's slow suite runs it
 def test_sigint_stops_everything(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     with dev_server(pipeline_env, tmp_path) as server:
         _wait_for(  # the daemon's code server is up too, so the whole tree is checked
@@ -201,6 +203,7 @@ def test_embedded_database_stops_with_dev(pipeline_env: dict[str, str], tmp_path
         assert not _listening(server.port)
 
 
+@pytest.mark.slow  # a whole `swiftbolt dev` start and stop; CI's slow suite runs it
 def test_a_dying_child_stops_the_rest(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     with dev_server(pipeline_env, tmp_path) as server:
         daemon = next(

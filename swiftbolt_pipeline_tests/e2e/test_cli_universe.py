@@ -173,6 +173,7 @@ def _unchanged(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+@pytest.mark.slow  # ~16 s of commands; CI's slow suite runs it
 def test_bad_input_changes_nothing(
     env: dict[str, str], conn: psycopg.Connection, tmp_path: Path
 ) -> None:
