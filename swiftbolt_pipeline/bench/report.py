@@ -56,6 +56,7 @@ class BenchReport:
     wall_s: float
     command: str
     details: dict[str, Any] = field(default_factory=dict)
+    about: str = ""  # markdown between the heading and the table: what was measured, and how
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +161,7 @@ def render_markdown(report: BenchReport) -> str:
         "Every figure below was measured in that one run; ratios are measured / reference, "
         "so they survive a noisy machine better than the absolute times.",
         "",
+        *([report.about, ""] if report.about else []),
         "| # | metric | measured | reference | ratio | target | status |",
         "| --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
@@ -199,6 +201,7 @@ def render_markdown(report: BenchReport) -> str:
         ".venv/bin/swiftbolt bench --quick --out /tmp/bench   # tiny sizes, seconds",
         ".venv/bin/swiftbolt bench --profile bench/profiles   # + pyinstrument profiles",
         ".venv/bin/swiftbolt bench --growth-rows 100000000    # row 8 only -> growth.md",
+        ".venv/bin/swiftbolt bench --ui-symbols 500,5000      # UI page loads -> ui-scale.md",
         "```",
         "",
         "The bench starts its own embedded PostgreSQL under a temporary SWIFTBOLT_HOME (or, with "

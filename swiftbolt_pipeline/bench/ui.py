@@ -60,6 +60,38 @@ PAGE_TIMEOUT_S = 600.0
 POLLS = {"CodeLocationStatusQuery"}  # the UI asks for this every 5 s, whatever the page
 
 
+ABOUT = f"""## UI page load times at market scale
+
+The Dagster UI (webserver of `swiftbolt dev --no-daemon` on this code location, PostgreSQL
+storage) opened in headless Chromium (Debian's, driven by Playwright) on three pages: the asset
+catalog (`/assets`), `m15_bars`' Partitions tab (the symbol x session grid and its health bar)
+and `m15_bars`' overview. Each size runs in its own scratch database, seeded by
+`swiftbolt_pipeline/bench/ui_seed.py`:
+
+- every symbol registered as a `symbols` dynamic partition, x every XNYS session of the
+  two-year window: symbols x sessions partitions per bar asset (m15, h1, h4, d1);
+- materialized (one materialization event per partition and bar asset), missing and failed
+  (FAILURE runs whose planned partitions never materialized, one run per failing symbol)
+  partitions mixed so that consecutive sessions hold different sets of symbols: the health
+  bar's worst case. Up to {SeedPlan.FULL_HISTORY_SYMBOLS} symbols the whole window holds data;
+  beyond, only the latest sessions (window x {SeedPlan.FULL_HISTORY_SYMBOLS} / symbols), so
+  the event log stays about as large and the seeding fits the bench's time. The exact counts
+  are in each size's first row note.
+
+A load is timed from navigation start until the page shows the seeded state (the catalog:
+every bar asset's materialized, missing and failed counts; the Partitions tab: the
+Materialized / Failed / Missing counts and the partition total; the overview: the latest
+materialization's partition) and the page's GraphQL requests have settled (none in flight for
+{QUIET_S:.0f} s; the UI's 5 s code-location poll started after the data showed is ignored).
+**Cold**: a fresh browser context (the UI's scripts download again) and Dagster's stored
+partition status of the bar assets wiped, so the server rebuilds it from the event log, as it
+must after the symbol set changes (the status cache is keyed by the partitions). **Warm**:
+the same context navigating to the page again. Budgets: {WARM_BUDGET_S:.0f} s warm, the
+response time that keeps an operator on task; {COLD_BUDGET_S:.0f} s cold, where attention is
+lost. The notes give the same page's GraphQL requests replayed one by one with httpx: the
+server's share."""
+
+
 @dataclass(frozen=True)
 class Marker:
     """Text the page shows once its data is there: `count` elements reading exactly `text`,
@@ -78,12 +110,12 @@ class UiPage:
 
 def _catalog_markers(plan: SeedPlan) -> list[Marker]:
     """Every bar asset's row shows its materialized, missing and failed partition counts."""
-    counts = plan.counts()
+    counts = plan.counts
     return [Marker(f"{counts[cell]:,}", len(BAR_ASSETS)) for cell in Cell]
 
 
 def _partitions_markers(plan: SeedPlan) -> list[Marker]:
-    counts = plan.counts()
+    counts = plan.counts
     return [
         Marker(f"{plan.symbols * len(plan.sessions):,} Partitions Selected"),
         Marker(f"Materialized ({counts[Cell.MATERIALIZED]})"),
@@ -151,13 +183,15 @@ class GraphqlTracker:
         ]
 
 
-def _load(page: Page, tracker: GraphqlTracker, url: str, markers: Sequence[Marker]) -> float:
+def _load(
+    page: Page, tracker: GraphqlTracker, url: str, markers: Sequence[Marker], timeout_s: float
+) -> float:
     """Seconds from navigation start until every marker is visible and GraphQL has settled."""
     from playwright.sync_api import expect
 
     tracker.reset()
-    page.goto(url, wait_until="commit", timeout=PAGE_TIMEOUT_S * 1e3)
-    timeout = PAGE_TIMEOUT_S * 1e3
+    timeout = timeout_s * 1e3
+    page.goto(url, wait_until="commit", timeout=timeout)
     for marker in markers:
         if marker.count:
             found = page.get_by_text(marker.text, exact=True)
@@ -176,7 +210,7 @@ def _load(page: Page, tracker: GraphqlTracker, url: str, markers: Sequence[Marke
             quiet_since = now
         elif now - quiet_since >= QUIET_S:
             break
-        if now - tracker.origin > PAGE_TIMEOUT_S:
+        if now - tracker.origin > timeout_s:
             raise TimeoutError(f"GraphQL never settled on {url}")
     settled = [e["finished"] for e in tracker.relevant(visible_at) if e["finished"] is not None]
     settle_at = max([s for s in settled if s <= quiet_since - tracker.origin] or [0.0])
@@ -187,10 +221,10 @@ def _wipe_status(instance: dg.DagsterInstance) -> None:
     instance.wipe_asset_cached_status([dg.AssetKey(a) for a in BAR_ASSETS.values()])
 
 
-def _replay(web: Webserver, bodies: Sequence[str]) -> dict[str, float]:
+def _replay(web: Webserver, bodies: Sequence[str], timeout_s: float) -> dict[str, float]:
     """Each captured GraphQL request sent again, one after the other: seconds per operation."""
     timings: dict[str, float] = {}
-    with httpx.Client(base_url=web.url, timeout=PAGE_TIMEOUT_S) as client:
+    with httpx.Client(base_url=web.url, timeout=timeout_s) as client:
         for body in bodies:
             started = time.perf_counter()
             response = client.post(
@@ -232,11 +266,11 @@ def _browser() -> Iterator[Browser]:
             browser.close()
 
 
-def _context(browser: Browser) -> Any:
+def _context(browser: Browser, timeout_s: float) -> Any:
     context = browser.new_context(
         viewport={"width": 1440, "height": 900}, timezone_id="America/New_York", locale="en-US"
     )
-    context.set_default_timeout(PAGE_TIMEOUT_S * 1e3)
+    context.set_default_timeout(timeout_s * 1e3)
     return context
 
 
@@ -248,8 +282,10 @@ def measure_pages(
     cold_loads: int,
     warm_loads: int,
     screenshots: Path | None = None,
+    timeout_s: float = PAGE_TIMEOUT_S,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, PageTimes]:
+    """Cold then warm loads of each page, and its GraphQL replayed; seconds per load."""
     results: dict[str, PageTimes] = {}
     with _browser() as browser:
         for ui_page in PAGES:
@@ -259,20 +295,22 @@ def measure_pages(
             bodies: list[str] = []
             for _ in range(cold_loads):
                 _wipe_status(world.instance)
-                context = _context(browser)
+                context = _context(browser, timeout_s)
                 page = context.new_page()
                 tracker = GraphqlTracker()
                 tracker.attach(page)
-                cold.append(_load(page, tracker, url, markers))
+                cold.append(_load(page, tracker, url, markers, timeout_s))
                 context.close()
-            context = _context(browser)
+            context = _context(browser, timeout_s)
             page = context.new_page()
             tracker = GraphqlTracker()
             tracker.attach(page)
-            _load(page, tracker, url, markers)  # fills the browser's cache and the status
+            _load(
+                page, tracker, url, markers, timeout_s
+            )  # fills the browser's cache and the status
             for _ in range(warm_loads):
                 page.goto("about:blank")
-                warm.append(_load(page, tracker, url, markers))
+                warm.append(_load(page, tracker, url, markers, timeout_s))
                 bodies = [e["body"] for e in tracker.requests if e["operation"] not in POLLS]
             shot = None
             if screenshots is not None:
@@ -281,9 +319,9 @@ def measure_pages(
                 page.screenshot(path=path)
                 shot = str(path)
             context.close()
-            graphql_warm = _replay(web, bodies)
+            graphql_warm = _replay(web, bodies, timeout_s)
             _wipe_status(world.instance)
-            graphql_cold = _replay(web, bodies)
+            graphql_cold = _replay(web, bodies, timeout_s)
             results[ui_page.name] = PageTimes(cold, warm, graphql_cold, graphql_warm, shot)
             progress(
                 f"{plan.symbols} symbols, {ui_page.name}: cold "
@@ -298,7 +336,7 @@ def _slowest(timings: dict[str, float]) -> tuple[str, float]:
     return name, timings[name]
 
 
-def _rows(plan: SeedPlan, seeded: SeedResult, pages: dict[str, PageTimes]) -> list[Row]:
+def scale_rows(plan: SeedPlan, seeded: SeedResult, pages: dict[str, PageTimes]) -> list[Row]:
     rows = []
     scale = f"{plan.symbols:,} symbols"
     for name, times in pages.items():
@@ -369,7 +407,7 @@ def measure_ui_scale(
             screenshots=screenshots,
             progress=progress,
         )
-    return UiScaleResult(plan, seeded, web.ready_s, pages, _rows(plan, seeded, pages))
+    return UiScaleResult(plan, seeded, web.ready_s, pages, scale_rows(plan, seeded, pages))
 
 
 def run_ui_bench(
@@ -413,4 +451,5 @@ def run_ui_bench(
         wall_s=time.perf_counter() - started,
         command=command_line(),
         details=details,
+        about=ABOUT,
     )

@@ -1,6 +1,7 @@
 """The state the UI bench loads into a scratch Dagster instance: a market of symbols registered
 as `symbols` partitions, with a fragmented mix of materialized, failed and missing bar
-partitions (the partitions page's worst case: every session holds a different set of symbols).
+partitions (the partitions page's worst case: consecutive sessions hold different sets of
+symbols).
 
 `SeedPlan` says which cell (symbol x session) is in which state; `seed` writes it:
 
@@ -20,6 +21,7 @@ partitions (the partitions page's worst case: every session holds a different se
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 from collections import Counter
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import cached_property
 
 import dagster as dg
 from dagster._core.events import (
@@ -66,21 +69,30 @@ class Cell(StrEnum):
 class SeedPlan:
     """Which state each symbol x session is in, for `symbols` symbols over `sessions`.
 
-    Symbol k (k = 0..symbols-1, named `U00000`...):
-    - k % 10 == 9: added to the watchlist but never backfilled: every session missing;
-    - k % 10 == 8: listed mid-history: sessions before the middle one missing;
-    - otherwise backfilled from the first session, except scattered one-session holes where
-      (7 * d + k) % HOLE_EVERY == 0 (d = session index), staggered so no two neighbouring
-      symbols miss the same day;
+    Only the last `backfilled` sessions hold data (every session up to FULL_HISTORY_SYMBOLS
+    symbols, proportionally fewer beyond, so the event log stays about as large at any size
+    and seeding fits the bench's time); earlier sessions are missing for every symbol. In that
+    window, for symbol k (k = 0..symbols-1, named `U00000`...) and session index d:
+    - k % 10 == 9: added to the watchlist but never backfilled: missing;
+    - k % 10 == 8: listed in the middle of the window: missing before it;
+    - otherwise materialized, except scattered one-session holes where
+      (7 * d + k) % HOLE_EVERY == 0, staggered so neighbouring symbols miss different days;
     - k % FAIL_EVERY == 3 (and not a never-backfilled symbol): the last FAILED_SESSIONS
       sessions belong to one failed run (failed, whatever they were before)."""
 
     symbols: int
     sessions: tuple[date, ...]
 
+    FULL_HISTORY_SYMBOLS = 500
     HOLE_EVERY = 11
     FAIL_EVERY = 20
     FAILED_SESSIONS = 10
+
+    @property
+    def backfilled(self) -> int:
+        """Sessions (the latest) that hold data."""
+        share = min(1.0, self.FULL_HISTORY_SYMBOLS / max(1, self.symbols))
+        return max(self.FAILED_SESSIONS, round(len(self.sessions) * share))
 
     def symbol(self, k: int) -> str:
         return f"U{k:05d}"
@@ -96,16 +108,18 @@ class SeedPlan:
         return self.sessions[-self.FAILED_SESSIONS :] if self.fails(k) else ()
 
     def cell(self, k: int, d: int) -> Cell:
-        if k % 10 == 9:
+        first = len(self.sessions) - self.backfilled
+        if k % 10 == 9 or d < first:
             return Cell.MISSING
         if self.fails(k) and d >= len(self.sessions) - self.FAILED_SESSIONS:
             return Cell.FAILED
-        if k % 10 == 8 and d < len(self.sessions) // 2:
+        if k % 10 == 8 and d < first + self.backfilled // 2:
             return Cell.MISSING
         if (7 * d + k) % self.HOLE_EVERY == 0:
             return Cell.MISSING
         return Cell.MATERIALIZED
 
+    @cached_property
     def counts(self) -> Counter[Cell]:
         """Cells per state, per bar asset (every bar asset gets the same plan)."""
         return Counter(
@@ -186,6 +200,8 @@ class MaterializationRows:
                 raise RuntimeError("Dagster's event serialization changed: update the template")
 
     def event(self, key: str, timestamp: float) -> str:
+        if json.dumps(key) != f'"{key}"':
+            raise ValueError(f"partition key {key!r} needs JSON escaping, which the template skips")
         head, middle, tail = self._parts
         return f"{head}{key}{middle}{timestamp!r}{tail}"
 
@@ -249,7 +265,7 @@ def seed(
     # Materializations first (older), then the failed runs' planned events (newer).
     started = time.perf_counter()
     # Event times spread over the day before the seeding, in write order.
-    counts = plan.counts()
+    counts = plan.counts
     clock = time.time() - SPREAD_S
     step = SPREAD_S / (len(assets) * (counts[Cell.MATERIALIZED] + counts[Cell.FAILED]) + 1)
     held_back: list[tuple[str, str]] = []  # (asset, partition) written through Dagster
