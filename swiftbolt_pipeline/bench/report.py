@@ -153,7 +153,7 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: BenchReport) -> str:
+def render_markdown(report: BenchReport, json_name: str = "report.json") -> str:
     lines = [
         "# SwiftBolt benchmark report",
         "",
@@ -209,7 +209,7 @@ def render_markdown(report: BenchReport) -> str:
         "emulator, and pins `SWIFTBOLT_NOW` (history start two years earlier). It never touches "
         "`.swiftbolt/` or the configured database's data.",
         "",
-        "Full figures (every timing, per-run numbers) are in `report.json`.",
+        f"Full figures (every timing, per-run numbers) are in `{json_name}`.",
         "",
     ]
     return "\n".join(lines)
@@ -218,7 +218,7 @@ def render_markdown(report: BenchReport) -> str:
 def write_report(report: BenchReport, out_dir: Path, stem: str = "report") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
-    md.write_text(render_markdown(report))
+    md.write_text(render_markdown(report, js.name))
     js.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return md, js
 
