@@ -135,11 +135,19 @@ class SeedPlan:
         raise ValueError("nothing materialized")
 
     def materialized_keys(self) -> Iterator[str]:
+        """In write order: symbol by symbol, each symbol's sessions in order."""
+        if not self.sessions:
+            return
+        # Dagster's key format (day|symbol), checked once: building a MultiPartitionKey per
+        # key costs more than the rest of the seeding.
+        days = [day.isoformat() for day in self.sessions]
+        if str(partition_key(self.symbol(0), self.sessions[0])) != f"{days[0]}|{self.symbol(0)}":
+            raise RuntimeError("Dagster's multi-partition key format changed")
         for k in range(self.symbols):
             symbol = self.symbol(k)
-            for d, day in enumerate(self.sessions):
+            for d, day in enumerate(days):
                 if self.cell(k, d) is Cell.MATERIALIZED:
-                    yield str(partition_key(symbol, day))
+                    yield f"{day}|{symbol}"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, partition_key
 SESSIONS = tuple(date(2025, 1, 1) + timedelta(days=i) for i in range(502))
 
 
-@pytest.mark.parametrize("symbols", [1, 10, 500, 5000])
+@pytest.mark.parametrize("symbols", [1, 10, 500, 2000])
 def test_plan_covers_every_cell_once(symbols: int) -> None:
     plan = SeedPlan(symbols, SESSIONS)
     counts = plan.counts
@@ -42,10 +42,11 @@ def test_plan_covers_every_cell_once(symbols: int) -> None:
 
 def test_larger_universes_hold_data_in_fewer_latest_sessions() -> None:
     assert SeedPlan(500, SESSIONS).backfilled == 502
-    small, large = SeedPlan(50, SESSIONS), SeedPlan(5000, SESSIONS)
-    assert small.backfilled == 502
-    assert large.backfilled == 50  # 502 x 500 / 5000
-    first = SESSIONS[-50]
+    assert SeedPlan(50, SESSIONS).backfilled == 502
+    assert SeedPlan(5000, SESSIONS).backfilled == 50  # 502 x 500 / 5000
+    large = SeedPlan(2000, SESSIONS)
+    assert large.backfilled == 126  # 502 x 500 / 2000, rounded
+    first = SESSIONS[-126]
     days = {key.split("|")[0] for key in large.materialized_keys()}
     assert min(days) >= first.isoformat()
     # Consecutive sessions of the window hold different sets of symbols (so the health bar
@@ -56,7 +57,7 @@ def test_larger_universes_hold_data_in_fewer_latest_sessions() -> None:
         assert int(symbol[1:]) % 10 != 9
         by_day.setdefault(day, set()).add(symbol)
     ordered = [by_day[day] for day in sorted(by_day)]
-    assert len(ordered) == 50
+    assert len(ordered) == 126
     assert all(a != b for a, b in pairwise(ordered))
 
 
