@@ -38,6 +38,50 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
 
 _TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.-][A-Z0-9]{1,2})?$")
 
+# Crypto pairs are Polygon's `X:` tickers: base then quote currency, e.g. X:BTCUSD, X:ETHBTC.
+# The prefix is what makes a symbol crypto, everywhere (calendar, partitions, providers).
+CRYPTO_PREFIX = "X:"
+_CRYPTO_PAIR = re.compile(r"^[A-Z0-9]{1,12}$")
+# Quote currencies a pair may end in, longest first so X:BTCUSDT splits as BTC/USDT.
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "BTC", "ETH")
+
+
+def is_crypto(ticker: str) -> bool:
+    """Is `ticker` a crypto pair (trades 24/7 on UTC days) rather than a US equity?"""
+    return ticker.strip().upper().startswith(CRYPTO_PREFIX)
+
+
+def crypto_pair(ticker: str) -> tuple[str, str]:
+    """(base, quote) of a normalized crypto ticker: X:BTCUSD -> ("BTC", "USD")."""
+    pair = ticker[len(CRYPTO_PREFIX) :]
+    for quote in CRYPTO_QUOTES:
+        if pair.endswith(quote) and len(pair) > len(quote):
+            return pair[: -len(quote)], quote
+    raise ValueError(f"{ticker!r} is not a crypto pair")
+
+
+def _normalize_crypto(raw: str, ticker: str) -> str:
+    pair = ticker[len(CRYPTO_PREFIX) :]
+    example = "expected X:<BASE><QUOTE> such as X:BTCUSD"
+    if not pair:
+        raise InvalidInput("INVALID_SYMBOL", f"{raw!r} names no crypto pair: {example}")
+    if not _CRYPTO_PAIR.match(pair):
+        raise InvalidInput(
+            "INVALID_SYMBOL",
+            f"{raw!r} is not a valid crypto pair: only letters and digits may follow 'X:' "
+            f"(at most 12), {example}",
+        )
+    try:
+        crypto_pair(ticker)
+    except ValueError:
+        quotes = ", ".join(CRYPTO_QUOTES)
+        raise InvalidInput(
+            "INVALID_SYMBOL",
+            f"{raw!r} is not a valid crypto pair: it must end in a quote currency ({quotes}) "
+            f"after a base currency, {example}",
+        ) from None
+    return ticker
+
 
 class InvalidInput(ValueError):
     """User input that fails validation; `code` is one of the contract's error codes."""
@@ -49,8 +93,10 @@ class InvalidInput(ValueError):
 
 
 def normalize_ticker(raw: str) -> str:
-    """Upper-case and validate a ticker such as `aapl` or `BRK.B`."""
+    """Upper-case and validate a ticker such as `aapl`, `BRK.B` or the crypto pair `X:BTCUSD`."""
     ticker = raw.strip().upper()
+    if ticker.startswith(CRYPTO_PREFIX):
+        return _normalize_crypto(raw, ticker)
     if not _TICKER.match(ticker):
         raise InvalidInput("INVALID_SYMBOL", f"{raw!r} is not a valid ticker symbol")
     return ticker

@@ -341,6 +341,10 @@ class BarStore:
         """Base bars with ``start_ms <= t < end_ms``, sorted by ``t``."""
         if not is_listed(ticker):
             return Bars.empty()
+        if ticker.upper().startswith("X:"):  # a crypto pair: every UTC minute (crypto.py)
+            from .crypto import crypto_bars  # crypto.py builds on this module
+
+            return crypto_bars(ticker, start_ms, end_ms)
         parts: list[Bars] = []
         for s in sessions_between(start_ms, end_ms):
             b = self.day_bars(ticker, s)

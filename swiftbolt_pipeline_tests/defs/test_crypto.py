@@ -1,0 +1,179 @@
+"""Crypto pairs end to end through Dagster: `watch add X:BTCUSD`, the watchlist sensor puts it
+in the crypto partitions (not the stock ones), the crypto gap sensor requests one backfill for
+the missing UTC days (a weekend, Christmas and New Year's Day included), and the run stores
+exactly what the emulator serves. Expected bars are recomputed here from the emulator's own
+1-minute bars with plain Python, not with the pipeline's resampler."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import httpx
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from swiftbolt_pipeline.cli.main import cli
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.crypto import CRYPTO_BARS_JOB, crypto_coverage_gap_sensor
+from swiftbolt_pipeline.defs.resources import WarehouseResource
+from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
+from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.services.launch import as_single_run
+from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
+
+NOW = "2026-01-02T12:00:00+00:00"
+PAIR = "X:BTCUSD"
+# A 10-day window ending today (UTC): 2025-12-23 .. 2026-01-02, eleven days, among them the
+# weekend of Dec 27-28, Christmas and New Year's Day (no NYSE session on any of those).
+DAYS = [date(2025, 12, 23) + timedelta(days=n) for n in range(11)]
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def crypto_env(
+    pipeline_env: dict[str, str], emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The pipeline's and the emulator's clocks on the same instant."""
+    monkeypatch.setenv("SWIFTBOLT_NOW", NOW)
+    httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
+    httpx.put(f"{emulator}/_emulator/config", json={"now": NOW}).raise_for_status()
+    yield {**pipeline_env, "SWIFTBOLT_NOW": NOW}
+    httpx.put(f"{emulator}/_emulator/config", json={"now": None}).raise_for_status()
+
+
+def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, db_url: str) -> Any:
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={
+            "warehouse": WarehouseResource(database_url=db_url),
+            "pipeline": PipelineSettings.from_settings(Settings.from_env()),
+        },
+        definitions=build_definitions(Settings.from_env()),
+    ) as context:
+        return sensor(context)
+
+
+def _minute_bars(emulator: str) -> list[dict[str, Any]]:
+    """The emulator's base 1-minute bars of the pair over the window (every page)."""
+    start = int(datetime(2025, 12, 23, tzinfo=UTC).timestamp() * 1000)
+    end = int(datetime(2026, 1, 3, tzinfo=UTC).timestamp() * 1000) - 1
+    url: str | None = f"{emulator}/v2/aggs/ticker/{PAIR}/range/1/minute/{start}/{end}"
+    params: dict[str, str] | None = {"limit": "50000", "sort": "asc"}
+    bars: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {EMULATOR_KEY}"}
+    while url:
+        payload = httpx.get(url, params=params, headers=headers).raise_for_status().json()
+        bars += payload.get("results", [])
+        url, params = payload.get("next_url"), None
+    return bars
+
+
+def _roll_up(bars: list[dict[str, Any]], width_ms: int) -> dict[int, tuple]:
+    """Bucket start (ms, anchored on the epoch, so on UTC midnight) -> (o, h, l, c, v, n)."""
+    out: dict[int, list] = {}
+    for bar in sorted(bars, key=lambda b: b["t"]):
+        key = bar["t"] // width_ms * width_ms
+        if key not in out:
+            out[key] = [bar["o"], bar["h"], bar["l"], bar["c"], bar["v"], bar["n"]]
+        else:
+            agg = out[key]
+            agg[1] = max(agg[1], bar["h"])
+            agg[2] = min(agg[2], bar["l"])
+            agg[3] = bar["c"]
+            agg[4] += bar["v"]
+            agg[5] += bar["n"]
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _stored(conn: psycopg.Connection, timeframe: str) -> dict[int, tuple]:
+    rows = conn.execute(
+        """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.trade_count
+           FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
+           WHERE s.ticker = %s AND b.timeframe = %s ORDER BY b.ts""",
+        (PAIR, timeframe),
+    ).fetchall()
+    conn.commit()
+    return {int(r[0].timestamp() * 1000): tuple(r[1:]) for r in rows}
+
+
+def test_watch_add_then_gap_sensor_fills_the_crypto_window_around_the_clock(
+    crypto_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance,
+    emulator: str,
+) -> None:  # fmt: skip
+    db_url = crypto_env["DATABASE_URL"]
+    added = CliRunner().invoke(cli, ["watch", "add", "x:btcusd", "--window-days", "10"])
+    assert added.exit_code == 0, added.output
+
+    # The watchlist sensor registers the pair among the crypto partitions only.
+    registered = _evaluate(watchlist_sensor, instance, db_url)
+    assert isinstance(registered, dg.SensorResult)
+    requests = registered.dynamic_partitions_requests or []
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in requests] == [
+        ("crypto_symbols", [PAIR])
+    ]
+    instance.add_dynamic_partitions("crypto_symbols", [PAIR])
+    # The stock gap sensor leaves the pair alone.
+    assert isinstance(_evaluate(coverage_gap_sensor, instance, db_url), dg.SkipReason)
+
+    tick = _evaluate(crypto_coverage_gap_sensor, instance, db_url)
+    assert isinstance(tick, dg.SensorResult)
+    (request,) = tick.run_requests or []
+    assert request.asset_graph_subset is not None
+    keys = {str(k) for _, k in request.asset_graph_subset.iterate_asset_partitions()}
+    assert keys == {f"{d.isoformat()}|{PAIR}" for d in DAYS}  # every UTC day, one backfill
+    run = as_single_run(request)
+    job = build_definitions(Settings.from_env()).resolve_job_def(CRYPTO_BARS_JOB)
+    result = job.execute_in_process(instance=instance, tags=run.tags, raise_on_error=False)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations), [
+        (e.asset_key, e.check_name) for e in evaluations if not e.passed
+    ]
+
+    minutes = _minute_bars(emulator)
+    assert {datetime.fromtimestamp(b["t"] / 1000, UTC).date() for b in minutes} == set(DAYS)
+    expected_m15 = _roll_up(minutes, 15 * 60_000)
+    assert _stored(conn, "m15") == expected_m15
+    h4 = _stored(conn, "h4")
+    assert h4 == _roll_up(minutes, 4 * 3_600_000)
+    assert {datetime.fromtimestamp(t / 1000, UTC).hour for t in h4} == {0, 4, 8, 12, 20, 16}
+    assert all(datetime.fromtimestamp(t / 1000, UTC).minute == 0 for t in h4)
+    d1 = _stored(conn, "d1")
+    assert [datetime.fromtimestamp(t / 1000, UTC) for t in d1] == [
+        datetime(d.year, d.month, d.day, tzinfo=UTC) for d in DAYS
+    ]
+    assert d1 == _roll_up(minutes, 86_400_000)
+    # Today's UTC day is provisional, every earlier one final.
+    flags = conn.execute(
+        """SELECT (b.ts AT TIME ZONE 'UTC')::date, bool_and(b.is_intraday)
+           FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
+           WHERE s.ticker = %s AND b.timeframe = 'm15' GROUP BY 1 ORDER BY 1""",
+        (PAIR,),
+    ).fetchall()
+    assert flags == [(d, d == DAYS[-1]) for d in DAYS]
+
+    # Complete now: the next tick requests nothing.
+    assert isinstance(_evaluate(crypto_coverage_gap_sensor, instance, db_url), dg.SkipReason)
+
+
+@pytest.mark.parametrize("ticker", ["X:", "X:BTC-USD!", "X:BTC", "X:" + "A" * 13 + "USD"])
+def test_malformed_crypto_tickers_are_refused_and_change_nothing(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, ticker: str
+) -> None:
+    before = conn.execute("SELECT count(*) FROM symbols").fetchone()
+    conn.commit()
+    outcome = CliRunner().invoke(cli, ["watch", "add", ticker])
+    assert outcome.exit_code != 0
+    assert repr(ticker) in outcome.output
+    assert "X:BTCUSD" in outcome.output  # the message shows the expected form
+    assert conn.execute("SELECT count(*) FROM symbols").fetchone() == before
