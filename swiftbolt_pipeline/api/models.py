@@ -8,16 +8,20 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import Timeframe, normalize_ticker
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
-# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input.
-TICKER_PATTERN = r"^[A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?$"
+# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input: a stock
+# ticker or a crypto pair; `normalize_ticker` then checks the pair's quote currency.
+TICKER_PATTERN = r"^([A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?|[Xx]:[A-Za-z0-9]{2,12})$"
 
 Ticker = Annotated[
     str,
-    Field(pattern=TICKER_PATTERN, description="Ticker symbol, e.g. AAPL or BRK.B"),
-    AfterValidator(str.upper),
+    Field(
+        pattern=TICKER_PATTERN,
+        description="Ticker symbol, e.g. AAPL, BRK.B or the crypto pair X:BTCUSD",
+    ),
+    AfterValidator(normalize_ticker),
 ]
 WindowDays = Annotated[
     int,

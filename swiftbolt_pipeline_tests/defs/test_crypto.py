@@ -6,6 +6,7 @@ exactly what the emulator serves. Expected bars are recomputed here from the emu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -177,3 +178,37 @@ def test_malformed_crypto_tickers_are_refused_and_change_nothing(
     assert repr(ticker) in outcome.output
     assert "X:BTCUSD" in outcome.output  # the message shows the expected form
     assert conn.execute("SELECT count(*) FROM symbols").fetchone() == before
+
+
+def test_cli_backfill_and_coverage_of_a_pair_over_utc_days(
+    crypto_env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    # Christmas Eve to the Sunday after: a US holiday and a weekend, all UTC days of the pair.
+    ran = CliRunner().invoke(
+        cli,
+        ["backfill", "--symbols", "x:btcusd", "--start", "2025-12-24", "--end", "2025-12-28",
+         "--timeframes", "m15,h4"],
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    minutes = [
+        b for b in _minute_bars(emulator)
+        if date(2025, 12, 24) <= datetime.fromtimestamp(b["t"] / 1000, UTC).date()
+        <= date(2025, 12, 28)
+    ]  # fmt: skip
+    assert _stored(conn, "m15") == _roll_up(minutes, 15 * 60_000)
+    assert _stored(conn, "h4") == _roll_up(minutes, 4 * 3_600_000)
+    assert _stored(conn, "h1") == {}  # not asked for
+
+    shown = CliRunner().invoke(
+        cli, ["coverage", "X:BTCUSD", "--timeframe", "h4", "--window-days", "10", "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    assert report["symbol"] == "X:BTCUSD" and report["status"] == "gaps_detected"
+    assert report["backfill_progress"]["total_slices"] == 11  # every UTC day of the window
+    assert report["backfill_progress"]["completed_slices"] == 5
+    assert report["backfill_progress"]["bars_written"] == 5 * 6
+    assert report["gaps"] == [
+        {"start": "2025-12-23", "end": "2025-12-23", "sessions": 1},
+        {"start": "2025-12-29", "end": "2026-01-02", "sessions": 5},
+    ]

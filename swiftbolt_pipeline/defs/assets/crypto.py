@@ -5,6 +5,7 @@ days never share an asset or a partition."""
 
 from contextlib import ExitStack
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -14,6 +15,7 @@ from swiftbolt_pipeline.core import crypto_calendar, quality
 from swiftbolt_pipeline.core.crypto_calendar import CRYPTO
 from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, DERIVED_TIMEFRAMES, Provider, Timeframe
+from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.defs.checks import (
     BAR_COUNTS,
@@ -124,6 +126,11 @@ def check_crypto_m15(
     ]  # fmt: skip
 
 
+def crypto_run_config(provider: str) -> dict[str, Any]:
+    """Run config forcing `provider` for a run that materializes `crypto_m15_bars`."""
+    return {"ops": {CRYPTO_M15_BARS: {"config": PlanConfig(provider=provider).model_dump()}}}
+
+
 def build_crypto_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=CRYPTO_M15_BARS,
@@ -153,9 +160,10 @@ def build_crypto_m15_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.A
         polygon: PolygonResource,
         alpaca: AlpacaResource,
         pipeline: PipelineSettings,
+        config: PlanConfig,
     ) -> dg.MaterializeResult:
         plan = days_by_symbol(list(context.partition_keys))
-        providers = tuple(Provider(p) for p in pipeline.history_providers)
+        providers = history_providers(config, pipeline)
         resources = {Provider.POLYGON: polygon, Provider.ALPACA: alpaca}
         now = pipeline.now()
         with warehouse.connect() as conn, ExitStack() as stack:
