@@ -212,3 +212,23 @@ def test_cli_backfill_and_coverage_of_a_pair_over_utc_days(
         {"start": "2025-12-23", "end": "2025-12-23", "sessions": 1},
         {"start": "2025-12-29", "end": "2026-01-02", "sessions": 5},
     ]
+
+
+def test_alpaca_serves_the_same_pair_as_btc_slash_usd(
+    crypto_env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    ran = CliRunner().invoke(
+        cli,
+        ["backfill", "--symbols", "X:BTCUSD", "--start", "2026-01-01", "--end", "2026-01-01",
+         "--timeframes", "m15", "--provider", "alpaca"],
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    requests = httpx.get(f"{emulator}/_emulator/requests").raise_for_status().json()
+    assert requests.get("alpaca") == {"BTC/USD": 1}
+    minutes = [
+        b for b in _minute_bars(emulator)
+        if datetime.fromtimestamp(b["t"] / 1000, UTC).date() == date(2026, 1, 1)
+    ]  # fmt: skip
+    assert _stored(conn, "m15") == _roll_up(minutes, 15 * 60_000)
+    providers = conn.execute("SELECT DISTINCT provider FROM ohlc_bars_v2").fetchall()
+    assert providers == [("alpaca",)]
