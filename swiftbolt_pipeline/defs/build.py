@@ -14,7 +14,11 @@ from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
-from swiftbolt_pipeline.defs.crypto import crypto_bars_job, crypto_coverage_gap_sensor
+from swiftbolt_pipeline.defs.crypto import (
+    crypto_bars_job,
+    crypto_coverage_gap_sensor,
+    crypto_today_schedule,
+)
 from swiftbolt_pipeline.defs.jobs import bars_job
 from swiftbolt_pipeline.defs.partitions import (
     bar_partitions,
@@ -96,7 +100,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             run_failure_alert_sensor,
             alert_delivery_sensor,
         ],
-        schedules=[today_intraday_schedule, finalize_previous_session_schedule],
+        schedules=[
+            today_intraday_schedule,
+            finalize_previous_session_schedule,
+            crypto_today_schedule,
+        ],
         resources=build_resources(settings),
         # A run's steps are short and mostly wait on the shared token bucket: one process per
         # run, not one per step (pools still hold per step, across runs).

@@ -1,12 +1,14 @@
-"""Dagster wiring of crypto pairs: the job over the crypto bar assets and the gap sensor that
+"""Dagster wiring of crypto pairs: the job over the crypto bar assets, the gap sensor that
 fills missing UTC days (weekends and holidays included) with one backfill per pair per range
-of consecutive days. The watchlist sensor (`defs/sensors.py`) registers `X:` tickers in the
-`crypto_symbols` partitions."""
+of consecutive days, and the schedule keeping today's UTC day fresh. The watchlist sensor
+(`defs/sensors.py`) registers `X:` tickers in the `crypto_symbols` partitions."""
 
 import dagster as dg
 
+from swiftbolt_pipeline.core import crypto_calendar
 from swiftbolt_pipeline.core.crypto_calendar import CRYPTO
 from swiftbolt_pipeline.core.models import is_crypto
+from swiftbolt_pipeline.defs.partitions import CRYPTO_SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import (
@@ -16,9 +18,14 @@ from swiftbolt_pipeline.names import (
     PRIORITY_TAG,
     SYMBOL_TAG,
     TRIGGER_TAG,
+    range_tags,
 )
 from swiftbolt_pipeline.services.coverage import inflight_ranges
-from swiftbolt_pipeline.services.crypto_coverage import crypto_gaps_to_request, expected_days
+from swiftbolt_pipeline.services.crypto_coverage import (
+    FIRST_BAR,
+    crypto_gaps_to_request,
+    expected_days,
+)
 from swiftbolt_pipeline.services.launch import backfill_request
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.crypto_coverage import day_states
@@ -87,8 +94,35 @@ def crypto_coverage_gap_sensor(
             for g in gaps[:5]
         )
     )
-    partitions = dg.DynamicPartitionsDefinition(name=CRYPTO_SYMBOLS_PARTITIONS)
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[partitions.build_add_request(new_pairs)] if new_pairs else [],
+        dynamic_partitions_requests=[CRYPTO_SYMBOLS.build_add_request(new_pairs)]
+        if new_pairs
+        else [],
+    )
+
+
+@dg.schedule(
+    name="crypto_today_schedule",
+    job_name=CRYPTO_BARS_JOB,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Today's UTC day of every watched crypto pair every 15 minutes, around the "
+    "clock, from the history provider (Tradier has no crypto), stored provisional; the gap "
+    "sensor fetches the day again as final once it is over.",
+)
+def crypto_today_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline: PipelineSettings
+) -> dg.RunRequest | dg.SkipReason:
+    now = pipeline.pinned_now() or context.scheduled_execution_time
+    today = crypto_calendar.utc_date(now)
+    if now < crypto_calendar.day_start(today) + FIRST_BAR:
+        return dg.SkipReason("today's first 15-minute bar is not complete yet")
+    pairs = list(context.instance.get_dynamic_partitions(CRYPTO_SYMBOLS_PARTITIONS))
+    if not pairs:
+        return dg.SkipReason("no crypto pair on the watchlist")
+    return dg.RunRequest(
+        run_key=f"crypto-today:{now.isoformat()}",
+        tags={**range_tags(pairs[0], pairs[-1], today, today), TRIGGER_TAG: "crypto_today"},
     )

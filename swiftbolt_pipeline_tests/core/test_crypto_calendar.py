@@ -14,6 +14,7 @@ from swiftbolt_pipeline.core.models import (
     is_crypto,
     normalize_ticker,
 )
+from swiftbolt_pipeline.core.universe import equities_only
 
 
 def test_every_day_is_a_session_weekends_and_holidays_included() -> None:
@@ -92,3 +93,10 @@ def test_malformed_pairs_say_what_is_wrong(raw: str, says: str) -> None:
 def test_stock_tickers_are_not_crypto() -> None:
     assert normalize_ticker("brk.b") == "BRK.B"
     assert not is_crypto("BRK.B") and not is_crypto("XOM")
+
+
+def test_universes_refuse_crypto_pairs() -> None:
+    assert equities_only(["AAPL", "MSFT"]) == ["AAPL", "MSFT"]
+    with pytest.raises(InvalidInput) as error:
+        equities_only(["AAPL", "X:BTCUSD"])
+    assert "X:BTCUSD" in error.value.message and "watch add" in error.value.message

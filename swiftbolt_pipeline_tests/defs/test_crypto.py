@@ -20,7 +20,11 @@ from click.testing import CliRunner
 from swiftbolt_pipeline.cli.main import cli
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.defs.crypto import CRYPTO_BARS_JOB, crypto_coverage_gap_sensor
+from swiftbolt_pipeline.defs.crypto import (
+    CRYPTO_BARS_JOB,
+    crypto_coverage_gap_sensor,
+    crypto_today_schedule,
+)
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
@@ -232,3 +236,33 @@ def test_alpaca_serves_the_same_pair_as_btc_slash_usd(
     assert _stored(conn, "m15") == _roll_up(minutes, 15 * 60_000)
     providers = conn.execute("SELECT DISTINCT provider FROM ohlc_bars_v2").fetchall()
     assert providers == [("alpaca",)]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-01-01T00:10:00+00:00", None),  # New Year's Day: its first bar is not complete
+        ("2026-01-01T00:15:00+00:00", "2026-01-01"),
+        ("2026-01-03T18:45:00+00:00", "2026-01-03"),  # a Saturday
+    ],
+)
+def test_today_schedule_refreshes_the_utc_day_around_the_clock(
+    pipeline_env: dict[str, str],
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    now: str,
+    expected: str | None,
+) -> None:
+    monkeypatch.setenv("SWIFTBOLT_NOW", now)
+    instance.add_dynamic_partitions("crypto_symbols", ["X:BTCUSD", "X:ETHUSD"])
+    with dg.build_schedule_context(
+        instance=instance,
+        resources={"pipeline": PipelineSettings.from_settings(Settings.from_env())},
+    ) as context:
+        outcome = crypto_today_schedule(context)
+    if expected is None:
+        assert isinstance(outcome, dg.SkipReason)
+        return
+    assert isinstance(outcome, dg.RunRequest)
+    assert outcome.tags["dagster/asset_partition_range_start"] == f"{expected}|X:BTCUSD"
+    assert outcome.tags["dagster/asset_partition_range_end"] == f"{expected}|X:ETHUSD"
