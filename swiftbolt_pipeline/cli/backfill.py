@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.cli.crypto_backfill import backfill_crypto
 from swiftbolt_pipeline.config import parse_day, parse_providers
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, crypto_calendar
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
     Provider,
@@ -68,7 +68,6 @@ def backfill(
     wanted = parse_timeframes(timeframes)
     forced = _forced_provider(provider)
     runtime = open_runtime()
-    runtime.settings.check_range(start, end)
     pairs = [t for t in tickers if is_crypto(t)]
     if pairs:  # crypto pairs: UTC days on their own assets (cli/crypto_backfill.py)
         if len(pairs) != len(tickers):
@@ -77,6 +76,8 @@ def backfill(
                 "crypto pairs (X:...) and stocks run on different calendars: backfill them "
                 "with separate commands",
             )
+        utc_today = crypto_calendar.utc_date(runtime.settings.now())
+        runtime.settings.check_range(start, end, today=utc_today)
         console = Console(stderr=True, soft_wrap=True)
         started = time.monotonic()
         outcomes = backfill_crypto(runtime, pairs, start, end, wanted, forced, console)
@@ -84,6 +85,7 @@ def backfill(
         if incomplete or not all(o.success for o in outcomes):
             raise SystemExit(1)
         return
+    runtime.settings.check_range(start, end)
     days = calendar.sessions_between(start, end)
     if not days:
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")

@@ -28,6 +28,7 @@ from swiftbolt_pipeline.defs.crypto import (
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.services.launch import as_single_run
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 
@@ -266,3 +267,94 @@ def test_today_schedule_refreshes_the_utc_day_around_the_clock(
     assert isinstance(outcome, dg.RunRequest)
     assert outcome.tags["dagster/asset_partition_range_start"] == f"{expected}|X:BTCUSD"
     assert outcome.tags["dagster/asset_partition_range_end"] == f"{expected}|X:ETHUSD"
+
+
+def _run_days(instance: dg.DagsterInstance, first: date, last: date) -> dg.ExecuteInProcessResult:
+    """A run of `crypto_bars_job` over the pair's UTC days `first`..`last`."""
+    instance.add_dynamic_partitions("crypto_symbols", [PAIR])
+    job = build_definitions(Settings.from_env()).resolve_job_def(CRYPTO_BARS_JOB)
+    return job.execute_in_process(
+        instance=instance,
+        tags=range_tags(PAIR, PAIR, first, last),
+        asset_selection=[dg.AssetKey("crypto_m15_bars")],
+        raise_on_error=False,
+    )
+
+
+def test_forty_days_take_two_polygon_requests(
+    crypto_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    emulator: str,
+) -> None:
+    # 2025-11-20 .. 2025-12-29: 40 UTC days, at most 34 per request (50,000 base minutes).
+    result = _run_days(instance, date(2025, 11, 20), date(2025, 12, 29))
+    assert result.success
+    requests = httpx.get(f"{emulator}/_emulator/requests").raise_for_status().json()
+    assert requests["polygon"] == {PAIR: 2}
+    ledger = conn.execute(
+        """SELECT range_start, range_end, actual_cost, status FROM job_runs
+           WHERE symbol = %s ORDER BY range_start""",
+        (PAIR,),
+    ).fetchall()
+    conn.commit()
+    assert ledger == [
+        (date(2025, 11, 20), date(2025, 12, 23), 1, "success"),
+        (date(2025, 12, 24), date(2025, 12, 29), 1, "success"),
+    ]
+    days = conn.execute(
+        """SELECT count(DISTINCT (ts AT TIME ZONE 'UTC')::date) FROM ohlc_bars_v2
+           WHERE timeframe = 'm15'"""
+    ).fetchone()
+    conn.commit()
+    assert days == (40,)
+
+
+def test_alpaca_takes_over_when_polygon_is_not_configured(
+    crypto_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    emulator: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POLYGON_API_KEY")
+    monkeypatch.setenv("SWIFTBOLT_HISTORY_PROVIDERS", "polygon,alpaca")
+    result = _run_days(instance, date(2025, 12, 25), date(2025, 12, 25))
+    assert result.success
+    requests = httpx.get(f"{emulator}/_emulator/requests").raise_for_status().json()
+    assert "polygon" not in requests and requests["alpaca"] == {"BTC/USD": 1}
+    (materialization,) = result.asset_materializations_for_node("crypto_m15_bars")
+    assert materialization.metadata["provider"].value == "alpaca"
+    stored = conn.execute(
+        "SELECT provider, count(*) FROM ohlc_bars_v2 WHERE timeframe = 'm15' GROUP BY 1"
+    ).fetchall()
+    conn.commit()
+    minutes = [
+        b for b in _minute_bars(emulator)
+        if datetime.fromtimestamp(b["t"] / 1000, UTC).date() == date(2025, 12, 25)
+    ]  # fmt: skip
+    assert stored == [("alpaca", len(_roll_up(minutes, 15 * 60_000)))]
+
+
+@pytest.mark.parametrize(
+    ("symbols", "start", "end", "says"),
+    [
+        ("X:BTCUSD,AAPL", "2025-12-24", "2025-12-26", "different calendars"),
+        ("X:BTCUSD", "2026-01-02", "2026-01-03", "in the future (today is 2026-01-02)"),
+        ("X:BTC-USD!", "2025-12-24", "2025-12-26", "not a valid crypto pair"),
+    ],
+)
+def test_bad_crypto_backfills_are_refused_and_change_nothing(
+    crypto_env: dict[str, str], conn: psycopg.Connection, symbols: str, start: str, end: str,
+    says: str,
+) -> None:  # fmt: skip
+    before = conn.execute("SELECT (SELECT count(*) FROM symbols), (SELECT count(*) FROM job_runs)")
+    counts = before.fetchone()
+    conn.commit()
+    ran = CliRunner().invoke(
+        cli, ["backfill", "--symbols", symbols, "--start", start, "--end", end]
+    )
+    assert ran.exit_code != 0
+    assert says in " ".join(ran.output.split())
+    after = conn.execute("SELECT (SELECT count(*) FROM symbols), (SELECT count(*) FROM job_runs)")
+    assert after.fetchone() == counts
