@@ -6,7 +6,8 @@ small enough to ship was found). For an ``X:`` ticker (Polygon's crypto pairs, e
 included, has deterministic 1-minute bars seeded from SHA-256 of ``ticker:date`` (stable
 across processes): a daily anchor price (a smooth, ticker-seeded function of the date, around
 60,000 for BTC-like pairs) joined to the next day's anchor by a Brownian bridge of minute
-log-returns. About 98% of minutes have a trade (a bar); the others have none. Volumes are
+log-returns. About 98% of minutes have a trade (a bar); the others have none. A pair whose
+base starts with ``ZZ`` (``X:ZZNOPEUSD``) is unlisted: no bars at all. Volumes are
 whole units (the stored volume is an integer), ``vw`` and ``n`` follow ``data.py``'s rules.
 
 Polygon serves them on the stock aggregates endpoint; Alpaca on
@@ -31,6 +32,11 @@ PRESENT = 0.98
 
 def is_crypto(ticker: str) -> bool:
     return ticker.upper().startswith(PREFIX)
+
+
+def is_listed_pair(ticker: str) -> bool:
+    """Every pair is listed except those whose base starts with ``ZZ`` (``X:ZZNOPEUSD``)."""
+    return not ticker.upper().removeprefix(PREFIX).startswith("ZZ")
 
 
 def alpaca_crypto_symbol(symbol: str) -> str:

@@ -101,12 +101,12 @@ def _roll_up(bars: list[dict[str, Any]], width_ms: int) -> dict[int, tuple]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _stored(conn: psycopg.Connection, timeframe: str) -> dict[int, tuple]:
+def _stored(conn: psycopg.Connection, timeframe: str, pair: str = PAIR) -> dict[int, tuple]:
     rows = conn.execute(
         """SELECT b.ts, b.open, b.high, b.low, b.close, b.volume, b.trade_count
            FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
            WHERE s.ticker = %s AND b.timeframe = %s ORDER BY b.ts""",
-        (PAIR, timeframe),
+        (pair, timeframe),
     ).fetchall()
     conn.commit()
     return {int(r[0].timestamp() * 1000): tuple(r[1:]) for r in rows}
@@ -269,13 +269,15 @@ def test_today_schedule_refreshes_the_utc_day_around_the_clock(
     assert outcome.tags["dagster/asset_partition_range_end"] == f"{expected}|X:ETHUSD"
 
 
-def _run_days(instance: dg.DagsterInstance, first: date, last: date) -> dg.ExecuteInProcessResult:
-    """A run of `crypto_bars_job` over the pair's UTC days `first`..`last`."""
-    instance.add_dynamic_partitions("crypto_symbols", [PAIR])
+def _run_days(
+    instance: dg.DagsterInstance, first: date, last: date, pair: str = PAIR
+) -> dg.ExecuteInProcessResult:
+    """A run of `crypto_bars_job` (m15 only) over the pair's UTC days `first`..`last`."""
+    instance.add_dynamic_partitions("crypto_symbols", [pair])
     job = build_definitions(Settings.from_env()).resolve_job_def(CRYPTO_BARS_JOB)
     return job.execute_in_process(
         instance=instance,
-        tags=range_tags(PAIR, PAIR, first, last),
+        tags=range_tags(pair, pair, first, last),
         asset_selection=[dg.AssetKey("crypto_m15_bars")],
         raise_on_error=False,
     )
@@ -358,3 +360,26 @@ def test_bad_crypto_backfills_are_refused_and_change_nothing(
     assert says in " ".join(ran.output.split())
     after = conn.execute("SELECT (SELECT count(*) FROM symbols), (SELECT count(*) FROM job_runs)")
     assert after.fetchone() == counts
+
+
+def test_an_unknown_pair_is_symbol_not_found_and_waits(
+    crypto_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    added = CliRunner().invoke(cli, ["watch", "add", "X:ZZNOPEUSD", "--window-days", "3"])
+    assert added.exit_code == 0, added.output
+    result = _run_days(instance, date(2025, 12, 30), date(2026, 1, 1), pair="X:ZZNOPEUSD")
+    assert not result.success
+    row = conn.execute(
+        "SELECT not_found_streak, retry_after FROM symbols WHERE ticker = 'X:ZZNOPEUSD'"
+    ).fetchone()
+    failed = conn.execute(
+        "SELECT count(*) FROM job_runs WHERE symbol = 'X:ZZNOPEUSD' AND status = 'success'"
+    ).fetchone()
+    conn.commit()
+    assert row is not None and row[0] == 1
+    assert row[1] == datetime(2026, 1, 2, 12, 10, tzinfo=UTC)  # now + the 10-minute cooldown
+    assert failed == (1,)  # the request itself succeeded, with no bar
+    assert not _stored(conn, "m15", "X:ZZNOPEUSD")
+    # The gap sensor leaves it alone during the cooldown.
+    skipped = _evaluate(crypto_coverage_gap_sensor, instance, crypto_env["DATABASE_URL"])
+    assert isinstance(skipped, dg.SkipReason)
