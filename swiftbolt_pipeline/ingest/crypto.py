@@ -147,25 +147,38 @@ def _store(
         raise wrong_interval_error(provider, report, stats.requests)
     result.note_cleaning(report)
     per_day = _bars_per_day(bars)
+    past = [d for d in window if d < today]
+    served_days = [d for d in past if per_day.get(d)]
+    # Empty past days are confirmed only for a pair the provider is known to serve (stored
+    # final bars, or some served now): an unknown pair answers every day empty, and that is
+    # SYMBOL_NOT_FOUND, not days without trades.
+    known = bool(per_day) or bar_store.has_final_bars(conn, symbol_id, Timeframe.M15)
     rows = 0
     with conn.transaction():
-        for is_intraday, days in ((False, [d for d in window if d < today]), (True, [today])):
-            days = [d for d in days if d in window]
-            part = bars.filter(pl.col("ts").dt.date().is_in(days))
-            if not days or (is_intraday and part.is_empty()):
+        for is_intraday, days in (
+            (False, served_days),
+            (True, [today] if per_day.get(today) else []),
+        ):
+            if not days:
                 continue  # today's day keeps what it has until bars arrive
             rows += bar_store.replace_partitions(
-                conn, symbol_id=symbol_id, timeframe=Timeframe.M15, days=days, bars=part,
-                provider=provider, is_intraday=is_intraday, zone=ZONE,
+                conn, symbol_id=symbol_id, timeframe=Timeframe.M15, days=days,
+                bars=bars.filter(pl.col("ts").dt.date().is_in(days)), provider=provider,
+                is_intraday=is_intraday, zone=ZONE,
             )  # fmt: skip
-            if not is_intraday:
-                coverage.confirm_sessions(
-                    conn, symbol_id=symbol_id, timeframe=Timeframe.M15,
-                    bars_per_day={d: per_day.get(d, 0) for d in days}, provider=provider,
-                )  # fmt: skip
+        coverage.confirm_sessions(
+            conn, symbol_id=symbol_id, timeframe=Timeframe.M15,
+            bars_per_day={d: per_day[d] for d in served_days}, provider=provider,
+        )  # fmt: skip
+        if known:
+            # Keeps final bars a day already holds (never lose a bar on one empty answer).
+            coverage.confirm_empty(
+                conn, symbol_id=symbol_id, timeframe=Timeframe.M15,
+                days=[d for d in past if not per_day.get(d)], provider=provider, zone=ZONE,
+            )  # fmt: skip
     conn.commit()
     result.bars_written += rows
-    result.empty_days.extend(d for d in window if d < today and not per_day.get(d))
+    result.empty_days.extend(d for d in past if not per_day.get(d))
     result.note_span(bars)
     log.info(
         "%s %s..%s: %d bars from %s in %d request(s)",

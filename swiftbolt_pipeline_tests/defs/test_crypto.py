@@ -363,7 +363,10 @@ def test_bad_crypto_backfills_are_refused_and_change_nothing(
 
 
 def test_an_unknown_pair_is_symbol_not_found_and_waits(
-    crypto_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+    crypto_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     added = CliRunner().invoke(cli, ["watch", "add", "X:ZZNOPEUSD", "--window-days", "3"])
     assert added.exit_code == 0, added.output
@@ -383,3 +386,18 @@ def test_an_unknown_pair_is_symbol_not_found_and_waits(
     # The gap sensor leaves it alone during the cooldown.
     skipped = _evaluate(crypto_coverage_gap_sensor, instance, crypto_env["DATABASE_URL"])
     assert isinstance(skipped, dg.SkipReason)
+    # Nothing was confirmed empty (an unknown pair is no run of days without trades): after
+    # the cooldown, one probe of the window's last day.
+    confirmed = conn.execute(
+        "SELECT count(*) FROM confirmed_sessions c JOIN symbols s ON s.id = c.symbol_id "
+        "WHERE s.ticker = 'X:ZZNOPEUSD'"
+    ).fetchone()
+    conn.commit()
+    assert confirmed == (0,)
+    monkeypatch.setenv("SWIFTBOLT_NOW", "2026-01-02T12:11:00+00:00")
+    probe = _evaluate(crypto_coverage_gap_sensor, instance, crypto_env["DATABASE_URL"])
+    assert isinstance(probe, dg.SensorResult)
+    (request,) = probe.run_requests or []
+    assert request.asset_graph_subset is not None
+    keys = {str(k) for _, k in request.asset_graph_subset.iterate_asset_partitions()}
+    assert keys == {"2026-01-02|X:ZZNOPEUSD"}
