@@ -19,6 +19,9 @@ ZONE = ZoneInfo("UTC")
 DAY_MINUTES = 24 * 60
 SLOTS_PER_DAY = DAY_MINUTES // 15
 BUCKETS_PER_DAY = {Timeframe.M15: 96, Timeframe.H1: 24, Timeframe.H4: 6, Timeframe.D1: 1}
+# Crypto's derived timeframes, d1 included: a pair's d1 is always rolled up from its m15 bars
+# (there is no exchange's official daily bar for a 24/7 market), whatever stocks do.
+DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4, Timeframe.D1)
 # Polygon's `limit` counts base minute aggregates (at most 50,000): a crypto day can trade in
 # every one of its 1,440 minutes, so one request covers at most 34 days.
 MAX_BASE_MINUTES = 50_000

@@ -63,13 +63,27 @@ def _final(day: date, settings: PipelineClock) -> bool:
     return crypto_calendar.final_required(day, settings.now())
 
 
+def _complete(state: SessionState, timeframe: Timeframe, *, final_required: bool) -> bool:
+    """`completeness.complete` over crypto's own derived timeframes (d1 is derived too)."""
+    if not completeness.raw_complete(state, final_required=final_required):
+        return False
+    derived = timeframe in crypto_calendar.DERIVED_TIMEFRAMES
+    return not derived or completeness.derived_complete(state, timeframe)
+
+
+def _derived_stale(state: SessionState) -> bool:
+    return not all(
+        completeness.derived_complete(state, tf) for tf in crypto_calendar.DERIVED_TIMEFRAMES
+    )
+
+
 def complete_days(
     states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
 ) -> frozenset[date]:
     return frozenset(
         day
         for day, state in states.items()
-        if completeness.complete(state, timeframe, final_required=_final(day, settings))
+        if _complete(state, timeframe, final_required=_final(day, settings))
     )
 
 
@@ -133,7 +147,7 @@ def crypto_gaps_to_request(
             state = states.get(symbol.id, {}).get(day, SessionState(day))
             if not completeness.raw_complete(state, final_required=_final(day, settings)):
                 fetch.append(day)
-            elif completeness.derived_stale(state):
+            elif _derived_stale(state):
                 derive.append(day)
         if symbol.not_found_streak and fetch:
             fetch = fetch[-1:]

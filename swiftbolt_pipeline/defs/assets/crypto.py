@@ -14,7 +14,7 @@ import psycopg
 from swiftbolt_pipeline.core import crypto_calendar, quality
 from swiftbolt_pipeline.core.crypto_calendar import CRYPTO
 from swiftbolt_pipeline.core.errors import PROVIDER_UNAVAILABLE, ProviderError
-from swiftbolt_pipeline.core.models import BAR_SCHEMA, DERIVED_TIMEFRAMES, Provider, Timeframe
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.defs.checks import (
@@ -306,5 +306,8 @@ def build_crypto_derived_asset(
 def build_crypto_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
     return [
         build_crypto_m15_asset(partitions_def),
-        *(build_crypto_derived_asset(tf, partitions_def) for tf in DERIVED_TIMEFRAMES),
+        *(
+            build_crypto_derived_asset(tf, partitions_def)
+            for tf in crypto_calendar.DERIVED_TIMEFRAMES
+        ),
     ]
