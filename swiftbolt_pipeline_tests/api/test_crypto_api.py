@@ -56,3 +56,18 @@ def test_malformed_pairs_are_invalid_symbols(client: TestClient, ticker: str) ->
     answer = client.get("/v1/coverage", params={"symbol": ticker, "timeframe": "h4"})
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "INVALID_SYMBOL"
+
+
+def test_ensure_coverage_watches_the_pair_on_utc_days(
+    client: TestClient, conn: psycopg.Connection
+) -> None:
+    answer = client.post(
+        "/v1/ensure-coverage", json={"symbol": "x:ethusd", "timeframe": "d1", "window_days": 6}
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["symbol"] == "X:ETHUSD" and report["status"] == "gaps_detected"
+    # 2026-03-14 (a Saturday) .. 2026-03-20: seven UTC days, the weekend included.
+    assert report["gaps"] == [{"start": "2026-03-14", "end": "2026-03-20", "sessions": 7}]
+    (row,) = watchlist.list_symbols(conn)
+    assert (row.ticker, row.is_active, row.window_days) == ("X:ETHUSD", True, 6)
