@@ -8,12 +8,27 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from swiftbolt_pipeline.core.models import Timeframe, normalize_ticker
+from swiftbolt_pipeline.core.models import (
+    CRYPTO_BASE_MAX,
+    CRYPTO_QUOTES,
+    Timeframe,
+    normalize_ticker,
+)
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
-# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input: a stock
-# ticker or a crypto pair; `normalize_ticker` then checks the pair's quote currency.
-TICKER_PATTERN = r"^([A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?|[Xx]:[A-Za-z0-9]{2,12})$"
+
+def _either_case(word: str) -> str:
+    return "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input: a stock ticker
+# or a crypto pair (`core.models.CRYPTO_PATTERN`: a base of 1 to 10 letters or digits, then a
+# quote currency).
+_CRYPTO_ANY_CASE = (
+    rf"[Xx]:[A-Za-z0-9]{{1,{CRYPTO_BASE_MAX}}}"
+    f"({'|'.join(_either_case(q) for q in CRYPTO_QUOTES)})"
+)
+TICKER_PATTERN = rf"^([A-Za-z][A-Za-z0-9]{{0,5}}([.-][A-Za-z0-9]{{1,2}})?|{_CRYPTO_ANY_CASE})$"
 
 Ticker = Annotated[
     str,

@@ -41,9 +41,14 @@ _TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}([.-][A-Z0-9]{1,2})?$")
 # Crypto pairs are Polygon's `X:` tickers: base then quote currency, e.g. X:BTCUSD, X:ETHBTC.
 # The prefix is what makes a symbol crypto, everywhere (calendar, partitions, providers).
 CRYPTO_PREFIX = "X:"
-_CRYPTO_PAIR = re.compile(r"^[A-Z0-9]{1,12}$")
 # Quote currencies a pair may end in, longest first so X:BTCUSDT splits as BTC/USDT.
 CRYPTO_QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "BTC", "ETH")
+CRYPTO_BASE_MAX = 10
+# The whole rule (also the `symbols.ticker` CHECK and the API's pattern): a base of 1 to 10
+# letters or digits, then a quote currency.
+CRYPTO_PATTERN = rf"^X:[A-Z0-9]{{1,{CRYPTO_BASE_MAX}}}({'|'.join(CRYPTO_QUOTES)})$"
+_CRYPTO_TICKER = re.compile(CRYPTO_PATTERN)
+_ALNUM = re.compile(r"^[A-Z0-9]+$")
 
 
 def is_crypto(ticker: str) -> bool:
@@ -65,21 +70,19 @@ def _normalize_crypto(raw: str, ticker: str) -> str:
     example = "expected X:<BASE><QUOTE> such as X:BTCUSD"
     if not pair:
         raise InvalidInput("INVALID_SYMBOL", f"{raw!r} names no crypto pair: {example}")
-    if not _CRYPTO_PAIR.match(pair):
+    if not _ALNUM.match(pair):
         raise InvalidInput(
             "INVALID_SYMBOL",
-            f"{raw!r} is not a valid crypto pair: only letters and digits may follow 'X:' "
-            f"(at most 12), {example}",
+            f"{raw!r} is not a valid crypto pair: only letters and digits may follow 'X:', "
+            f"{example}",
         )
-    try:
-        crypto_pair(ticker)
-    except ValueError:
+    if not _CRYPTO_TICKER.match(ticker):
         quotes = ", ".join(CRYPTO_QUOTES)
         raise InvalidInput(
             "INVALID_SYMBOL",
-            f"{raw!r} is not a valid crypto pair: it must end in a quote currency ({quotes}) "
-            f"after a base currency, {example}",
-        ) from None
+            f"{raw!r} is not a valid crypto pair: a base currency of 1 to {CRYPTO_BASE_MAX} "
+            f"letters or digits must be followed by a quote currency ({quotes}), {example}",
+        )
     return ticker
 
 

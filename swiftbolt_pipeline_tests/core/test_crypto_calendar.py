@@ -81,7 +81,7 @@ def test_crypto_pairs_are_accepted(raw: str, ticker: str, pair: tuple[str, str])
     ("raw", "says"),
     [("X:", "names no crypto pair"), ("X:BTC-USD!", "only letters and digits"),
      ("X:BTC", "quote currency"), ("X:USD", "quote currency"),
-     ("X:ABCDEFGHIJKLMUSD", "at most 12")],
+     ("X:ABCDEFGHIJKUSD", "1 to 10")],
 )  # fmt: skip
 def test_malformed_pairs_say_what_is_wrong(raw: str, says: str) -> None:
     with pytest.raises(InvalidInput) as error:
