@@ -19,7 +19,11 @@ from click.testing import CliRunner
 
 from swiftbolt_pipeline.cli.main import cli
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core.crypto_calendar import CRYPTO
+from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.assets.crypto import check_crypto_m15
 from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.checks import check_derived
 from swiftbolt_pipeline.defs.crypto import (
     CRYPTO_BARS_JOB,
     crypto_coverage_gap_sensor,
@@ -30,6 +34,7 @@ from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_senso
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.services.launch import as_single_run
+from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 
 NOW = "2026-01-02T12:00:00+00:00"
@@ -401,3 +406,35 @@ def test_an_unknown_pair_is_symbol_not_found_and_waits(
     assert request.asset_graph_subset is not None
     keys = {str(k) for _, k in request.asset_graph_subset.iterate_asset_partitions()}
     assert keys == {"2026-01-02|X:ZZNOPEUSD"}
+
+
+def _insert(conn: psycopg.Connection, symbol_id: int, timeframe: str, rows: list[tuple]) -> None:
+    for ts, o, h, low, c in rows:
+        conn.execute(
+            """INSERT INTO ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close,
+                   volume, vwap, trade_count, provider, is_intraday)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 1, NULL, 1, 'polygon', false)""",
+            (symbol_id, timeframe, ts, o, h, low, c),
+        )
+    conn.commit()
+
+
+def test_crypto_checks_catch_off_grid_bars_bad_ohlc_and_stale_derived_bars(
+    pipeline_env: dict[str, str], conn: psycopg.Connection
+) -> None:
+    ids = watchlist.ensure(conn, [PAIR])
+    day = date(2025, 12, 25)
+    at = [datetime(2025, 12, 25, h, m, tzinfo=UTC) for h, m in ((0, 0), (0, 7), (4, 0))]
+    # 00:07 is off the 15-minute grid; the 04:00 bar's high is below its close.
+    _insert(conn, ids[PAIR], "m15", [(at[0], 10, 11, 9, 10), (at[1], 10, 11, 9, 10),
+                                     (at[2], 10, 10, 9, 10.5)])  # fmt: skip
+    counts, ohlc, duplicates = check_crypto_m15(conn, {PAIR: [day]}, ids, date(2026, 1, 2))
+    assert not counts.passed and counts.severity == dg.AssetCheckSeverity.ERROR
+    assert counts.metadata["off_grid_bars"].value == 1
+    assert counts.metadata["thin_days"].value == 1  # three bars: far under half a day
+    assert not ohlc.passed and ohlc.metadata["violations"].value == 1
+    assert duplicates.passed
+    # A stored h4 bar that no longer matches the m15 bars (its low is not theirs).
+    _insert(conn, ids[PAIR], "h4", [(at[0], 10, 11, 8, 10)])
+    _, consistent = check_derived(conn, Timeframe.H4, {PAIR: [day]}, ids, cal=CRYPTO)
+    assert not consistent.passed and consistent.metadata["mismatched_buckets"].value == 2
