@@ -438,3 +438,30 @@ def test_crypto_checks_catch_off_grid_bars_bad_ohlc_and_stale_derived_bars(
     _insert(conn, ids[PAIR], "h4", [(at[0], 10, 11, 8, 10)])
     _, consistent = check_derived(conn, Timeframe.H4, {PAIR: [day]}, ids, cal=CRYPTO)
     assert not consistent.passed and consistent.metadata["mismatched_buckets"].value == 2
+
+
+def test_watchlist_sensor_keeps_stocks_and_pairs_in_their_own_partitions(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    watchlist.add(conn, ["AAPL", "X:BTCUSD", "X:ETHUSD"])
+    db_url = pipeline_env["DATABASE_URL"]
+    result = _evaluate(watchlist_sensor, instance, db_url)
+    assert isinstance(result, dg.SensorResult)
+    assert sorted(
+        (type(r).__name__, r.partitions_def_name, sorted(r.partition_keys))
+        for r in result.dynamic_partitions_requests or []
+    ) == [
+        ("AddDynamicPartitionsRequest", "crypto_symbols", ["X:BTCUSD", "X:ETHUSD"]),
+        ("AddDynamicPartitionsRequest", "symbols", ["AAPL"]),
+    ]
+    instance.add_dynamic_partitions("symbols", ["AAPL"])
+    instance.add_dynamic_partitions("crypto_symbols", ["X:BTCUSD", "X:ETHUSD"])
+    watchlist.remove(conn, ["X:ETHUSD"])
+    result = _evaluate(watchlist_sensor, instance, db_url)
+    assert isinstance(result, dg.SensorResult)
+    (removal,) = result.dynamic_partitions_requests or []
+    assert isinstance(removal, dg.DeleteDynamicPartitionsRequest)
+    assert (removal.partitions_def_name, list(removal.partition_keys)) == (
+        "crypto_symbols",
+        ["X:ETHUSD"],
+    )
