@@ -18,7 +18,6 @@ from swiftbolt_pipeline.core.models import Timeframe
 ZONE = ZoneInfo("UTC")
 DAY_MINUTES = 24 * 60
 SLOTS_PER_DAY = DAY_MINUTES // 15
-BUCKETS_PER_DAY = {Timeframe.M15: 96, Timeframe.H1: 24, Timeframe.H4: 6, Timeframe.D1: 1}
 # Crypto's derived timeframes, d1 included: a pair's d1 is always rolled up from its m15 bars
 # (there is no exchange's official daily bar for a 24/7 market), whatever stocks do.
 DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4, Timeframe.D1)
@@ -50,14 +49,6 @@ def utc_date(instant: datetime) -> date:
     if instant.tzinfo is None:
         raise ValueError("instant must be timezone-aware")
     return instant.astimezone(UTC).date()
-
-
-def bucket_start(ts: datetime, timeframe: Timeframe) -> datetime:
-    """Start of the UTC-midnight-anchored bucket of `timeframe` holding `ts`."""
-    width = DAY_MINUTES // BUCKETS_PER_DAY[timeframe]
-    start = day_start(utc_date(ts))
-    minutes = int((ts - start).total_seconds() // 60)
-    return start + timedelta(minutes=minutes // width * width)
 
 
 def final_required(day: date, now: datetime) -> bool:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import polars as pl
 import pytest
 
 from swiftbolt_pipeline.core import crypto_calendar
 from swiftbolt_pipeline.core.models import (
+    BAR_SCHEMA,
     InvalidInput,
     Timeframe,
     crypto_pair,
     is_crypto,
     normalize_ticker,
 )
+from swiftbolt_pipeline.core.resample import resample
 from swiftbolt_pipeline.core.universe import equities_only
 
 
@@ -33,20 +36,30 @@ def _utc(hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 1, 1, hour, minute, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    ("ts", "timeframe", "start"),
-    [
-        (_utc(3, 59), Timeframe.H4, _utc(0)),
-        (_utc(4), Timeframe.H4, _utc(4)),
-        (_utc(23, 45), Timeframe.H4, _utc(20)),
-        (_utc(13, 30), Timeframe.H1, _utc(13)),
-        (_utc(23, 45), Timeframe.D1, _utc(0)),
-    ],
-)
-def test_buckets_anchor_on_utc_midnight(
-    ts: datetime, timeframe: Timeframe, start: datetime
-) -> None:
-    assert crypto_calendar.bucket_start(ts, timeframe) == start
+def test_resampling_on_utc_days_anchors_buckets_on_midnight() -> None:
+    # Four m15 bars of New Year's Day (no NYSE session): 00:00, 03:45, 04:00 and 23:45 UTC.
+    starts = [_utc(0), _utc(3, 45), _utc(4), _utc(23, 45)]
+    m15 = pl.DataFrame(
+        {
+            "ts": starts,
+            "open": [1.0, 2.0, 3.0, 4.0],
+            "high": [1.5, 2.5, 3.5, 4.5],
+            "low": [0.5, 1.5, 2.5, 3.5],
+            "close": [1.2, 2.2, 3.2, 4.2],
+            "volume": [10, 20, 30, 40],
+            "vwap": [1.0, 2.0, 3.0, 4.0],
+            "trade_count": [1, 2, 3, 4],
+        },
+        schema=BAR_SCHEMA,
+    )
+    day = [crypto_calendar.day_session(date(2026, 1, 1))]
+    h4 = resample(m15, Timeframe.H4, day)
+    assert h4["ts"].to_list() == [_utc(0), _utc(4), _utc(20)]
+    assert h4.row(0)[1:] == (1.0, 2.5, 0.5, 2.2, 30, (10 * 1.0 + 20 * 2.0) / 30, 3)
+    h1 = resample(m15, Timeframe.H1, day)
+    assert h1["ts"].to_list() == [_utc(0), _utc(3), _utc(4), _utc(23)]
+    d1 = resample(m15, Timeframe.D1, day)
+    assert d1.rows() == [(_utc(0), 1.0, 4.5, 0.5, 4.2, 100, 3.0, 10)]
 
 
 def test_request_windows_cover_runs_of_at_most_34_days() -> None:
