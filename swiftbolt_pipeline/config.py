@@ -172,8 +172,10 @@ class Settings:
     def history_start(self) -> date:
         return history_window_start(self.today, self.history_start_override)
 
-    def check_range(self, start: date, end: date) -> None:
-        """Refuse ranges that are reversed, before the history window or after today."""
+    def check_range(self, start: date, end: date, *, today: date | None = None) -> None:
+        """Refuse ranges that are reversed, before the history window or after today (the
+        exchange's date, or `today` given: the UTC date for crypto pairs)."""
+        today = today or self.today
         if end < start:
             raise InvalidInput("INVALID_RANGE", f"end {end} is before start {start}")
         if start < self.history_start:
@@ -182,7 +184,5 @@ class Settings:
                 f"start {start} is before the history window, which begins {self.history_start}"
                 " (SWIFTBOLT_HISTORY_START)",
             )
-        if end > self.today:
-            raise InvalidInput(
-                "INVALID_RANGE", f"end {end} is in the future (today is {self.today})"
-            )
+        if end > today:
+            raise InvalidInput("INVALID_RANGE", f"end {end} is in the future (today is {today})")

@@ -129,3 +129,19 @@ def universe_range_tags(universe: str, first_day: date, last_day: date) -> dict[
         RANGE_END_TAG: universe_partition_key(universe, last_day),
         UNIVERSE_TAG: universe,
     }
+
+
+# Crypto pairs (`X:` tickers): their own assets and partitions, the `crypto_symbols` dynamic
+# partitions x UTC days (every day, no holidays), so stock sessions and crypto days never mix.
+# The dimension names are the stock ones, so `partition_key` and `days_by_symbol` serve both.
+CRYPTO_M15_BARS = "crypto_m15_bars"
+CRYPTO_BAR_ASSETS = {
+    Timeframe.M15: CRYPTO_M15_BARS,
+    Timeframe.H1: "crypto_h1_bars",
+    Timeframe.H4: "crypto_h4_bars",
+    Timeframe.D1: "crypto_d1_bars",
+}
+CRYPTO_DERIVED_ASSETS = tuple(
+    CRYPTO_BAR_ASSETS[tf] for tf in (Timeframe.H1, Timeframe.H4, Timeframe.D1)
+)
+CRYPTO_SYMBOLS_PARTITIONS = "crypto_symbols"

@@ -12,12 +12,14 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from swiftbolt_pipeline.cli.crypto_backfill import backfill_crypto
 from swiftbolt_pipeline.config import parse_day, parse_providers
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, crypto_calendar
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
     Provider,
     Timeframe,
+    is_crypto,
     normalize_tickers,
     parse_timeframes,
 )
@@ -66,6 +68,23 @@ def backfill(
     wanted = parse_timeframes(timeframes)
     forced = _forced_provider(provider)
     runtime = open_runtime()
+    pairs = [t for t in tickers if is_crypto(t)]
+    if pairs:  # crypto pairs: UTC days on their own assets (cli/crypto_backfill.py)
+        if len(pairs) != len(tickers):
+            raise InvalidInput(
+                "INVALID_SYMBOL",
+                "crypto pairs (X:...) and stocks run on different calendars: backfill them "
+                "with separate commands",
+            )
+        utc_today = crypto_calendar.utc_date(runtime.settings.now())
+        runtime.settings.check_range(start, end, today=utc_today)
+        console = Console(stderr=True, soft_wrap=True)
+        started = time.monotonic()
+        outcomes = backfill_crypto(runtime, pairs, start, end, wanted, forced, console)
+        incomplete = _print_summary(runtime, outcomes, time.monotonic() - started, console)
+        if incomplete or not all(o.success for o in outcomes):
+            raise SystemExit(1)
+        return
     runtime.settings.check_range(start, end)
     days = calendar.sessions_between(start, end)
     if not days:

@@ -17,7 +17,11 @@ from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.core.planning import plan_requests
-from swiftbolt_pipeline.core.universe import normalize_universe_name, parse_ticker_lines
+from swiftbolt_pipeline.core.universe import (
+    equities_only,
+    normalize_universe_name,
+    parse_ticker_lines,
+)
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.names import (
@@ -62,6 +66,7 @@ def universe_set(name: str, symbols: str | None, path: Path | None) -> None:
         tickers = parse_ticker_lines(path.read_text(errors="replace"), source=str(path))
     else:
         tickers = normalize_tickers(symbols or "")
+    equities_only(tickers)
     runtime = open_runtime()
     with runtime.connect() as conn:
         change = universes.set_members(conn, universe_name, tickers)

@@ -1,5 +1,6 @@
 """`symbol` x `day` partitions. Day keys are XNYS session dates only:
-weekends and holidays are never partitions."""
+weekends and holidays are never partitions. Crypto pairs have their own: `crypto_symbols` x
+every UTC day."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, crypto_calendar
 from swiftbolt_pipeline.names import (
+    CRYPTO_SYMBOLS_PARTITIONS,
     DAY_DIMENSION,
     SYMBOL_DIMENSION,
     SYMBOLS_PARTITIONS,
@@ -54,4 +56,26 @@ def universe_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     """Universe x session: Dagster's bookkeeping grows with days, not with members x days."""
     return dg.MultiPartitionsDefinition(
         {UNIVERSE_DIMENSION: UNIVERSES, DAY_DIMENSION: day_partitions(settings)}
+    )
+
+
+CRYPTO_SYMBOLS = dg.DynamicPartitionsDefinition(name=CRYPTO_SYMBOLS_PARTITIONS)
+
+
+def crypto_day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """Every UTC day from the history start through today (UTC): crypto trades 24/7, so there
+    are no exclusions. With SWIFTBOLT_NOW the last partition is pinned to that UTC day."""
+    today = crypto_calendar.utc_date(settings.now())
+    pinned_end = today + timedelta(days=1) if settings.fixed_now else None
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.history_start.isoformat(),
+        end_date=pinned_end.isoformat() if pinned_end else None,
+        end_offset=0 if pinned_end else 1,
+        timezone="UTC",
+    )
+
+
+def crypto_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {SYMBOL_DIMENSION: CRYPTO_SYMBOLS, DAY_DIMENSION: crypto_day_partitions(settings)}
     )

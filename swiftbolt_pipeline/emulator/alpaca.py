@@ -18,6 +18,9 @@
 * ``adjustment`` (raw/split/dividend/all), ``feed``, ``sort`` (asc/desc: time order within each
   symbol), ``asof``, ``currency`` are accepted; any other parameter is a 400, like Alpaca.
 * Bars: ``{"t": "2025-06-02T13:30:00Z", "o", "h", "l", "c", "v", "n", "vw"}``.
+
+Crypto bars, ``GET /v1beta3/crypto/us/bars`` (``serve_crypto``): the same handler over slash
+pairs such as ``BTC/USD``, served 24/7 from ``crypto.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .aggregate import Aggregates, aggregate, rows
-from .data import BarStore
+from .crypto import alpaca_crypto_symbol
+from .data import Bars, BarStore
 from .sessions import MINUTE_MS, NY, now_ms
 from .state import RuntimeConfig
 
@@ -230,3 +234,24 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
             next_token = encode_token(symbol, int(aggs.t[len(taken)]))
             break
     return JSONResponse({"bars": page, "next_page_token": next_token})
+
+
+class _CryptoPairs(BarStore):
+    """The bar store seen through Alpaca's crypto names: ``BTC/USD`` is the ``X:BTCUSD`` pair;
+    a name without a slash is no pair (no bars)."""
+
+    def __init__(self, store: BarStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def bars(self, ticker: str, start_ms: int, end_ms: int) -> Bars:
+        if "/" not in ticker:
+            return Bars.empty()
+        return self._store.bars(alpaca_crypto_symbol(ticker), start_ms, end_ms)
+
+
+def serve_crypto(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+    """``GET /v1beta3/crypto/us/bars``: the same parameters, paging and bar shape as the stock
+    bars (``adjustment``/``feed`` are not crypto parameters; accepted, ignored), keyed by the
+    slash pair (``BTC/USD``); bars every UTC minute, 24/7 (see ``crypto.py``)."""
+    return serve(request, _CryptoPairs(store), config)

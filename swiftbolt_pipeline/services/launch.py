@@ -20,7 +20,7 @@ from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGra
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster_shared.error import SerializableErrorInfo
 
-from swiftbolt_pipeline.core.calendar import sessions_between
+from swiftbolt_pipeline.core.calendar import NYSE, DayCalendar
 from swiftbolt_pipeline.names import (
     SYMBOL_TAG,
     SYMBOLS_PARTITIONS,
@@ -60,12 +60,15 @@ def configure_pools(instance: dg.DagsterInstance) -> None:
         instance.event_log_storage.set_concurrency_slots(pool, limit)
 
 
-def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
-    """Make symbols dynamic partitions (idempotent)."""
-    known = set(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
+def register_symbols(
+    instance: dg.DagsterInstance, symbols: Sequence[str], partitions: str = SYMBOLS_PARTITIONS
+) -> None:
+    """Make symbols dynamic partitions of `partitions` (idempotent; crypto pairs have their
+    own, `crypto_symbols`)."""
+    known = set(instance.get_dynamic_partitions(partitions))
     missing = [s for s in symbols if s not in known]
     if missing:
-        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, missing)
+        instance.add_dynamic_partitions(partitions, missing)
 
 
 def materialize_range(
@@ -137,13 +140,15 @@ def backfill_request(
     first_day: date,
     last_day: date,
     tags: Mapping[str, str],
+    cal: DayCalendar = NYSE,
 ) -> dg.RunRequest:
     """A sensor's request for a Dagster backfill of `assets` over `symbol`'s sessions
-    `first_day`..`last_day`. Their single-run backfill policy makes it one run.
+    `first_day`..`last_day` (days of `cal`: NYSE sessions, or every UTC day for crypto). Their
+    single-run backfill policy makes it one run.
 
     Dagster 1.13 launches a backfill from a sensor only for a request built from an
     `AssetGraphSubset` (no public constructor yet), so this is the one place that builds one."""
-    keys = [partition_key(symbol, day) for day in sessions_between(first_day, last_day)]
+    keys = [partition_key(symbol, day) for day in cal.days_between(first_day, last_day)]
     subset = AssetGraphSubset.from_asset_partition_set(
         {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -121,15 +122,17 @@ def confirm_empty(
     timeframe: Timeframe,
     days: Sequence[date],
     provider: str,
+    zone: ZoneInfo = calendar.EXCHANGE_TZ,
 ) -> list[date]:
     """The history provider served no bar for these past sessions: record them as empty and
     drop the provisional bars they still hold. A session holding final bars keeps them and is
-    left unconfirmed (never lose a bar on one empty answer). Returns the days confirmed."""
+    left unconfirmed (never lose a bar on one empty answer). Returns the days confirmed.
+    `zone`: the zone of the days (UTC for crypto pairs)."""
     if not days:
         return []
     kept = set()
     for day in days:
-        lo, hi = day_bounds(day)
+        lo, hi = day_bounds(day, zone)
         row = conn.execute(
             """SELECT count(*) FILTER (WHERE NOT is_intraday) FROM ohlc_bars_v2
                WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",
