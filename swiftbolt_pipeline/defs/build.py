@@ -9,12 +9,17 @@ import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
+from swiftbolt_pipeline.defs.assets.daily import build_daily_assets
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
-from swiftbolt_pipeline.defs.jobs import bars_job
-from swiftbolt_pipeline.defs.partitions import bar_partitions, universe_partitions
+from swiftbolt_pipeline.defs.jobs import bars_job, daily_job
+from swiftbolt_pipeline.defs.partitions import (
+    bar_partitions,
+    daily_partitions,
+    universe_partitions,
+)
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
     AlpacaResource,
@@ -78,9 +83,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[
             build_m15_asset(partitions),
             *build_derived_assets(partitions),
+            *build_daily_assets(daily_partitions(settings)),
             *build_universe_assets(universe_partitions(settings)),
         ],
-        jobs=[bars_job],
+        jobs=[bars_job, daily_job],
         sensors=[
             watchlist_sensor,
             coverage_gap_sensor,

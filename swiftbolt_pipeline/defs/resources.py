@@ -17,8 +17,10 @@ from swiftbolt_pipeline.providers.registry import (
     PROVIDERS,
     C,
     ClientPolicy,
+    DailyProvider,
     HistoryProvider,
     TodayProvider,
+    as_daily,
     as_history,
     as_today,
     open_client,
@@ -106,6 +108,11 @@ class _ProviderResource(dg.ConfigurableResource):
     def history_client(self) -> Iterator[HistoryProvider]:
         with self._open(PROVIDERS[self.provider].client) as client:
             yield as_history(client)
+
+    @contextmanager
+    def daily_client(self) -> Iterator[DailyProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_daily(client)
 
     @contextmanager
     def today_client(self) -> Iterator[TodayProvider]:

@@ -28,6 +28,7 @@ from swiftbolt_pipeline.names import (
     days_by_symbol,
     partition_key,
     range_tags,
+    year_range_tags,
 )
 
 
@@ -81,6 +82,44 @@ def materialize_range(
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbols` (neighbours in the symbol
     partitions' order, see `core.planning.symbol_batches`) for the selected assets."""
+    tags = range_tags(symbols[0], symbols[-1], days[0], days[-1])
+    return _materialize(
+        instance, assets, resources, symbols=symbols, partitions=len(symbols) * len(days),
+        selection=selection, tags=tags, log_level=log_level, run_config=run_config,
+    )  # fmt: skip
+
+
+def materialize_years(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, object],
+    *,
+    symbols: Sequence[str],
+    years: Sequence[int],
+    selection: Sequence[str],
+    log_level: str = "INFO",
+) -> RunOutcome:
+    """One run over the year partitions `years` (consecutive) of `symbols` for the selected
+    daily assets (d1, w1, mo1)."""
+    tags = year_range_tags(symbols[0], symbols[-1], years[0], years[-1])
+    return _materialize(
+        instance, assets, resources, symbols=symbols, partitions=len(symbols) * len(years),
+        selection=selection, tags=tags, log_level=log_level, run_config=None,
+    )  # fmt: skip
+
+
+def _materialize(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, object],
+    *,
+    symbols: Sequence[str],
+    partitions: int,
+    selection: Sequence[str],
+    tags: dict[str, str],
+    log_level: str,
+    run_config: dict[str, Any] | None,
+) -> RunOutcome:
     result = dg.materialize(
         list(assets),
         instance=instance,
@@ -95,10 +134,7 @@ def materialize_range(
         # and `execute_in_process` take one partition key, and a backfill submitted to the
         # instance waits for the daemon, which the CLI must not need. So the run carries the
         # range tags Dagster puts on a single-run backfill's run.
-        tags={
-            **range_tags(symbols[0], symbols[-1], days[0], days[-1]),
-            **symbol_tags(symbols),
-        },
+        tags={**tags, **symbol_tags(symbols)},
     )
     error = None
     if not result.success:
@@ -117,7 +153,6 @@ def materialize_range(
         )
         for evaluation in result.get_asset_check_evaluations()
     )
-    partitions = len(symbols) * len(days)
     return RunOutcome(tuple(symbols), result.run_id, result.success, partitions, error, checks)
 
 
