@@ -20,6 +20,7 @@ from dagster._core.execution.backfill import (
 from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
+from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.planning import symbol_batches
@@ -107,10 +108,19 @@ def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> li
     return sorted(dead)
 
 
-def expected_sessions(settings: PipelineClock, window_days: int) -> list[date]:
+def expected_sessions(
+    settings: PipelineClock, window_days: int, timeframe: Timeframe = Timeframe.M15
+) -> list[date]:
     """Sessions of the window that can hold bars now: today's counts once its first
     15-minute bar is complete and an intraday provider is configured (the intraday schedule
-    then keeps it fresh); without one, today waits for the history provider."""
+    then keeps it fresh); without one, today waits for the history provider.
+
+    Daily timeframes (d1, w1, mo1) reach back to the daily depth's start instead of the
+    intraday window (a session before it is no gap), and today's official daily bar exists
+    only once the session is over."""
+    if timeframe in DAILY_TIMEFRAMES:
+        daily = window_sessions(settings.today, window_days, settings.daily_start)
+        return [d for d in daily if d < settings.today]
     sessions = window_sessions(settings.today, window_days, settings.history_start)
     if sessions and sessions[-1] == settings.today:
         first_bar_done = calendar.session(settings.today).open + FIRST_BAR
@@ -164,6 +174,10 @@ def complete_sessions(
     states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
 ) -> frozenset[date]:
     now, today = settings.now(), settings.today
+    if timeframe in DAILY_TIMEFRAMES:  # w1/mo1 are rolled up from the d1 they follow
+        return frozenset(
+            day for day, state in states.items() if state.derived.get(Timeframe.D1, NOTHING).bars
+        )
     return frozenset(
         day
         for day, state in states.items()
@@ -184,7 +198,7 @@ def coverage_report(
     window_days: int,
 ) -> Coverage:
     """Per session of the window: complete for `timeframe` (see `core.completeness`)?"""
-    sessions = expected_sessions(settings, window_days)
+    sessions = expected_sessions(settings, window_days, timeframe)
     complete: frozenset[date] = frozenset()
     bars = 0
     if symbol_id is not None and sessions:
