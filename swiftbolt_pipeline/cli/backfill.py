@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
     Provider,
@@ -21,7 +22,6 @@ from swiftbolt_pipeline.core.models import (
     normalize_tickers,
     parse_timeframes,
 )
-from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
@@ -167,7 +167,12 @@ def _run_daily(
         )
         outcomes.append(
             materialize_years(
-                instance, assets, resources, symbols=batch, years=years, selection=selection,
+                instance,
+                assets,
+                resources,
+                symbols=batch,
+                years=years,
+                selection=selection,
                 log_level=log_level,
             )  # fmt: skip
         )

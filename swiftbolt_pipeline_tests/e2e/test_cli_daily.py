@@ -38,7 +38,7 @@ def test_five_years_of_d1_w1_mo1_from_the_cli_in_two_requests_at_most(
         assert [
             (b["open"], b["high"], b["low"], b["close"], b["volume"], b["trade_count"])
             for b in bars
-        ] == [row[1:6] + (row[7],) for row in expected]
+        ] == [(*row[1:6], row[7]) for row in expected]
         weekly = client.get(
             "/v1/bars",
             params={"symbol": "SPY", "timeframe": "w1", "start": "2021-01-01T00:00:00Z",
