@@ -174,7 +174,7 @@ def _run_daily(
                 years=years,
                 selection=selection,
                 log_level=log_level,
-            )  # fmt: skip
+            )
         )
     return outcomes
 
