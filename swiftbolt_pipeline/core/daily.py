@@ -5,8 +5,9 @@ with `ts` = the session's open like every d1. w1 and mo1 are never fetched: they
 from stored d1 bars, open = first open, close = last close, high = max, low = min, volume and
 trade_count summed, vwap volume-weighted. A w1 period is a Monday-anchored week of XNYS
 sessions, a mo1 period a calendar month of sessions; holidays simply have no d1 bar, and the
-period's bar starts at its first session's open. A period whose first session is before the
-daily depth's start is left out: its bar would be missing days and look whole.
+period's bar starts at its first session's open. A period whose first session has no stored
+d1 bar (it lies before the daily depth's start, or in a year not fetched yet: a week straddling
+New Year) is left out: its bar would be missing days and look whole.
 
 Daily partitions are symbol x year: 20 years of one symbol are 20 partitions, not 5,000."""
 
@@ -73,9 +74,9 @@ def session_open_ts(days: pl.Series) -> pl.Series:
     return pl.Series("ts", opens, dtype=BAR_SCHEMA["ts"])
 
 
-def rollup(d1: pl.DataFrame, timeframe: Timeframe, first_day: date) -> pl.DataFrame:
+def rollup(d1: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     """w1 or mo1 bars (BAR_SCHEMA, sorted) of the d1 bars in `d1` (BAR_SCHEMA columns at
-    least), periods starting before `first_day`'s session excluded (partial)."""
+    least); a period whose first session has no d1 bar is left out (partial)."""
     if d1.is_empty():
         return pl.DataFrame(schema=BAR_SCHEMA)
     exchange = pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
@@ -85,7 +86,6 @@ def rollup(d1: pl.DataFrame, timeframe: Timeframe, first_day: date) -> pl.DataFr
         .map_elements(lambda d: period_start(d, timeframe), return_dtype=pl.Date)
         .alias("__period")
     )
-    first_session = calendar.sessions_between(first_day, first_day + timedelta(days=10))[0]
     weighted = pl.col("vwap").fill_null(pl.col("close")) * pl.col("volume")
     bars = (
         frame.group_by("__period", maintain_order=True)
@@ -103,7 +103,7 @@ def rollup(d1: pl.DataFrame, timeframe: Timeframe, first_day: date) -> pl.DataFr
             .map_elements(lambda p: _first_session(p, timeframe), return_dtype=pl.Date)
             .alias("__first")
         )
-        .filter(pl.col("__first") >= first_session)
+        .filter(pl.col("__first").is_in(frame["__day"].implode()))
     )
     return bars.with_columns(session_open_ts(bars["__first"])).select(list(BAR_SCHEMA))
 

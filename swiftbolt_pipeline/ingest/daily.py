@@ -176,7 +176,6 @@ def roll_up(
     symbol_id: int,
     days: Sequence[date],
     timeframe: Timeframe,
-    daily_start: date,
 ) -> int:
     """Recompute the `timeframe` (w1 or mo1) bars of every period holding one of `days` from
     the stored d1 bars and replace them. Returns rows written."""
@@ -184,7 +183,7 @@ def roll_up(
     if not sessions:
         return 0
     d1 = bar_store.read_bars(conn, symbol_id, Timeframe.D1, sessions[0], sessions[-1])
-    bars = rollup(d1, timeframe, daily_start)
+    bars = rollup(d1, timeframe)
     provider = d1["provider"][0] if d1.height else Provider.POLYGON.value
     with conn.transaction():
         written = bar_store.replace_partitions(

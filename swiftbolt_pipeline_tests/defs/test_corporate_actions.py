@@ -212,7 +212,7 @@ def test_a_new_split_refetches_the_history_before_it_once(
     watchlist.add(conn, [SYMBOL])
     instance.add_dynamic_partitions("symbols", [SYMBOL])
     days = calendar.sessions_between(FIRST, LAST)
-    outcome = _run(SYMBOL, days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"])
+    outcome = _run(SYMBOL, days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
     assert outcome.success, outcome.error
     before = _stored(conn)
     conn.commit()
@@ -268,9 +268,7 @@ def test_a_new_split_refetches_the_history_before_it_once(
 
     # Execute the requested range (same partitions) in process.
     refetch_days = calendar.sessions_between(FIRST, date(2025, 11, 11))
-    outcome = _run(
-        SYMBOL, refetch_days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"]
-    )
+    outcome = _run(SYMBOL, refetch_days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
     assert outcome.success, outcome.error
     assert all(check.passed for check in outcome.checks), outcome.checks
     after = _stored(conn)
@@ -284,9 +282,11 @@ def test_a_new_split_refetches_the_history_before_it_once(
     assert _max_abs(new["vwap"] - old["vwap"] / 4) < 2e-4
     # On and after the execution date: untouched.
     assert after.filter(_day() >= SPLIT_DAY).equals(before.filter(_day() >= SPLIT_DAY))
-    # Derived bars follow: d1 before the split is adjusted too.
-    d1 = _stored(conn, Timeframe.D1)
-    assert d1.filter(_day() < SPLIT_DAY)["high"].to_list() == [
+    # Derived bars follow: h4 before the split is adjusted too (a day's highest h4 high).
+    h4 = _stored(conn, Timeframe.H4).filter(_day() < SPLIT_DAY)
+    assert h4.group_by(_day().alias("day")).agg(pl.col("high").max()).sort("day")[
+        "high"
+    ].to_list() == [
         pytest.approx(h)
         for h in new.group_by(_day().alias("day")).agg(pl.col("high").max()).sort("day")["high"]
     ]

@@ -124,11 +124,7 @@ def test_one_failing_symbol_never_blocks_the_others(
     assert result.success
     # SPY is stored and derived although ZZNOPE (unknown to the provider) failed.
     assert _bars(conn, "SPY", "m15") == 5 * 26
-    assert (_bars(conn, "SPY", "h1"), _bars(conn, "SPY", "h4"), _bars(conn, "SPY", "d1")) == (
-        5 * 7,
-        5 * 2,
-        5,
-    )
+    assert (_bars(conn, "SPY", "h1"), _bars(conn, "SPY", "h4")) == (5 * 7, 5 * 2)
     assert _bars(conn, "ZZNOPE", "m15") == 0
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["fetch_complete"].passed

@@ -191,8 +191,9 @@ def _rollup_asset(
         owners=["team:data-platform"],
         description=f"{what} Rolled up from the stored official d1 bars (open first, close "
         "last, high max, low min, volume and trade_count summed, vwap volume-weighted), never "
-        "fetched; a period starting before the daily depth is left out (incomplete). A week "
-        "straddling New Year is written by either year's run." + _PARTITIONING,
+        "fetched; a period whose first session has no d1 bar (before the daily depth, or in a "
+        "year not fetched yet) is left out. A week straddling New Year is written by either "
+        "year's run." + _PARTITIONING,
     )
     def rollup_bars(
         context: dg.AssetExecutionContext,
@@ -210,7 +211,6 @@ def _rollup_asset(
                         symbol_id=ids[symbol],
                         days=days,
                         timeframe=timeframe,
-                        daily_start=pipeline.daily_start,
                     )
         return dg.MaterializeResult(
             metadata={
