@@ -32,9 +32,12 @@ def _daily_from_file(ticker: str, first: date, last: date) -> list[dict[str, Any
         .sort("t")
         .group_by("day", maintain_order=True)
         .agg(
-            o=pl.col("o").first(), h=pl.col("h").max(), l=pl.col("l").min(),
-            c=pl.col("c").last(), v=pl.col("v").sum(),
-        )  # fmt: skip
+            o=pl.col("o").first(),
+            h=pl.col("h").max(),
+            l=pl.col("l").min(),
+            c=pl.col("c").last(),
+            v=pl.col("v").sum(),
+        )
     )
     out = []
     for row in frame.iter_rows(named=True):
