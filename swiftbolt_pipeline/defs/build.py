@@ -14,6 +14,7 @@ from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
+from swiftbolt_pipeline.defs.daily_automation import daily_gap_sensor, refresh_daily_schedule
 from swiftbolt_pipeline.defs.jobs import bars_job, daily_job
 from swiftbolt_pipeline.defs.partitions import (
     bar_partitions,
@@ -90,11 +91,16 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[
             watchlist_sensor,
             coverage_gap_sensor,
+            daily_gap_sensor,
             corporate_actions_sensor,
             run_failure_alert_sensor,
             alert_delivery_sensor,
         ],
-        schedules=[today_intraday_schedule, finalize_previous_session_schedule],
+        schedules=[
+            today_intraday_schedule,
+            finalize_previous_session_schedule,
+            refresh_daily_schedule,
+        ],
         resources=build_resources(settings),
         # A run's steps are short and mostly wait on the shared token bucket: one process per
         # run, not one per step (pools still hold per step, across runs).

@@ -88,9 +88,18 @@ def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
             continue  # not an asset backfill: its runs carry range tags
         target = backfill.asset_backfill_data.target_subset
         keys = {str(key) for _, key in target.iterate_asset_partitions() if key}
-        for symbol, days in days_by_symbol(sorted(keys)).items():
+        for symbol, days in days_by_symbol(sorted(k for k in keys if _is_day_key(k))).items():
             ranges.append(InflightRange(frozenset([symbol]), days[0], days[-1], running=False))
     return ranges
+
+
+def _is_day_key(key: str) -> bool:
+    """A symbol x session key (a daily asset's symbol x year key is not one)."""
+    try:
+        parse_partition_key(key)
+    except ValueError:
+        return False
+    return True
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> list[str]:

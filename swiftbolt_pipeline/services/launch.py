@@ -28,6 +28,7 @@ from swiftbolt_pipeline.names import (
     days_by_symbol,
     partition_key,
     range_tags,
+    year_partition_key,
     year_range_tags,
 )
 
@@ -179,6 +180,24 @@ def backfill_request(
     Dagster 1.13 launches a backfill from a sensor only for a request built from an
     `AssetGraphSubset` (no public constructor yet), so this is the one place that builds one."""
     keys = [partition_key(symbol, day) for day in sessions_between(first_day, last_day)]
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
+    )
+    return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def daily_backfill_request(
+    asset_graph: BaseAssetGraph,
+    assets: Sequence[dg.AssetKey],
+    *,
+    symbol: str,
+    first_year: int,
+    last_year: int,
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """`backfill_request` for the daily assets: `symbol`'s years `first_year`..`last_year`,
+    one run (single-run backfill policy), one provider request."""
+    keys = [year_partition_key(symbol, y) for y in range(first_year, last_year + 1)]
     subset = AssetGraphSubset.from_asset_partition_set(
         {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
     )
