@@ -234,12 +234,17 @@ def test_a_new_split_refetches_the_history_before_it_once(
     assert isinstance(_evaluate(instance, pipeline_env), dg.SkipReason)
     assert _split_requests(emulator) == 1
 
-    # A day later: the split is found and exactly one run re-fetches the range before it.
+    # A day later: the split is found; one run re-fetches the range before it, another the
+    # official daily bars of the daily depth's years up to the split's.
     monkeypatch.setenv("SWIFTBOLT_NOW", DAY_AFTER)
     result = _evaluate(instance, pipeline_env)
     assert _split_requests(emulator) == 2
     assert isinstance(result, dg.SensorResult)
-    (request,) = result.run_requests or []
+    request, daily = result.run_requests or []
+    assert daily.job_name == "daily_job"
+    assert daily.tags["dagster/asset_partition_range_start"] == f"{SYMBOL}|2021"
+    assert daily.tags["dagster/asset_partition_range_end"] == f"{SYMBOL}|{SPLIT_DAY.year}"
+    assert daily.tags["swiftbolt/trigger"] == "split"
     assert request.job_name in (None, BARS_JOB)
     assert request.tags["dagster/asset_partition_range_start"] == f"{FIRST}|{SYMBOL}"
     assert request.tags["dagster/asset_partition_range_end"] == f"2025-11-11|{SYMBOL}"
