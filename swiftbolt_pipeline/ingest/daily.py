@@ -29,7 +29,7 @@ from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import DailyProvider
 from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import ledger
+from swiftbolt_pipeline.storage import coverage, ledger
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +152,12 @@ def store_d1(
     bars: pl.DataFrame,
     client: DailyProvider,
 ) -> int:
-    """Replace the d1 partitions of `days` with the provider's bars of those days."""
+    """Replace the d1 partitions of `days` with the provider's bars of those days, and confirm
+    each day as answered (1 bar, or 0: no bar that day), in one transaction."""
     wanted = set(days)
     exchange = pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
     mine = bars.filter(exchange.is_in(list(wanted)))
+    served = set(mine.select(exchange)["ts"].to_list())
     with conn.transaction():
         written = bar_store.replace_partitions(
             conn,
@@ -165,6 +167,13 @@ def store_d1(
             bars=mine,
             provider=client.provider.value,
             is_intraday=False,
+        )
+        coverage.confirm_sessions(
+            conn,
+            symbol_id=symbol_id,
+            timeframe=Timeframe.D1,
+            bars_per_day={day: int(day in served) for day in sorted(wanted)},
+            provider=client.provider.value,
         )
     conn.commit()
     return written

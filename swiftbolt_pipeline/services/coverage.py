@@ -32,7 +32,7 @@ from swiftbolt_pipeline.names import (
     parse_partition_key,
 )
 from swiftbolt_pipeline.storage import ledger
-from swiftbolt_pipeline.storage.coverage import session_states
+from swiftbolt_pipeline.storage.coverage import confirmed_empty_days, session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 FIRST_BAR = timedelta(minutes=15)
@@ -180,12 +180,19 @@ class Coverage:
 
 
 def complete_sessions(
-    states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
+    states: dict[date, SessionState],
+    timeframe: Timeframe,
+    settings: PipelineClock,
+    answered_empty: frozenset[date] = frozenset(),
 ) -> frozenset[date]:
+    """`answered_empty`: daily timeframes only, the sessions the provider's daily answer had
+    no bar for (a halt, before a listing): complete without one."""
     now, today = settings.now(), settings.today
     if timeframe in DAILY_TIMEFRAMES:  # w1/mo1 are rolled up from the d1 they follow
         return frozenset(
-            day for day, state in states.items() if state.derived.get(Timeframe.D1, NOTHING).bars
+            day
+            for day, state in states.items()
+            if state.derived.get(Timeframe.D1, NOTHING).bars or day in answered_empty
         )
     return frozenset(
         day
@@ -212,7 +219,12 @@ def coverage_report(
     bars = 0
     if symbol_id is not None and sessions:
         states = session_states(conn, [symbol_id], sessions)[symbol_id]
-        complete = complete_sessions(states, timeframe, settings)
+        answered_empty = frozenset(
+            confirmed_empty_days(conn, symbol_id, Timeframe.D1, sessions[0], sessions[-1])
+            if timeframe in DAILY_TIMEFRAMES
+            else ()
+        )
+        complete = complete_sessions(states, timeframe, settings, answered_empty)
         bars = sum(
             (s.raw if timeframe == Timeframe.M15 else s.derived.get(timeframe, NOTHING)).bars
             for s in states.values()
