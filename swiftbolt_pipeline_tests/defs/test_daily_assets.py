@@ -15,14 +15,21 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.defs.assets.daily import check_official_vs_m15
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.emulator.sessions import NY, local_ms, sessions_between
 from swiftbolt_pipeline.emulator.sessions import session as emulator_session
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.services.launch import RunOutcome, materialize_years, register_symbols
-from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
+from swiftbolt_pipeline_tests.api.conftest import BASE_URL, TestClient, make_app
+from swiftbolt_pipeline_tests.reliability.helpers import (
+    emulator_requests,
+    materialize,
+    reset_emulator,
+)
 
 YEARS = [2021, 2022, 2023, 2024, 2025, 2026]  # TEST_NOW 2026-03-20: 5 years back is 2021-03-20
 DAILY = ("d1_bars", "w1_bars", "mo1_bars")
@@ -126,6 +133,19 @@ def test_five_years_of_official_daily_bars_in_at_most_two_requests(
     assert _close(_stored(conn, "SPY", "mo1"), _roll_up(d1, month)[1:])
     assert _stored(conn, "SPY", "mo1")[0][0] == datetime.fromisoformat("2021-04-01T13:30+00:00")
 
+    # The API serves the same rows.
+    app = make_app(pipeline_env["DATABASE_URL"], None)
+    with TestClient(app, base_url=BASE_URL) as client:
+        for timeframe in ("d1", "w1", "mo1"):
+            answer = client.get(
+                "/v1/bars",
+                params={"symbol": "SPY", "timeframe": timeframe,
+                        "start": "2021-01-01T00:00:00Z", "end": "2026-03-20T00:00:00Z"},
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            served = [(b["open"], b["close"], b["volume"]) for b in answer.json()["bars"]]
+            assert served == [(r[1], r[4], r[5]) for r in _stored(conn, "SPY", timeframe)]
+
     # Coverage: ten years asked, the sessions before the daily depth are no gap.
     symbol_id = conn.execute("SELECT id FROM symbols WHERE ticker = 'SPY'").fetchone()
     assert symbol_id is not None
@@ -141,9 +161,6 @@ def test_five_years_of_official_daily_bars_in_at_most_two_requests(
 def test_official_d1_vs_m15_check_passes_on_real_data_and_fails_on_a_tampered_close(
     pipeline_env: dict[str, str], conn: psycopg.Connection
 ) -> None:
-    from swiftbolt_pipeline.core import calendar
-    from swiftbolt_pipeline_tests.reliability.helpers import materialize
-
     # Real data around MSFT's two largest post-market moves (2025-10-29 +3.1%, 2026-01-28
     # +4.7% after earnings): the official close includes them, the 16:00 m15 close does not.
     m15_days = calendar.sessions_between(date(2025, 10, 20), date(2026, 2, 6))
@@ -160,8 +177,6 @@ def test_official_d1_vs_m15_check_passes_on_real_data_and_fails_on_a_tampered_cl
                  AND symbol_id = (SELECT id FROM symbols WHERE ticker = 'MSFT')"""
         )
         conn.commit()
-        from swiftbolt_pipeline.defs.assets.daily import check_official_vs_m15
-
         ids = dict(conn.execute("SELECT ticker, id FROM symbols").fetchall())
         result = check_official_vs_m15(conn, {"MSFT": m15_days}, ids)
         assert not result.passed
