@@ -8,7 +8,7 @@ session it confirmed empty (a halt, before a listing) is complete with no bars. 
 Today's session is complete with whatever provisional bars it has (the intraday schedule keeps
 it fresh).
 
-Derived bars (h1, h4, d1) are complete when there is one per bucket that the stored regular-
+Derived bars (h1, h4) are complete when there is one per bucket that the stored regular-
 session m15 bars fill, derived from those very bars: same provisional flag, written after them.
 A derived gap is filled by deriving again from stored m15, which costs no request."""
 
@@ -64,20 +64,16 @@ def regular_buckets(slots: int, regular_minutes: int) -> dict[Timeframe, int]:
     """Per derived timeframe, how many of its buckets hold a regular-session m15 bar, from the
     bit set of 15-minute slots after the open that hold a bar (bit k: 09:30 + 15k minutes) and
     the session's length (an early close ends it after 210 minutes)."""
-    h1, h4, d1 = _bucket_counts(slots, regular_minutes)
-    return {Timeframe.H1: h1, Timeframe.H4: h4, Timeframe.D1: d1}
+    h1, h4 = _bucket_counts(slots, regular_minutes)
+    return {Timeframe.H1: h1, Timeframe.H4: h4}
 
 
 # A coverage read asks for every stored session of every symbol; almost all are full days
 # with the same slots, so the counts are computed once per distinct (slots, length).
 @functools.lru_cache(maxsize=4096)
-def _bucket_counts(slots: int, regular_minutes: int) -> tuple[int, int, int]:
+def _bucket_counts(slots: int, regular_minutes: int) -> tuple[int, int]:
     regular = [15 * k for k in range(regular_minutes // 15) if slots >> k & 1]
-    return (
-        len({minute // 60 for minute in regular}),
-        len({minute // 240 for minute in regular}),
-        1 if regular else 0,
-    )
+    return len({minute // 60 for minute in regular}), len({minute // 240 for minute in regular})
 
 
 def raw_complete(state: SessionState, *, final_required: bool) -> bool:
