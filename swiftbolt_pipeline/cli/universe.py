@@ -106,7 +106,7 @@ def universe_list() -> None:
     "SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
 )
 def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | None) -> None:
-    """Backfill every member of NAME from START to END (m15, then h1/h4/d1) in one Dagster
+    """Backfill every member of NAME from START to END (m15, then h1/h4) in one Dagster
     run over the universe's day partitions."""
     universe_name = normalize_universe_name(name)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
@@ -129,7 +129,7 @@ def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | N
         console.print(note)
     console.print(
         f"Backfilling universe {universe_name}: {len(members)} member(s), {len(days)} "
-        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4/d1 from {', '.join(providers)}"
+        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 from {', '.join(providers)}"
         f"{' (forced)' if forced else ''}"
     )
     with open_instance(runtime.settings) as instance:
@@ -206,7 +206,7 @@ def _print_summary(
     console.print(
         f"Done in {elapsed:.1f}s: 1 run, {outcome.partitions} day partition(s) x "
         f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {cost.rows_written} m15 bars "
-        f"and {derived.get('rows', 0)} h1/h4/d1 bars written, {cost.actual_cost} request(s) "
+        f"and {derived.get('rows', 0)} h1/h4 bars written, {cost.actual_cost} request(s) "
         f"({cost.expected_cost} planned)."
     )
     if resumed := fetched.get("resumed_sessions", 0):

@@ -8,7 +8,7 @@ session it confirmed empty (a halt, before a listing) is complete with no bars. 
 Today's session is complete with whatever provisional bars it has (the intraday schedule keeps
 it fresh).
 
-Derived bars (h1, h4, d1) are complete when there is one per bucket that the stored regular-
+Derived bars (h1, h4) are complete when there is one per bucket that the stored regular-
 session m15 bars fill, derived from those very bars: same provisional flag, written after them.
 A derived gap is filled by deriving again from stored m15, which costs no request."""
 
@@ -76,7 +76,6 @@ def regular_buckets(slots: int, regular_minutes: int) -> Mapping[Timeframe, int]
         {
             Timeframe.H1: len({minute // 60 for minute in regular}),
             Timeframe.H4: len({minute // 240 for minute in regular}),
-            Timeframe.D1: 1 if regular else 0,
         }
     )
 

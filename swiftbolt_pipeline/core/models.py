@@ -13,9 +13,12 @@ class Timeframe(StrEnum):
     H1 = "h1"
     H4 = "h4"
     D1 = "d1"
+    W1 = "w1"
+    MO1 = "mo1"
 
 
-DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4, Timeframe.D1)
+# Derived from stored m15 bars; d1 is the provider's own daily bar, w1/mo1 roll it up.
+DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4)
 
 
 class Provider(StrEnum):

@@ -17,6 +17,7 @@ from swiftbolt_pipeline.names import (
     SYMBOLS_PARTITIONS,
     UNIVERSE_DIMENSION,
     UNIVERSES_PARTITIONS,
+    YEAR_DIMENSION,
 )
 
 SYMBOLS = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
@@ -46,6 +47,20 @@ def day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 def bar_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {SYMBOL_DIMENSION: SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
+    )
+
+
+def year_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
+    """Calendar years from the daily depth's start (SWIFTBOLT_DAILY_YEARS) through this year:
+    symbol x year keeps 20 years of daily bars at 20 partitions per symbol, where symbol x
+    session would be ~5,000 (Dagster advises at most 100,000 partitions per asset)."""
+    years = range(settings.daily_start.year, settings.today.year + 1)
+    return dg.StaticPartitionsDefinition([str(y) for y in years])
+
+
+def daily_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {SYMBOL_DIMENSION: SYMBOLS, YEAR_DIMENSION: year_partitions(settings)}
     )
 
 

@@ -18,8 +18,10 @@ from swiftbolt_pipeline.providers.registry import (
     PROVIDERS,
     C,
     ClientPolicy,
+    DailyProvider,
     HistoryProvider,
     TodayProvider,
+    as_daily,
     as_history,
     as_today,
     open_client,
@@ -114,6 +116,11 @@ class _ProviderResource(dg.ConfigurableResource):
         a provider without crypto)."""
         with self._open(crypto_client_class(self.provider)) as client:
             yield as_crypto(client)
+
+    @contextmanager
+    def daily_client(self) -> Iterator[DailyProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_daily(client)
 
     @contextmanager
     def today_client(self) -> Iterator[TodayProvider]:

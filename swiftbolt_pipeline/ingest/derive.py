@@ -1,4 +1,4 @@
-"""h1/h4/d1 partitions derived from the stored m15 bars, never fetched."""
+"""h1/h4 partitions derived from the stored m15 bars, never fetched."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def derive_many(
     cal: DayCalendar = calendar.NYSE,
 ) -> dict[Timeframe, int]:
     """`derive` for several timeframes from one read of the m15 bars (universe mode derives
-    h1, h4 and d1 of thousands of symbols). Rows written per timeframe. `cal`: the market's
+    h1 and h4 of thousands of symbols). Rows written per timeframe. `cal`: the market's
     calendar (NYSE sessions, or crypto's UTC days, whose buckets anchor on UTC midnight)."""
     days = sorted(days)
     m15 = bar_store.read_bars(conn, symbol_id, Timeframe.M15, days[0], days[-1], cal.zone)

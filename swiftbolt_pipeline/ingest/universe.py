@@ -133,7 +133,7 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
 def derive_members(
     conn: psycopg.Connection, members: dict[str, int], days: Sequence[date]
 ) -> dict[Timeframe, int]:
-    """h1, h4 and d1 of every member over `days` from its stored m15 bars (one read per
+    """h1 and h4 of every member over `days` from its stored m15 bars (one read per
     member for the three). Rows written per timeframe."""
     written: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)
     for symbol_id in members.values():

@@ -13,6 +13,7 @@ import psycopg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, is_crypto, parse_timeframes
+from swiftbolt_pipeline.names import CRYPTO_BAR_ASSETS
 from swiftbolt_pipeline.services.coverage import Coverage, coverage_report
 from swiftbolt_pipeline.services.crypto_coverage import crypto_coverage_report
 from swiftbolt_pipeline.storage import watchlist
@@ -44,6 +45,12 @@ def symbol_coverage(
     `window_days` defaults to the watchlist row's, else 730. With `ensure`, the symbol is
     added to the watchlist (re-activated) or its window widened to cover `window_days`, never
     narrowed; its priority is kept. Commits its own writes."""
+    if is_crypto(symbol) and timeframe not in CRYPTO_BAR_ASSETS:
+        raise InvalidInput(
+            "INVALID_TIMEFRAME",
+            f"crypto pairs have no {timeframe.value} bars (they have "
+            f"{', '.join(CRYPTO_BAR_ASSETS)})",
+        )
     current = watchlist.lookup(conn, symbol)
     window = window_days or (current.window_days if current else DEFAULT_WINDOW_DAYS)
     symbol_id = current.id if current else None

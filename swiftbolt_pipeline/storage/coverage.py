@@ -88,6 +88,18 @@ def explain_session_states(
     return "\n".join(row[0] for row in rows)
 
 
+def confirmed_empty_days(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+) -> set[date]:
+    """The sessions `first`..`last` the history provider answered with no bar."""
+    rows = conn.execute(
+        """SELECT day FROM confirmed_sessions
+           WHERE symbol_id = %s AND timeframe = %s AND bars = 0 AND day BETWEEN %s AND %s""",
+        (symbol_id, timeframe.value, first, last),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def confirm_sessions(
     conn: psycopg.Connection,
     *,
