@@ -71,3 +71,17 @@ def test_ensure_coverage_watches_the_pair_on_utc_days(
     assert report["gaps"] == [{"start": "2026-03-14", "end": "2026-03-20", "sessions": 7}]
     (row,) = watchlist.list_symbols(conn)
     assert (row.ticker, row.is_active, row.window_days) == ("X:ETHUSD", True, 6)
+
+
+@pytest.mark.parametrize("timeframe", ["w1", "mo1"])
+def test_a_pair_has_no_weekly_or_monthly_coverage(
+    client: TestClient, conn: psycopg.Connection, timeframe: str
+) -> None:
+    answer = client.post(
+        "/v1/ensure-coverage",
+        json={"symbol": "X:ETHUSD", "timeframe": timeframe, "window_days": 6},
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "INVALID_TIMEFRAME" and f"no {timeframe} bars" in error["message"]
+    assert watchlist.list_symbols(conn) == []  # refused before anything changed

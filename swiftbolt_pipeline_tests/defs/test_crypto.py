@@ -348,6 +348,7 @@ def test_alpaca_takes_over_when_polygon_is_not_configured(
     [
         ("X:BTCUSD,AAPL", "2025-12-24", "2025-12-26", "different calendars"),
         ("X:BTCUSD", "2026-01-02", "2026-01-03", "in the future (today is 2026-01-02)"),
+        ("X:BTCUSD --timeframes m15,w1", "2025-12-24", "2025-12-26", "have no w1 bars"),
         ("X:BTC-USD!", "2025-12-24", "2025-12-26", "not a valid crypto pair"),
     ],
 )
@@ -358,8 +359,9 @@ def test_bad_crypto_backfills_are_refused_and_change_nothing(
     before = conn.execute("SELECT (SELECT count(*) FROM symbols), (SELECT count(*) FROM job_runs)")
     counts = before.fetchone()
     conn.commit()
+    symbols, *more = symbols.split()
     ran = CliRunner().invoke(
-        cli, ["backfill", "--symbols", symbols, "--start", start, "--end", end]
+        cli, ["backfill", "--symbols", symbols, "--start", start, "--end", end, *more]
     )
     assert ran.exit_code != 0
     assert says in " ".join(ran.output.split())

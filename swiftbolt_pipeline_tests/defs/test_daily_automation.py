@@ -76,6 +76,22 @@ def test_daily_gap_sensor_requests_missing_years_once(
     assert isinstance(_sensor(instance, pipeline_env["DATABASE_URL"]), dg.SkipReason)
 
 
+def test_daily_gap_sensor_leaves_crypto_pairs_to_their_own_assets(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
+) -> None:
+    watchlist.add(conn, ["X:BTCUSD"], priority=9)
+    instance.add_dynamic_partitions("crypto_symbols", ["X:BTCUSD"])
+    alone = _sensor(instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(alone, dg.SkipReason)
+    assert "no watched symbol" in (alone.skip_message or "")
+
+    watchlist.add(conn, ["SPY"])
+    instance.add_dynamic_partitions("symbols", ["SPY"])
+    result = _sensor(instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    assert [_years(r)[0] for r in result.run_requests or []] == ["SPY"]
+
+
 def test_a_fetched_year_is_no_gap_even_where_the_provider_has_no_bar(
     pipeline_env: dict[str, str], conn: psycopg.Connection, instance: dg.DagsterInstance
 ) -> None:
