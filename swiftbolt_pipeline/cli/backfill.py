@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import date
 
@@ -16,6 +17,7 @@ from swiftbolt_pipeline.cli.crypto_backfill import backfill_crypto
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar, crypto_calendar
 from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
+from swiftbolt_pipeline.core.errors import AUTH_FAILED
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
     Provider,
@@ -154,7 +156,11 @@ def backfill(
         if selection:
             outcomes = _run_all(runtime, instance, defs, batches, days, selection, console, forced)
         daily_outcomes = []
-        if daily_selection:
+        rejected = _rejected(outcomes, providers)
+        if daily_selection and rejected:
+            # A rejected key is never sent again (no retry of a 401/403), not even for d1.
+            console.print(f"d1/w1/mo1 skipped: {', '.join(rejected)} rejected the credentials")
+        elif daily_selection:
             daily_outcomes = _run_daily(
                 runtime, instance, defs, batches, years, daily_selection, console, forced
             )
@@ -164,6 +170,12 @@ def backfill(
         _print_daily_summary(runtime, daily_outcomes, console)
     if incomplete or not all(o.success for o in outcomes + daily_outcomes):
         raise SystemExit(1)
+
+
+def _rejected(outcomes: list[RunOutcome], providers: Sequence[Provider]) -> list[str]:
+    """The history providers that answered these runs with AUTH_FAILED."""
+    errors = [o.error for o in outcomes if o.error]
+    return [p.value for p in providers if any(f"[{AUTH_FAILED}] {p.value}:" in e for e in errors)]
 
 
 def _run_daily(

@@ -47,7 +47,7 @@ def symbol_coverage(
     narrowed; its priority is kept. Commits its own writes."""
     if is_crypto(symbol) and timeframe not in CRYPTO_BAR_ASSETS:
         raise InvalidInput(
-            "INVALID_TIMEFRAME",
+            "SERIES_NOT_FOUND",
             f"crypto pairs have no {timeframe.value} bars (they have "
             f"{', '.join(CRYPTO_BAR_ASSETS)})",
         )

@@ -144,7 +144,9 @@ def audit_bars(
     for spec in plan.symbols:
         stored = audit_reads.stored_bars(conn, spec.ticker)
         expected = window_of(plan, spec, end_day)
-        stored_days = {d for d in stored["day"].to_list() if d in past}
+        # Sessions of the audited timeframes only: d1 reaches years back (the daily depth).
+        audited = stored.filter(pl.col("timeframe").is_in(truth.TIMEFRAMES))
+        stored_days = {d for d in audited["day"].to_list() if d in past}
         days = sorted(set(expected) | stored_days)
         want = truth.session_truth(store, spec.ticker, days, facts_of(plan, spec))
         for tf in truth.TIMEFRAMES:

@@ -81,7 +81,7 @@ def test_a_pair_has_no_weekly_or_monthly_coverage(
         "/v1/ensure-coverage",
         json={"symbol": "X:ETHUSD", "timeframe": timeframe, "window_days": 6},
     )
-    assert answer.status_code == 422, answer.text
+    assert answer.status_code == 404, answer.text
     error = answer.json()["error"]
-    assert error["code"] == "INVALID_TIMEFRAME" and f"no {timeframe} bars" in error["message"]
+    assert error["code"] == "SERIES_NOT_FOUND" and f"no {timeframe} bars" in error["message"]
     assert watchlist.list_symbols(conn) == []  # refused before anything changed

@@ -118,8 +118,9 @@ def test_invalid_or_missing_api_key_is_one_request_and_a_clear_message(
     reset_emulator(emulator)
     wrong = "wrong-key-7Qx2"
     missing = {k: v for k, v in pipeline_env.items() if k != "POLYGON_API_KEY"}
+    # Every timeframe (the default): the daily run must not send the rejected key again.
     history = ["backfill", "--start", START, "--end", END]
-    today = ["backfill", "--start", TODAY, "--end", TODAY]
+    today = ["backfill", "--start", TODAY, "--end", TODAY, "--timeframes", "m15,h1,h4"]
     results = [
         invoke([*history, "--symbols", "AAPL"], {**pipeline_env, "POLYGON_API_KEY": wrong}),
         invoke([*history, "--symbols", "MSFT"], missing),
