@@ -72,6 +72,41 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
     return value
 
 
+IN_PROCESS = "in_process"
+CELERY = "celery"
+
+
+def _executor_settings(environ: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """SWIFTBOLT_EXECUTOR (`in_process`, the default, or `celery`) and the Celery variables.
+    The broker and backend URLs may hold passwords: no message repeats them."""
+    executor = (_value(environ, "SWIFTBOLT_EXECUTOR") or IN_PROCESS).lower().replace("-", "_")
+    if executor not in (IN_PROCESS, CELERY):
+        raise InvalidInput("INVALID_CONFIG", f"SWIFTBOLT_EXECUTOR must be {IN_PROCESS} or {CELERY}")
+    broker = _value(environ, "SWIFTBOLT_CELERY_BROKER")
+    backend = _value(environ, "SWIFTBOLT_CELERY_BACKEND")
+    if executor == CELERY:
+        missing = [
+            name
+            for name, value in (
+                ("SWIFTBOLT_CELERY_BROKER", broker),
+                ("SWIFTBOLT_CELERY_BACKEND", backend),
+                # Every host must reach the same PostgreSQL: the embedded one is this machine's.
+                ("DATABASE_URL", _value(environ, "DATABASE_URL")),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InvalidInput(
+                "INVALID_CONFIG", f"SWIFTBOLT_EXECUTOR=celery needs {' and '.join(missing)}"
+            )
+    # Steps hand their outputs to each other through Redis (the result backend).
+    if backend is not None and not backend.startswith(("redis://", "rediss://")):
+        raise InvalidInput(
+            "INVALID_CONFIG", "SWIFTBOLT_CELERY_BACKEND must be a redis:// or rediss:// URL"
+        )
+    return executor, broker, backend
+
+
 def history_window_start(today: date, override: date | None) -> date:
     """The first session kept: SWIFTBOLT_HISTORY_START, else two years before today."""
     if override:
@@ -115,6 +150,11 @@ class Settings:
     history_providers: tuple[Provider, ...]
     extended_hours: bool
     alert_webhook: str | None = None
+    # Where a run's steps execute (services/executor.py): `in_process` on this machine, or
+    # `celery` on workers on any number of hosts, through the broker and result backend.
+    executor: str = IN_PROCESS
+    celery_broker: str | None = None
+    celery_backend: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +166,7 @@ class Settings:
 
         now_raw = _env("SWIFTBOLT_NOW")
         start_raw = _env("SWIFTBOLT_HISTORY_START")
+        executor, broker, backend = _executor_settings(env)
         return cls(
             home=Path(_env("SWIFTBOLT_HOME") or ".swiftbolt").resolve(),
             database_url=_env("DATABASE_URL"),
@@ -144,6 +185,9 @@ class Settings:
             history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
             extended_hours=(_env("SWIFTBOLT_EXTENDED_HOURS") or "").lower() in ("1", "true", "yes"),
             alert_webhook=_env("SWIFTBOLT_ALERT_WEBHOOK"),
+            executor=executor,
+            celery_broker=broker,
+            celery_backend=backend,
         )
 
     def now(self) -> datetime:

@@ -18,6 +18,7 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.execution_result import ExecutionResult
 from dagster_shared.error import SerializableErrorInfo
 
 from swiftbolt_pipeline.core.calendar import sessions_between
@@ -100,6 +101,11 @@ def materialize_range(
             **symbol_tags(symbols),
         },
     )
+    return run_outcome(result, symbols, len(symbols) * len(days))
+
+
+def run_outcome(result: ExecutionResult, symbols: Sequence[str], partitions: int) -> RunOutcome:
+    """What a finished run did: its first step failure's root cause, its check results."""
     error = None
     if not result.success:
         failures = [
@@ -117,7 +123,6 @@ def materialize_range(
         )
         for evaluation in result.get_asset_check_evaluations()
     )
-    partitions = len(symbols) * len(days)
     return RunOutcome(tuple(symbols), result.run_id, result.success, partitions, error, checks)
 
 
