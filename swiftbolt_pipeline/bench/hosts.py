@@ -26,6 +26,7 @@ from typing import Any
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import InvalidInput
 from swiftbolt_pipeline.emulator import EmulatorSettings, running_emulator
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 
@@ -45,6 +46,17 @@ class HostsWorkload:
     sessions: int = 5
     latency_s: float = 2.0
     page_size: int = 40  # aggregates per Polygon page: a session has about 64 with extended hours
+
+
+def parse_counts(raw: str) -> list[int]:
+    """`1,2,4` -> [1, 2, 4]: distinct positive host counts, in the order given."""
+    try:
+        counts = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise InvalidInput("INVALID_INPUT", f"--hosts {raw!r}: distinct host counts, e.g. 1,2,4")
+    return counts
 
 
 def run_hosts(

@@ -122,6 +122,10 @@ class Forwarder:
         self._loop.run_forever()
         for server in servers:
             server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.close()
 
     def __enter__(self) -> Forwarder:

@@ -35,12 +35,36 @@ from rich.console import Console
     "(100000000 is a market's archive: ~15 GB of disk, ~15 min) and time the chart and "
     "coverage queries as it grows; writes OUT/growth.md, growth.json and growth-plans.txt.",
 )
-def bench(out_dir: Path, quick: bool, profile_dir: Path | None, growth_rows: int | None) -> None:
+@click.option(
+    "--hosts",
+    "host_counts",
+    default=None,
+    help="Instead of the report: the same distributed backfill (SWIFTBOLT_EXECUTOR=celery) "
+    "with each number of worker hosts, e.g. 1,2,4 (hosts are network namespaces: needs root, "
+    "RabbitMQ and Redis here, and DATABASE_URL); writes OUT/hosts.md and hosts.json.",
+)
+def bench(
+    out_dir: Path,
+    quick: bool,
+    profile_dir: Path | None,
+    growth_rows: int | None,
+    host_counts: str | None,
+) -> None:
     """Measure the pipeline against the old system and the physical limits; print the table
     and write OUT/report.md and OUT/report.json."""
     from swiftbolt_pipeline.bench import BenchSizes, render_table, run_bench, write_report
 
     console = Console(stderr=True)
+    if host_counts is not None:
+        from swiftbolt_pipeline.bench.hosts import parse_counts, run_hosts
+
+        counts = parse_counts(host_counts)
+        console.print(f"Backfilling with {', '.join(map(str, counts))} worker host(s)...")
+        hosts = run_hosts(counts, progress=lambda line: console.print(f"  {line}"))
+        render_table(hosts, Console(width=None if sys.stdout.isatty() else 180))
+        md, js = write_report(hosts, out_dir, stem="hosts")
+        console.print(f"Done in {hosts.wall_s:.0f} s: {md}, {js}")
+        return
     if growth_rows is not None:
         from swiftbolt_pipeline.bench.growth import run_growth, write_plans
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from celery.signals import after_setup_logger
 
+from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.services.executor import worker_app
 from swiftbolt_pipeline.services.runtime import open_runtime
 from swiftbolt_pipeline.storage.database import redact
@@ -32,9 +33,9 @@ def worker(name: str | None, concurrency: int | None) -> None:
     """Execute steps from the broker's queue (SWIFTBOLT_CELERY_BROKER) until stopped; every
     host on the same PostgreSQL (DATABASE_URL) and Redis (SWIFTBOLT_CELERY_BACKEND), with
     the providers configured in its environment."""
+    app = worker_app(Settings.from_env())  # refuses a missing broker, backend or database
     runtime = open_runtime()
     settings = runtime.settings
-    app = worker_app(settings)
     # Loaded once here, inherited by the worker's processes: each step rebuilds its job from
     # this module (the code location), reading this host's environment.
     import swiftbolt_pipeline.definitions  # noqa: F401

@@ -103,12 +103,13 @@ def test_a_killed_host_s_steps_finish_on_the_survivor(
             for log in logs:
                 netns.wait_for(lambda log=log: "ready." in log.read_text(), 120, f"{log.name}")
             doomed, survivor = hosts
-            with subprocess.Popen(
+            backfill = subprocess.Popen(
                 [SWIFTBOLT, "backfill", "--symbols", ",".join(SYMBOLS),
                  "--start", FIRST.isoformat(), "--end", LAST.isoformat()],
                 env={**env, "COLUMNS": "120"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True,
-            ) as backfill:  # fmt: skip
+            )  # fmt: skip
+            try:
                 netns.wait_for(
                     lambda: any(
                         step == FETCH_STEP and _on(doomed, event)
@@ -127,6 +128,10 @@ def test_a_killed_host_s_steps_finish_on_the_survivor(
                 ]
                 assert killed, "the host finished its fetch before it was killed"
                 out, err = backfill.communicate(timeout=420)
+            finally:
+                if backfill.poll() is None:
+                    backfill.kill()
+                    backfill.communicate()
             worker_output = "\n".join(log.read_text() for log in logs)
     finally:
         stats = httpx.get(f"{emulator}/_emulator/stats").json()
