@@ -101,7 +101,9 @@ class Forwarder:
             except OSError:
                 writer.close()
                 return
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            # Cancelled when the forwarder stops: end quietly, both sides closed by the pipes.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
         return handle
 
