@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
@@ -153,8 +153,9 @@ class Settings:
     # Where a run's steps execute (services/executor.py): `in_process` on this machine, or
     # `celery` on workers on any number of hosts, through the broker and result backend.
     executor: str = IN_PROCESS
-    celery_broker: str | None = None
-    celery_backend: str | None = None
+    # URLs that may hold passwords: kept out of the dataclass's repr.
+    celery_broker: str | None = field(default=None, repr=False)
+    celery_backend: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -49,7 +49,7 @@ class HostsWorkload:
     sessions: int = 5
     # Each symbol's sessions fit one Polygon request, answered after this long: the fetch
     # outlasts the Dagster work of a run's other steps (about a second each).
-    latency_s: float = 8.0
+    latency_s: float = 20.0
 
 
 def parse_counts(raw: str) -> list[int]:

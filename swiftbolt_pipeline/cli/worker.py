@@ -9,7 +9,6 @@ import os
 from typing import Any
 
 import click
-from celery.signals import after_setup_logger
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.services.executor import worker_app
@@ -46,6 +45,8 @@ def worker(name: str | None, concurrency: int | None) -> None:
         f"database {redact(runtime.database_url)}",
         err=True,
     )
+    from celery.signals import after_setup_logger
+
     after_setup_logger.connect(_quiet_task_results, weak=False)
     argv = ["worker", "--loglevel=INFO", "-n", f"{node}@%h"]
     argv += ["--prefetch-multiplier=1", "--without-gossip", "--without-mingle"]

@@ -22,18 +22,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from celery import Celery
-from celery.exceptions import DuplicateTaskNameWarning
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.execution.retries import RetryMode
 from dagster._core.instance.ref import InstanceRef
-from dagster_celery import celery_executor
-from dagster_celery.executor import CeleryExecutor
-from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_task
 from pydantic import Field
 
 from swiftbolt_pipeline.config import CELERY, Settings
@@ -42,6 +35,12 @@ from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.names import range_tags
 from swiftbolt_pipeline.services.instance import dagster_home
 from swiftbolt_pipeline.services.launch import RunOutcome, run_outcome, symbol_tags
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+# Celery and dagster-celery are imported where the Celery executor is used: loading the
+# definitions by default (in process) does not pay for them.
 
 # The module whose `defs` every host loads: the run's steps are rebuilt from it on the worker.
 CODE_LOCATION_MODULE = "swiftbolt_pipeline.definitions"
@@ -83,6 +82,8 @@ def executor_def(settings: Settings) -> dg.ExecutorDefinition:
     """The executor of the code location's jobs: in process, or Celery."""
     if not distributed(settings):
         return dg.in_process_executor
+    from dagster_celery import celery_executor
+
     return celery_executor.configured(
         {
             "broker": _env_or_value("SWIFTBOLT_CELERY_BROKER", settings.celery_broker),
@@ -152,6 +153,11 @@ def worker_app(settings: Settings) -> Celery:
         raise InvalidInput(
             "INVALID_CONFIG", "a worker needs DATABASE_URL: the PostgreSQL every host shares"
         )
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery.executor import CeleryExecutor
+    from dagster_celery.make_app import make_app
+    from dagster_celery.tasks import create_task
+
     executor = CeleryExecutor(
         retries=RetryMode(RetryMode.DISABLED),
         broker=settings.celery_broker,
@@ -199,6 +205,8 @@ def execute_range(
 ) -> RunOutcome:
     """One run of the bar job over `days` of `symbols` (neighbours in the symbol partitions'
     order), orchestrated here, its steps executed by the workers."""
+    from celery.exceptions import DuplicateTaskNameWarning
+
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     # dagster-celery declares its step task anew for every step it sends; Celery warns each
