@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(SWIFTBOLT) db migrate
 	$(SWIFTBOLT) watch add $(subst $(comma), ,$(DEMO_SYMBOLS))
-	$(SWIFTBOLT) backfill --symbols $(DEMO_SYMBOLS) --start $(DEMO_START) --end $(DEMO_END) --timeframes m15,h1,h4,d1
+	$(SWIFTBOLT) backfill --symbols $(DEMO_SYMBOLS) --start $(DEMO_START) --end $(DEMO_END) --timeframes m15,h1,h4,d1,w1,mo1
 	$(SWIFTBOLT) tokens polygon
 	@echo
 	@echo "Bars are in PostgreSQL (embedded under .swiftbolt/ unless DATABASE_URL is set)."

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.daily import DEFAULT_DAILY_YEARS, MAX_DAILY_YEARS, years_back
 from swiftbolt_pipeline.core.models import InvalidInput, Provider
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS, PROVIDERS
 
@@ -107,6 +108,19 @@ def _executor_settings(environ: Mapping[str, str]) -> tuple[str, str | None, str
     return executor, broker, backend
 
 
+def parse_daily_years(raw: str | None) -> int:
+    """SWIFTBOLT_DAILY_YEARS: how many years of official daily bars to keep, 1..20."""
+    if raw is None:
+        return DEFAULT_DAILY_YEARS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAILY_YEARS:
+        raise InvalidInput(
+            "INVALID_CONFIG",
+            f"SWIFTBOLT_DAILY_YEARS={raw!r} must be a whole number of years from 1 to "
+            f"{MAX_DAILY_YEARS}",
+        )
+    return int(raw)
+
+
 def history_window_start(today: date, override: date | None) -> date:
     """The first session kept: SWIFTBOLT_HISTORY_START, else two years before today."""
     if override:
@@ -126,6 +140,9 @@ class PipelineClock(Protocol):
 
     @property
     def history_start(self) -> date: ...
+
+    @property
+    def daily_start(self) -> date: ...
 
     @property
     def intraday_configured(self) -> bool: ...
@@ -156,6 +173,7 @@ class Settings:
     # URLs that may hold passwords: kept out of the dataclass's repr.
     celery_broker: str | None = field(default=None, repr=False)
     celery_backend: str | None = field(default=None, repr=False)
+    daily_years: int = DEFAULT_DAILY_YEARS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -189,6 +207,7 @@ class Settings:
             executor=executor,
             celery_broker=broker,
             celery_backend=backend,
+            daily_years=parse_daily_years(_env("SWIFTBOLT_DAILY_YEARS")),
         )
 
     def now(self) -> datetime:
@@ -217,8 +236,31 @@ class Settings:
     def history_start(self) -> date:
         return history_window_start(self.today, self.history_start_override)
 
-    def check_range(self, start: date, end: date) -> None:
-        """Refuse ranges that are reversed, before the history window or after today."""
+    @property
+    def daily_start(self) -> date:
+        """The first day of the official daily history (SWIFTBOLT_DAILY_YEARS before today),
+        independent of the intraday window."""
+        return years_back(self.today, self.daily_years)
+
+    def check_daily_range(self, start: date, end: date) -> None:
+        """`check_range` against the daily depth instead of the intraday window."""
+        if end < start:
+            raise InvalidInput("INVALID_RANGE", f"end {end} is before start {start}")
+        if start < self.daily_start:
+            raise InvalidInput(
+                "INVALID_RANGE",
+                f"start {start} is before the daily history, which begins {self.daily_start}"
+                f" ({self.daily_years} years, SWIFTBOLT_DAILY_YEARS)",
+            )
+        if end > self.today:
+            raise InvalidInput(
+                "INVALID_RANGE", f"end {end} is in the future (today is {self.today})"
+            )
+
+    def check_range(self, start: date, end: date, *, today: date | None = None) -> None:
+        """Refuse ranges that are reversed, before the history window or after today (the
+        exchange's date, or `today` given: the UTC date for crypto pairs)."""
+        today = today or self.today
         if end < start:
             raise InvalidInput("INVALID_RANGE", f"end {end} is before start {start}")
         if start < self.history_start:
@@ -227,7 +269,5 @@ class Settings:
                 f"start {start} is before the history window, which begins {self.history_start}"
                 " (SWIFTBOLT_HISTORY_START)",
             )
-        if end > self.today:
-            raise InvalidInput(
-                "INVALID_RANGE", f"end {end} is in the future (today is {self.today})"
-            )
+        if end > today:
+            raise InvalidInput("INVALID_RANGE", f"end {end} is in the future (today is {today})")

@@ -17,18 +17,27 @@ M15_BARS = "m15_bars"
 H1_BARS = "h1_bars"
 H4_BARS = "h4_bars"
 D1_BARS = "d1_bars"
+W1_BARS = "w1_bars"
+MO1_BARS = "mo1_bars"
 BAR_ASSETS = {
     Timeframe.M15: M15_BARS,
     Timeframe.H1: H1_BARS,
     Timeframe.H4: H4_BARS,
     Timeframe.D1: D1_BARS,
+    Timeframe.W1: W1_BARS,
+    Timeframe.MO1: MO1_BARS,
 }
-DERIVED_ASSETS = (H1_BARS, H4_BARS, D1_BARS)
+DERIVED_ASSETS = (H1_BARS, H4_BARS)
+# Partitioned symbol x session (bars_job) ...
+SESSION_ASSETS = (M15_BARS, H1_BARS, H4_BARS)
+# ... and symbol x year (daily_job): the official d1 and its roll-ups.
+DAILY_ASSETS = (D1_BARS, W1_BARS, MO1_BARS)
 
 # Bar partitions: the `symbols` dynamic partitions x XNYS sessions.
 SYMBOLS_PARTITIONS = "symbols"
 SYMBOL_DIMENSION = "symbol"
 DAY_DIMENSION = "day"
+YEAR_DIMENSION = "year"
 
 # Dagster's tags of a run covering a partition range (set by single-run backfills).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -90,6 +99,39 @@ def range_tags(
     }
 
 
+_YEAR_KEY_FORMAT = dg.MultiPartitionsDefinition(
+    {
+        SYMBOL_DIMENSION: dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS),
+        YEAR_DIMENSION: dg.StaticPartitionsDefinition([str(y) for y in range(1970, 2200)]),
+    }
+)
+
+
+def year_partition_key(symbol: str, year: int) -> dg.MultiPartitionKey:
+    """The daily partition key of `symbol` in `year` (Dagster writes it `symbol|year`)."""
+    return dg.MultiPartitionKey({SYMBOL_DIMENSION: symbol, YEAR_DIMENSION: str(year)})
+
+
+def years_by_symbol(keys: Iterable[str]) -> dict[str, list[int]]:
+    """Group a daily run's partition keys by symbol, years in order."""
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for key in keys:
+        try:
+            dims = _YEAR_KEY_FORMAT.get_partition_key_from_str(key).keys_by_dimension
+        except CheckError as error:
+            raise ValueError(f"not a daily partition key: {key!r}") from error
+        grouped[dims[SYMBOL_DIMENSION]].append(int(dims[YEAR_DIMENSION]))
+    return {symbol: sorted(years) for symbol, years in sorted(grouped.items())}
+
+
+def year_range_tags(first_symbol: str, last_symbol: str, first: int, last: int) -> dict[str, str]:
+    """Tags making one run cover the rectangle symbols x years (single-run backfill policy)."""
+    return {
+        RANGE_START_TAG: year_partition_key(first_symbol, first),
+        RANGE_END_TAG: year_partition_key(last_symbol, last),
+    }
+
+
 # Universe mode: one partition per universe x session, whatever the universe's size.
 UNIVERSE_M15_BARS = "universe_m15_bars"
 UNIVERSE_DERIVED_BARS = "universe_derived_bars"
@@ -129,3 +171,19 @@ def universe_range_tags(universe: str, first_day: date, last_day: date) -> dict[
         RANGE_END_TAG: universe_partition_key(universe, last_day),
         UNIVERSE_TAG: universe,
     }
+
+
+# Crypto pairs (`X:` tickers): their own assets and partitions, the `crypto_symbols` dynamic
+# partitions x UTC days (every day, no holidays), so stock sessions and crypto days never mix.
+# The dimension names are the stock ones, so `partition_key` and `days_by_symbol` serve both.
+CRYPTO_M15_BARS = "crypto_m15_bars"
+CRYPTO_BAR_ASSETS = {
+    Timeframe.M15: CRYPTO_M15_BARS,
+    Timeframe.H1: "crypto_h1_bars",
+    Timeframe.H4: "crypto_h4_bars",
+    Timeframe.D1: "crypto_d1_bars",
+}
+CRYPTO_DERIVED_ASSETS = tuple(
+    CRYPTO_BAR_ASSETS[tf] for tf in (Timeframe.H1, Timeframe.H4, Timeframe.D1)
+)
+CRYPTO_SYMBOLS_PARTITIONS = "crypto_symbols"

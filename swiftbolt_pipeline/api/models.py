@@ -8,16 +8,35 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import (
+    CRYPTO_BASE_MAX,
+    CRYPTO_QUOTES,
+    Timeframe,
+    normalize_ticker,
+)
 from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
-# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input.
-TICKER_PATTERN = r"^[A-Za-z][A-Za-z0-9]{0,5}([.-][A-Za-z0-9]{1,2})?$"
+
+def _either_case(word: str) -> str:
+    return "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# The watchlist's ticker rule (symbols.ticker CHECK), case-insensitive on input: a stock ticker
+# or a crypto pair (`core.models.CRYPTO_PATTERN`: a base of 1 to 10 letters or digits, then a
+# quote currency).
+_CRYPTO_ANY_CASE = (
+    rf"[Xx]:[A-Za-z0-9]{{1,{CRYPTO_BASE_MAX}}}"
+    f"({'|'.join(_either_case(q) for q in CRYPTO_QUOTES)})"
+)
+TICKER_PATTERN = rf"^([A-Za-z][A-Za-z0-9]{{0,5}}([.-][A-Za-z0-9]{{1,2}})?|{_CRYPTO_ANY_CASE})$"
 
 Ticker = Annotated[
     str,
-    Field(pattern=TICKER_PATTERN, description="Ticker symbol, e.g. AAPL or BRK.B"),
-    AfterValidator(str.upper),
+    Field(
+        pattern=TICKER_PATTERN,
+        description="Ticker symbol, e.g. AAPL, BRK.B or the crypto pair X:BTCUSD",
+    ),
+    AfterValidator(normalize_ticker),
 ]
 WindowDays = Annotated[
     int,

@@ -17,14 +17,14 @@ from datetime import date
 from typing import Any
 
 from swiftbolt_pipeline.core.planning import base_minute_floor
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.names import M15_BARS, SESSION_ASSETS
 from swiftbolt_pipeline.services.launch import materialize_range, register_symbols
 from swiftbolt_pipeline.storage import ledger, watchlist
 
 from .env import UNLIMITED, BenchEnv
 from .report import Row
 
-ALL_ASSETS = tuple(BAR_ASSETS.values())
+ALL_ASSETS = SESSION_ASSETS  # the symbol x session assets (daily ones are per year)
 OLD_SYSTEM_REQUESTS = 40
 
 

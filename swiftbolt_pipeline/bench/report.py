@@ -56,6 +56,7 @@ class BenchReport:
     wall_s: float
     command: str
     details: dict[str, Any] = field(default_factory=dict)
+    about: str = ""  # markdown between the heading and the table: what was measured, and how
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,7 +153,7 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: BenchReport) -> str:
+def render_markdown(report: BenchReport, json_name: str = "report.json") -> str:
     lines = [
         "# SwiftBolt benchmark report",
         "",
@@ -160,6 +161,7 @@ def render_markdown(report: BenchReport) -> str:
         "Every figure below was measured in that one run; ratios are measured / reference, "
         "so they survive a noisy machine better than the absolute times.",
         "",
+        *([report.about, ""] if report.about else []),
         "| # | metric | measured | reference | ratio | target | status |",
         "| --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
@@ -199,6 +201,7 @@ def render_markdown(report: BenchReport) -> str:
         ".venv/bin/swiftbolt bench --quick --out /tmp/bench   # tiny sizes, seconds",
         ".venv/bin/swiftbolt bench --profile bench/profiles   # + pyinstrument profiles",
         ".venv/bin/swiftbolt bench --growth-rows 100000000    # row 8 only -> growth.md",
+        ".venv/bin/swiftbolt bench --ui-symbols 500,5000      # UI page loads -> ui-scale.md",
         "```",
         "",
         "The bench starts its own embedded PostgreSQL under a temporary SWIFTBOLT_HOME (or, with "
@@ -206,7 +209,7 @@ def render_markdown(report: BenchReport) -> str:
         "emulator, and pins `SWIFTBOLT_NOW` (history start two years earlier). It never touches "
         "`.swiftbolt/` or the configured database's data.",
         "",
-        "Full figures (every timing, per-run numbers) are in `report.json`.",
+        f"Full figures (every timing, per-run numbers) are in `{json_name}`.",
         "",
     ]
     return "\n".join(lines)
@@ -215,7 +218,7 @@ def render_markdown(report: BenchReport) -> str:
 def write_report(report: BenchReport, out_dir: Path, stem: str = "report") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
-    md.write_text(render_markdown(report))
+    md.write_text(render_markdown(report, js.name))
     js.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     return md, js
 

@@ -13,12 +13,15 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from swiftbolt_pipeline.cli.crypto_backfill import backfill_crypto
 from swiftbolt_pipeline.config import parse_day, parse_providers
-from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core import calendar, crypto_calendar
+from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.models import (
     InvalidInput,
     Provider,
     Timeframe,
+    is_crypto,
     normalize_tickers,
     parse_timeframes,
 )
@@ -26,7 +29,8 @@ from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, SYMBOLS_PARTITIONS
+from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.names import BAR_ASSETS, CRYPTO_BAR_ASSETS, M15_BARS, SYMBOLS_PARTITIONS
 from swiftbolt_pipeline.providers.registry import history_batch_size, require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.executor import (
@@ -37,10 +41,18 @@ from swiftbolt_pipeline.services.executor import (
     run_pool,
 )
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
-from swiftbolt_pipeline.services.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.services.launch import (
+    RunOutcome,
+    materialize_range,
+    materialize_years,
+    register_symbols,
+)
 from swiftbolt_pipeline.services.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
+
+# Every timeframe: a backfill without --timeframes does the complete job.
+DEFAULT_TIMEFRAMES = ",".join(BAR_ASSETS)
 
 
 @click.command()
@@ -49,9 +61,13 @@ from swiftbolt_pipeline.storage import ledger, watchlist
 @click.option("--end", "end_raw", required=True, help="Last session, YYYY-MM-DD.")
 @click.option(
     "--timeframes",
-    default=",".join(BAR_ASSETS),
+    default=DEFAULT_TIMEFRAMES,
     show_default=True,
-    help="Timeframes to fill; h1/h4/d1 are derived from the stored m15 bars (no requests).",
+    help="Timeframes to fill. m15 is fetched and h1/h4 derived from it (no requests) for the "
+    "sessions START..END; d1 (the provider's official daily bar, about one request per "
+    "symbol) and w1/mo1 (rolled up from d1, no requests) for every session of the calendar "
+    "years START..END touches, back to the daily depth (SWIFTBOLT_DAILY_YEARS, 5 by default). "
+    "With only daily timeframes, START may reach back to that depth.",
 )
 @click.option(
     "--provider",
@@ -72,9 +88,40 @@ def backfill(
     tickers = normalize_tickers(symbols)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     wanted = parse_timeframes(timeframes)
+    daily = [tf for tf in wanted if tf in DAILY_TIMEFRAMES]
+    intraday = [tf for tf in wanted if tf not in DAILY_TIMEFRAMES]
     forced = _forced_provider(provider)
     runtime = open_runtime()
-    runtime.settings.check_range(start, end)
+    pairs = [t for t in tickers if is_crypto(t)]
+    if pairs:  # crypto pairs: UTC days on their own assets (cli/crypto_backfill.py)
+        if len(pairs) != len(tickers):
+            raise InvalidInput(
+                "INVALID_SYMBOL",
+                "crypto pairs (X:...) and stocks run on different calendars: backfill them "
+                "with separate commands",
+            )
+        unsupported = [tf.value for tf in wanted if tf not in CRYPTO_BAR_ASSETS]
+        if unsupported and timeframes != DEFAULT_TIMEFRAMES:
+            raise InvalidInput(
+                "INVALID_TIMEFRAME",
+                f"crypto pairs have no {', '.join(unsupported)} bars "
+                f"(they have {', '.join(CRYPTO_BAR_ASSETS)})",
+            )
+        wanted = [tf for tf in wanted if tf in CRYPTO_BAR_ASSETS]
+        utc_today = crypto_calendar.utc_date(runtime.settings.now())
+        runtime.settings.check_range(start, end, today=utc_today)
+        console = Console(stderr=True, soft_wrap=True)
+        started = time.monotonic()
+        outcomes = backfill_crypto(runtime, pairs, start, end, wanted, forced, console)
+        incomplete = _print_summary(runtime, outcomes, time.monotonic() - started, console)
+        if incomplete or not all(o.success for o in outcomes):
+            raise SystemExit(1)
+        return
+    if intraday:
+        runtime.settings.check_range(start, end)
+    else:
+        runtime.settings.check_daily_range(start, end)
+    years = list(range(max(start, runtime.settings.daily_start).year, end.year + 1))
     days = calendar.sessions_between(start, end)
     if not days:
         raise InvalidInput("INVALID_RANGE", f"no NYSE sessions between {start} and {end}")
@@ -87,7 +134,8 @@ def backfill(
         source = f"{', '.join(providers)}{' (forced)' if forced else ''}; polygon: {source}"
     prepare_dagster_home(runtime.settings)
     defs = build_definitions(runtime.settings)
-    selection = [BAR_ASSETS[tf] for tf in wanted]
+    selection = [BAR_ASSETS[tf] for tf in intraday]
+    daily_selection = [BAR_ASSETS[tf] for tf in daily]
     console = Console(stderr=True, soft_wrap=True)
     for note in setup.notes:
         console.print(note)
@@ -113,11 +161,84 @@ def backfill(
         # in no batch: it still gets its own run, which says what became of it.
         batches += [[t] for t in tickers if t not in order]
         started = time.monotonic()
-        outcomes = _run_all(runtime, instance, defs, batches, days, selection, console, forced)
+        outcomes = []
+        if selection:
+            outcomes = _run_all(runtime, instance, defs, batches, days, selection, console, forced)
+        daily_outcomes = []
+        if daily_selection:
+            daily_outcomes = _run_daily(
+                runtime, instance, defs, batches, years, daily_selection, console, forced
+            )
         elapsed = time.monotonic() - started
-    incomplete = _print_summary(runtime, outcomes, elapsed, console)
-    if incomplete or not all(o.success for o in outcomes):
+    incomplete = _print_summary(runtime, outcomes, elapsed, console) if outcomes else False
+    if daily_outcomes:
+        _print_daily_summary(runtime, daily_outcomes, console)
+    if incomplete or not all(o.success for o in outcomes + daily_outcomes):
         raise SystemExit(1)
+
+
+def _run_daily(
+    runtime: Runtime,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    batches: list[list[str]],
+    years: list[int],
+    selection: list[str],
+    console: Console,
+    provider: Provider | None,
+) -> list[RunOutcome]:
+    """One run per batch over the year partitions `years` of the daily assets."""
+    log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    resources = dict(defs.resources or {})
+    if provider is not None:
+        pipeline = resources["pipeline"]
+        assert isinstance(pipeline, PipelineSettings)
+        resources["pipeline"] = PipelineSettings(
+            **{**pipeline.model_dump(), "history_providers": [provider.value]}
+        )
+    outcomes: list[RunOutcome] = []
+    with runtime.connect() as conn:
+        watchlist.ensure(conn, [t for batch in batches for t in batch])
+        conn.commit()
+    for batch in batches:
+        console.print(
+            f"{','.join(batch)}: {', '.join(selection)} for {years[0]}..{years[-1]} "
+            f"({len(years)} year partition(s))"
+        )
+        outcomes.append(
+            materialize_years(
+                instance,
+                assets,
+                resources,
+                symbols=batch,
+                years=years,
+                selection=selection,
+                log_level=log_level,
+            )
+        )
+    return outcomes
+
+
+def _print_daily_summary(runtime: Runtime, outcomes: list[RunOutcome], console: Console) -> None:
+    with runtime.connect() as conn:
+        cost = ledger.run_cost(conn, [o.run_id for o in outcomes])
+    partitions = sum(o.partitions for o in outcomes)
+    console.print(
+        f"Daily: {len(outcomes)} run(s), {partitions} year partition(s), "
+        f"{cost.rows_written} d1 bars written, {cost.actual_cost} request(s)."
+    )
+    for outcome in outcomes:
+        if not outcome.success:
+            console.print(
+                f"[red]FAILED[/red] {','.join(outcome.symbols)} (run {outcome.run_id}): "
+                f"{outcome.error}"
+            )
+        for check in outcome.checks:
+            if not check.passed:
+                console.print(
+                    f"[red]CHECK FAILED[/red] {check.asset}:{check.name} {check.metadata}"
+                )
 
 
 def _run_all(

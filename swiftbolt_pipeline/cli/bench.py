@@ -43,12 +43,31 @@ from rich.console import Console
     "with each number of worker hosts, e.g. 1,2,4 (hosts are network namespaces: needs root, "
     "RabbitMQ and Redis here, and DATABASE_URL); writes OUT/hosts.md and hosts.json.",
 )
+@click.option(
+    "--ui-symbols",
+    type=str,
+    default=None,
+    metavar="N[,N...]",
+    help="Instead of the report: time the Dagster UI's asset catalog, m15_bars partitions and "
+    "overview pages in headless Chromium with N symbols registered (each size its own seeded "
+    "scratch instance; 500,5000 takes about 20 min); writes OUT/ui-scale.md and ui-scale.json.",
+)
+@click.option(
+    "--ui-loads",
+    type=(click.IntRange(min=1), click.IntRange(min=1)),
+    default=(2, 3),
+    show_default=True,
+    metavar="COLD WARM",
+    help="With --ui-symbols: page loads timed per page, cold and warm.",
+)
 def bench(
     out_dir: Path,
     quick: bool,
     profile_dir: Path | None,
     growth_rows: int | None,
     host_counts: str | None,
+    ui_symbols: str | None,
+    ui_loads: tuple[int, int],
 ) -> None:
     """Measure the pipeline against the old system and the physical limits; print the table
     and write OUT/report.md and OUT/report.json."""
@@ -64,6 +83,9 @@ def bench(
         render_table(hosts, Console(width=None if sys.stdout.isatty() else 180))
         md, js = write_report(hosts, out_dir, stem="hosts")
         console.print(f"Done in {hosts.wall_s:.0f} s: {md}, {js}")
+        return
+    if ui_symbols is not None:
+        _ui_bench(_sizes(ui_symbols), ui_loads, out_dir, console)
         return
     if growth_rows is not None:
         from swiftbolt_pipeline.bench.growth import run_growth, write_plans
@@ -97,3 +119,34 @@ def bench(
     )
     for row in bad:
         console.print(f"[yellow]no finite ratio for {row.section} {row.metric}[/yellow]")
+
+
+def _sizes(raw: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(
+            f"expected positive symbol counts separated by commas, got {raw!r}",
+            param_hint="--ui-symbols",
+        )
+    return sizes
+
+
+def _ui_bench(sizes: list[int], loads: tuple[int, int], out_dir: Path, console: Console) -> None:
+    from swiftbolt_pipeline.bench import render_table, write_report
+    from swiftbolt_pipeline.bench.ui import run_ui_bench
+
+    console.print(f"Timing the Dagster UI at {', '.join(f'{n:,}' for n in sizes)} symbols...")
+    report = run_ui_bench(
+        sizes,
+        cold_loads=loads[0],
+        warm_loads=loads[1],
+        progress=lambda line: console.print(f"  {line}"),
+    )
+    render_table(report, Console(width=None if sys.stdout.isatty() else 180))
+    md, js = write_report(report, out_dir, stem="ui-scale")
+    console.print(f"Done in {report.wall_s:.0f} s: {md}, {js}")
+    if any(r.met is False for r in report.rows):
+        raise SystemExit(1)

@@ -16,7 +16,7 @@ from swiftbolt_pipeline.storage.watchlist import MAX_WINDOW_DAYS
 
 @click.command()
 @click.argument("ticker")
-@click.option("--timeframe", default="h1", show_default=True, help="m15, h1, h4 or d1")
+@click.option("--timeframe", default="h1", show_default=True, help="m15, h1, h4, d1, w1 or mo1")
 @click.option("--window-days", type=click.IntRange(1, MAX_WINDOW_DAYS), default=None,
               help="Calendar days back from today (default: the symbol's, else 730).")  # fmt: skip
 @click.option("--ensure", is_flag=True, help="Also request the missing backfill.")

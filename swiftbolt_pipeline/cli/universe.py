@@ -17,7 +17,11 @@ from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.core.planning import plan_requests
-from swiftbolt_pipeline.core.universe import normalize_universe_name, parse_ticker_lines
+from swiftbolt_pipeline.core.universe import (
+    equities_only,
+    normalize_universe_name,
+    parse_ticker_lines,
+)
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.names import (
@@ -62,6 +66,7 @@ def universe_set(name: str, symbols: str | None, path: Path | None) -> None:
         tickers = parse_ticker_lines(path.read_text(errors="replace"), source=str(path))
     else:
         tickers = normalize_tickers(symbols or "")
+    equities_only(tickers)
     runtime = open_runtime()
     with runtime.connect() as conn:
         change = universes.set_members(conn, universe_name, tickers)
@@ -101,7 +106,7 @@ def universe_list() -> None:
     "SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
 )
 def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | None) -> None:
-    """Backfill every member of NAME from START to END (m15, then h1/h4/d1) in one Dagster
+    """Backfill every member of NAME from START to END (m15, then h1/h4) in one Dagster
     run over the universe's day partitions."""
     universe_name = normalize_universe_name(name)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
@@ -124,7 +129,7 @@ def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | N
         console.print(note)
     console.print(
         f"Backfilling universe {universe_name}: {len(members)} member(s), {len(days)} "
-        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4/d1 from {', '.join(providers)}"
+        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 from {', '.join(providers)}"
         f"{' (forced)' if forced else ''}"
     )
     with open_instance(runtime.settings) as instance:
@@ -201,7 +206,7 @@ def _print_summary(
     console.print(
         f"Done in {elapsed:.1f}s: 1 run, {outcome.partitions} day partition(s) x "
         f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {cost.rows_written} m15 bars "
-        f"and {derived.get('rows', 0)} h1/h4/d1 bars written, {cost.actual_cost} request(s) "
+        f"and {derived.get('rows', 0)} h1/h4 bars written, {cost.actual_cost} request(s) "
         f"({cost.expected_cost} planned)."
     )
     if resumed := fetched.get("resumed_sessions", 0):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -129,3 +130,18 @@ def to_utc(day: date, hour: int, minute: int = 0) -> datetime:
     """An exchange wall-clock time on `day`, as UTC."""
     local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=EXCHANGE_TZ)
     return local.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class DayCalendar:
+    """What the bar pipeline asks of a market's calendar: the zone whose calendar date is a
+    partition's day, the session (bounds in UTC) of a day, and the days with a session. NYSE
+    below; the 24/7 crypto calendar in `core.crypto_calendar`."""
+
+    name: str
+    zone: ZoneInfo
+    session: Callable[[date], Session]
+    days_between: Callable[[date, date], list[date]]
+
+
+NYSE = DayCalendar("XNYS", EXCHANGE_TZ, session, sessions_between)

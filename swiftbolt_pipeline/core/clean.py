@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -177,17 +178,22 @@ def _rule() -> pl.Expr:
 
 
 def clean_m15(
-    raw: pl.DataFrame, sessions: Sequence[Session], *, extended_hours: bool = False
+    raw: pl.DataFrame,
+    sessions: Sequence[Session],
+    *,
+    extended_hours: bool = False,
+    zone: ZoneInfo = EXCHANGE_TZ,
 ) -> tuple[pl.DataFrame, CleanReport]:
     """The bars of `sessions` in `raw` that pass every rule, one per timestamp, ordered by ts
     (BAR_SCHEMA columns), and the count of bars each rule dropped. Regular-session bars only,
-    unless `extended_hours` keeps 04:00-20:00 ET (the 15-minute grid is the same)."""
+    unless `extended_hours` keeps 04:00-20:00 ET (the 15-minute grid is the same). `zone`: the
+    zone whose calendar date is a bar's session day (UTC for crypto's whole-day sessions)."""
     columns = list(BAR_SCHEMA)
     report = CleanReport(served=raw.height)
     if raw.is_empty():
         return raw.select(columns), report
     ts = pl.col("ts").dt.epoch("us")
-    day = pl.col("ts").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+    day = pl.col("ts").dt.convert_time_zone(str(zone)).dt.date()
     judged = (
         raw.select(columns)
         .with_row_index(_SEQ)

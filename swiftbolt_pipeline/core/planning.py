@@ -7,11 +7,13 @@ request count near ceil(minutes / 50,000) instead of one request per day.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 
 from swiftbolt_pipeline.core.calendar import session, sessions_between
 
@@ -22,11 +24,18 @@ def _sessions_sorted(days: Iterable[date]) -> list[date]:
     """Distinct dates in order; refuses a date with no session (never a partition key)."""
     ordered = sorted(set(days))
     if ordered:
-        known = set(sessions_between(ordered[0], ordered[-1]))
+        known = _positions(ordered[0], ordered[-1])
         strays = [d.isoformat() for d in ordered if d not in known]
         if strays:
             raise ValueError(f"not NYSE trading sessions: {', '.join(strays[:5])}")
     return ordered
+
+
+# A sensor tick groups every watched symbol's missing sessions, mostly over the same window.
+@functools.lru_cache(maxsize=1024)
+def _positions(first: date, last: date) -> Mapping[date, int]:
+    """Each session in [first, last] -> its index among them."""
+    return MappingProxyType({d: i for i, d in enumerate(sessions_between(first, last))})
 
 
 def contiguous_runs(days: Iterable[date]) -> list[list[date]]:
@@ -38,7 +47,7 @@ def contiguous_runs(days: Iterable[date]) -> list[list[date]]:
     ordered = _sessions_sorted(days)
     if not ordered:
         return []
-    position = {d: i for i, d in enumerate(sessions_between(ordered[0], ordered[-1]))}
+    position = _positions(ordered[0], ordered[-1])
     runs: list[list[date]] = [[ordered[0]]]
     for previous, day in itertools.pairwise(ordered):
         if position[day] == position[previous] + 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -35,13 +36,17 @@ def expected_bars(session: Session, timeframe: Timeframe) -> int:
     return -(-session.regular_minutes // width)  # ceil: the last h1 bucket is 30 minutes
 
 
-def _day(ts: pl.Expr) -> pl.Expr:
-    return ts.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+def _day(ts: pl.Expr, zone: ZoneInfo = EXCHANGE_TZ) -> pl.Expr:
+    return ts.dt.convert_time_zone(str(zone)).dt.date()
 
 
 def check_counts(
-    bars: pl.DataFrame, sessions: Sequence[Session], timeframe: Timeframe
+    bars: pl.DataFrame,
+    sessions: Sequence[Session],
+    timeframe: Timeframe,
+    zone: ZoneInfo = EXCHANGE_TZ,
 ) -> CountReport:
+    """`zone`: the zone whose calendar date is a bar's session day (UTC for crypto)."""
     opens = pl.DataFrame(
         {
             "day": [s.day for s in sessions],
@@ -51,7 +56,9 @@ def check_counts(
         schema={"day": pl.Date, "open_at": bars.schema["ts"], "close_at": bars.schema["ts"]},
     )
     width_us = BUCKET_MINUTES[timeframe] * 60_000_000
-    per_bar = bars.select("ts").with_columns(_day(pl.col("ts")).alias("day")).join(opens, on="day")
+    per_bar = (
+        bars.select("ts").with_columns(_day(pl.col("ts"), zone).alias("day")).join(opens, on="day")
+    )
     off_grid = per_bar.filter(
         (pl.col("ts").dt.epoch("us") - pl.col("open_at").dt.epoch("us")) % width_us != 0
     ).height

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from swiftbolt_pipeline.core.models import InvalidInput, normalize_ticker
+from swiftbolt_pipeline.core.models import InvalidInput, is_crypto, normalize_ticker
 
 INVALID_UNIVERSE = "INVALID_UNIVERSE"
 UNKNOWN_UNIVERSE = "UNKNOWN_UNIVERSE"
@@ -40,3 +40,16 @@ def parse_ticker_lines(text: str, *, source: str) -> list[str]:
     if not tickers:
         raise InvalidInput("INVALID_SYMBOL", f"{source} lists no ticker symbols")
     return list(dict.fromkeys(tickers))
+
+
+def equities_only(tickers: list[str]) -> list[str]:
+    """`tickers` unchanged when none is a crypto pair: a universe runs on the NYSE calendar,
+    while crypto pairs trade 24/7 on their own assets (the watchlist takes them)."""
+    pairs = [t for t in tickers if is_crypto(t)]
+    if pairs:
+        raise InvalidInput(
+            "INVALID_SYMBOL",
+            f"a universe holds US equities on the NYSE calendar; crypto pairs "
+            f"({', '.join(pairs[:3])}) trade 24/7: add them with `swiftbolt watch add`",
+        )
+    return tickers

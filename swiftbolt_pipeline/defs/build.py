@@ -9,12 +9,25 @@ import dagster as dg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_alert_sensor
+from swiftbolt_pipeline.defs.assets.crypto import build_crypto_assets
+from swiftbolt_pipeline.defs.assets.daily import build_daily_assets
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
-from swiftbolt_pipeline.defs.jobs import bars_job
-from swiftbolt_pipeline.defs.partitions import bar_partitions, universe_partitions
+from swiftbolt_pipeline.defs.crypto import (
+    crypto_bars_job,
+    crypto_coverage_gap_sensor,
+    crypto_today_schedule,
+)
+from swiftbolt_pipeline.defs.daily_automation import daily_gap_sensor, refresh_daily_schedule
+from swiftbolt_pipeline.defs.jobs import bars_job, daily_job
+from swiftbolt_pipeline.defs.partitions import (
+    bar_partitions,
+    crypto_partitions,
+    daily_partitions,
+    universe_partitions,
+)
 from swiftbolt_pipeline.defs.resources import (
     AlertWebhookResource,
     AlpacaResource,
@@ -79,17 +92,26 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[
             build_m15_asset(partitions),
             *build_derived_assets(partitions),
+            *build_daily_assets(daily_partitions(settings)),
             *build_universe_assets(universe_partitions(settings)),
+            *build_crypto_assets(crypto_partitions(settings)),
         ],
-        jobs=[bars_job],
+        jobs=[bars_job, daily_job, crypto_bars_job],
         sensors=[
             watchlist_sensor,
             coverage_gap_sensor,
+            daily_gap_sensor,
+            crypto_coverage_gap_sensor,
             corporate_actions_sensor,
             run_failure_alert_sensor,
             alert_delivery_sensor,
         ],
-        schedules=[today_intraday_schedule, finalize_previous_session_schedule],
+        schedules=[
+            today_intraday_schedule,
+            finalize_previous_session_schedule,
+            refresh_daily_schedule,
+            crypto_today_schedule,
+        ],
         resources={**build_resources(settings), **distributed_resources(settings)},
         # A run's steps are short and mostly wait on the shared token bucket: one process per
         # run, not one per step (pools still hold per step, across runs). Several machines:

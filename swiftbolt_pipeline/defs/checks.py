@@ -52,11 +52,15 @@ def derived_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
 
 
 def _stored(
-    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, days: list[date]
+    conn: psycopg.Connection,
+    symbol_id: int,
+    timeframe: Timeframe,
+    days: list[date],
+    cal: calendar.DayCalendar = calendar.NYSE,
 ) -> pl.DataFrame:
-    bars = bar_store.read_bars(conn, symbol_id, timeframe, days[0], days[-1])
+    bars = bar_store.read_bars(conn, symbol_id, timeframe, days[0], days[-1], cal.zone)
     wanted = pl.Series(days, dtype=pl.Date).implode()
-    day = pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date()
+    day = pl.col("ts").dt.convert_time_zone(str(cal.zone)).dt.date()
     return bars.filter(day.is_in(wanted)).select(list(BAR_SCHEMA))
 
 
@@ -147,15 +151,19 @@ def check_derived(
     timeframe: Timeframe,
     plan: Mapping[str, list[date]],
     ids: Mapping[str, int],
+    *,
+    asset: str | None = None,
+    cal: calendar.DayCalendar = calendar.NYSE,
 ) -> list[dg.AssetCheckResult]:
-    asset = f"{timeframe.value}_bars"
+    """`asset` (default `<tf>_bars`) and `cal` serve the crypto assets on their calendar."""
+    asset = asset or f"{timeframe.value}_bars"
     counts: dict[str, quality.CountReport] = {}
     mismatches = 0
     for symbol, days in plan.items():
-        sessions = [calendar.session(d) for d in days]
-        derived = _stored(conn, ids[symbol], timeframe, days)
-        m15 = _stored(conn, ids[symbol], Timeframe.M15, days)
-        counts[symbol] = quality.check_counts(derived, sessions, timeframe)
+        sessions = [cal.session(d) for d in days]
+        derived = _stored(conn, ids[symbol], timeframe, days, cal)
+        m15 = _stored(conn, ids[symbol], Timeframe.M15, days, cal)
+        counts[symbol] = quality.check_counts(derived, sessions, timeframe, cal.zone)
         mismatches += quality.derived_mismatches(m15, derived, timeframe, sessions).height
     return [
         _count_result(asset, counts),

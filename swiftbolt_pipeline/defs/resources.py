@@ -12,13 +12,16 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.providers.crypto import CryptoHistory, as_crypto, crypto_client_class
 from swiftbolt_pipeline.providers.polygon_reference import PolygonReferenceClient
 from swiftbolt_pipeline.providers.registry import (
     PROVIDERS,
     C,
     ClientPolicy,
+    DailyProvider,
     HistoryProvider,
     TodayProvider,
+    as_daily,
     as_history,
     as_today,
     open_client,
@@ -106,6 +109,18 @@ class _ProviderResource(dg.ConfigurableResource):
     def history_client(self) -> Iterator[HistoryProvider]:
         with self._open(PROVIDERS[self.provider].client) as client:
             yield as_history(client)
+
+    @contextmanager
+    def crypto_client(self) -> Iterator[CryptoHistory]:
+        """Crypto pairs' bars on this provider's bucket and breaker (PROVIDER_UNAVAILABLE for
+        a provider without crypto)."""
+        with self._open(crypto_client_class(self.provider)) as client:
+            yield as_crypto(client)
+
+    @contextmanager
+    def daily_client(self) -> Iterator[DailyProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_daily(client)
 
     @contextmanager
     def today_client(self) -> Iterator[TodayProvider]:

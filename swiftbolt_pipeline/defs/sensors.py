@@ -3,9 +3,9 @@
 import dagster as dg
 
 from swiftbolt_pipeline.core.gaps import window_sessions
-from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.core.models import Provider, is_crypto
 from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
-from swiftbolt_pipeline.defs.partitions import SYMBOLS
+from swiftbolt_pipeline.defs.partitions import CRYPTO_SYMBOLS, SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import PRIORITY_TAG, SYMBOL_TAG, TRIGGER_TAG
@@ -28,7 +28,8 @@ MAX_REQUESTS_PER_TICK = 25
     name="watchlist_sensor",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Active rows of `symbols` become dynamic `symbol` partitions (added and removed).",
+    description="Active rows of `symbols` become dynamic partitions (added and removed): "
+    "stocks in `symbols`, crypto pairs (`X:` tickers) in `crypto_symbols`.",
 )
 def watchlist_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
@@ -36,19 +37,26 @@ def watchlist_sensor(
     with warehouse.connect() as conn:
         active = {row.ticker for row in watchlist.list_symbols(conn)}
         parked = watchlist.parked(conn)
-    assert SYMBOLS.name is not None
-    known = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
-    added, removed = sorted(active - known), sorted(known - active)
-    if not added and not removed:
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    changes = []
+    for partitions, members in (
+        (SYMBOLS, {t for t in active if not is_crypto(t)}),
+        (CRYPTO_SYMBOLS, {t for t in active if is_crypto(t)}),
+    ):
+        assert partitions.name is not None
+        known = set(context.instance.get_dynamic_partitions(partitions.name))
+        added, removed = sorted(members - known), sorted(known - members)
+        if added:
+            requests.append(partitions.build_add_request(added))
+        if removed:
+            requests.append(partitions.build_delete_request(removed))
+        if added or removed:
+            changes.append(f"{partitions.name} added: {added or '-'}; removed: {removed or '-'}")
+    if not requests:
         # Parked symbols are named on every tick, so the UI's tick history shows them and why.
         note = "; ".join(f"{s.ticker} parked: {s.parked_reason}" for s in parked)
         return dg.SkipReason(f"{len(active)} symbol partition(s) up to date. {note}".strip())
-    requests = []
-    if added:
-        requests.append(SYMBOLS.build_add_request(added))
-    if removed:
-        requests.append(SYMBOLS.build_delete_request(removed))
-    context.log.info(f"symbols added: {added or '-'}; removed: {removed or '-'}")
+    context.log.info("; ".join(changes))
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
@@ -77,7 +85,8 @@ def coverage_gap_sensor(
     order = list(context.instance.get_dynamic_partitions(SYMBOLS.name))
     with warehouse.connect() as conn:
         reaped = reap_dead_runs(context.instance, conn)
-        watched = watchlist.list_symbols(conn)
+        # Crypto pairs have their own assets and gap sensor (`defs/crypto.py`).
+        watched = [s for s in watchlist.list_symbols(conn) if not is_crypto(s.ticker)]
         if not watched:
             return dg.SkipReason("the watchlist is empty")
         widest = max(s.window_days for s in watched)

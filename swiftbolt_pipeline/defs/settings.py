@@ -9,6 +9,7 @@ from pydantic import Field
 
 from swiftbolt_pipeline.config import Settings, history_window_start, parse_day, parse_now
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.daily import DEFAULT_DAILY_YEARS, years_back
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -29,6 +30,10 @@ class PipelineSettings(dg.ConfigurableResource):
     intraday_configured: bool = Field(
         default=False, description="Is there a provider for today's session (TRADIER_TOKEN)?"
     )
+    daily_years: int = Field(
+        default=DEFAULT_DAILY_YEARS,
+        description="SWIFTBOLT_DAILY_YEARS: years of official daily bars kept (1-20).",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineSettings:
@@ -39,6 +44,7 @@ class PipelineSettings(dg.ConfigurableResource):
             history_providers=list(settings.history_providers),
             extended_hours=settings.extended_hours,
             intraday_configured=settings.intraday_configured,
+            daily_years=settings.daily_years,
         )
 
     def pinned_now(self) -> datetime | None:
@@ -57,3 +63,8 @@ class PipelineSettings(dg.ConfigurableResource):
         raw = self.history_start_override
         override = parse_day(raw, "SWIFTBOLT_HISTORY_START") if raw else None
         return history_window_start(self.today, override)
+
+    @property
+    def daily_start(self) -> date:
+        """The first day of the official daily history (see `Settings.daily_start`)."""
+        return years_back(self.today, self.daily_years)

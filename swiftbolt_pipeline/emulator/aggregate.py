@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .data import Bars
-from .sessions import MINUTE_MS
+from .sessions import MINUTE_MS, day_start_ms, sessions_between
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,34 @@ def aggregate(bars: Bars, minutes: int) -> Aggregates:
     asked at 1-4 minutes) stays its own bar, labelled with its own start."""
     width = minutes * MINUTE_MS
     if len(bars) == 0:
-        e = np.empty(0, np.int64)
-        f = np.empty(0, np.float64)
-        return Aggregates(e, f, f, f, f, e, f, e, e)
+        return _empty()
     key = np.where(bars.span * MINUTE_MS > width, bars.t, (bars.t // width) * width)
+    return _reduce(bars, key)
+
+
+def aggregate_daily(bars: Bars) -> Aggregates:
+    """One bar per America/New_York day holding base bars (a session's whole extended window,
+    04:00-20:00 ET), ``t`` = that day's local midnight in epoch ms, as Polygon labels daily
+    aggregates. Each day counts as ONE base aggregate (``base``): for a day timespan the
+    aggregates ``limit`` counts are days."""
+    if len(bars) == 0:
+        return _empty()
+    windows = sessions_between(int(bars.t[0]), int(bars.t[-1]) + 1)
+    starts = np.array([s.ext_start_ms for s in windows], dtype=np.int64)
+    midnights = np.array([day_start_ms(s.day) for s in windows], dtype=np.int64)
+    key = midnights[np.searchsorted(starts, bars.t, side="right") - 1]
+    daily = _reduce(bars, key)
+    return replace(daily, base=np.ones(len(daily), dtype=np.int64))
+
+
+def _empty() -> Aggregates:
+    e = np.empty(0, np.int64)
+    f = np.empty(0, np.float64)
+    return Aggregates(e, f, f, f, f, e, f, e, e)
+
+
+def _reduce(bars: Bars, key: np.ndarray) -> Aggregates:
+    """Consecutive base bars with the same ``key`` form one aggregate labelled ``key``."""
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     ends = np.concatenate((starts[1:], [len(key)])) - 1
     v = np.add.reduceat(bars.v, starts)

@@ -7,8 +7,11 @@
   in the range, or unlisted (``ZZ*``), is simply absent from ``bars``.
 * ``timeframe``: ``{N}Min`` / ``{N}T`` with N in 1..59, buckets aligned to the clock and built from
   the same base bars as the Polygon handler (extended hours included), so a 15-minute bar has the
-  same values here and there. Hour/Day/Week/Month timeframes are valid Alpaca syntax the emulator
-  does not serve (400); anything else is ``422 {"code": 42210000, "message": "invalid timeframe"}``.
+  same values here and there. ``1Day`` (or ``1D``) is the official daily bar, the aggregate of
+  the day's base bars (extended hours included), with ``t`` = 00:00 America/New_York in UTC
+  (``2025-06-02T04:00:00Z``), as Alpaca labels daily bars. Hour/Week/Month timeframes are
+  valid Alpaca syntax the emulator does not serve (400); anything else is
+  ``422 {"code": 42210000, "message": "invalid timeframe"}``.
 * ``start`` / ``end``: RFC 3339 with an offset (or a bare ``YYYY-MM-DD`` = 00:00 UTC); bars whose
   start lies in ``[start, end]``. Defaults: today 00:00 America/New_York and "now". ``end``
   before ``start``: 422. Bars starting after "now" never appear (the bar in progress does).
@@ -18,6 +21,9 @@
 * ``adjustment`` (raw/split/dividend/all), ``feed``, ``sort`` (asc/desc: time order within each
   symbol), ``asof``, ``currency`` are accepted; any other parameter is a 400, like Alpaca.
 * Bars: ``{"t": "2025-06-02T13:30:00Z", "o", "h", "l", "c", "v", "n", "vw"}``.
+
+Crypto bars, ``GET /v1beta3/crypto/us/bars`` (``serve_crypto``): the same handler over slash
+pairs such as ``BTC/USD``, served 24/7 from ``crypto.py``.
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import Aggregates, aggregate, rows
-from .data import BarStore
-from .sessions import MINUTE_MS, NY, now_ms
+from .aggregate import Aggregates, aggregate, aggregate_daily, rows
+from .crypto import alpaca_crypto_symbol
+from .data import Bars, BarStore
+from .sessions import MINUTE_MS, NY, day_start_ms, now_ms
 from .state import RuntimeConfig
 
 KEY_ID_HEADER = "APCA-API-KEY-ID"
@@ -93,11 +100,14 @@ def fault_response(status: int) -> Response:
 # ---------------------------------------------------------------- parameters
 
 
-def _timeframe_minutes(raw: str) -> int:
+def _timeframe_minutes(raw: str) -> int | None:
+    """Minutes of an ``NMin`` timeframe; None for ``1Day``/``1D`` (the official daily bar)."""
     m = _TIMEFRAME.match(raw)
     if m is None:
         raise BadRequest("invalid timeframe", 422)
     amount, unit = int(m.group(1)), m.group(2)
+    if unit in ("Day", "D") and amount == 1:
+        return None
     if unit not in ("Min", "T"):
         raise BadRequest(f"timeframe {raw!r} is not supported by the emulator (use NMin)")
     if amount > 59:
@@ -156,6 +166,10 @@ def decode_token(token: str, symbols: list[str]) -> tuple[str, int]:
     return symbol, t_ms
 
 
+def _ny_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, NY).date()
+
+
 def _rfc3339(t_ms: int) -> str:
     return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -202,15 +216,23 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     except BadRequest as exc:
         return error(exc.status, str(exc))
 
-    width = minutes * MINUTE_MS
-    first = -(-start // width) * width  # buckets whose start lies in [start, end] and <= now
-    stop = min((end // width) * width + width, now + 1)
+    if minutes is None:  # days whose midnight (their bar's `t`) lies in [start, end]
+        first = day_start_ms(_ny_day(start - 1) + timedelta(days=1))
+        stop = min(day_start_ms(_ny_day(end) + timedelta(days=1)), now + 1)
+    else:
+        width = minutes * MINUTE_MS
+        first = -(-start // width) * width  # buckets whose start lies in [start, end], <= now
+        stop = min((end // width) * width + width, now + 1)
     room = limit if config.page_size is None else min(limit, max(1, config.page_size))
     page: dict[str, list[dict[str, Any]]] = {}
     next_token: str | None = None
     begin = symbols.index(token[0]) if token else 0
     for symbol in symbols[begin:]:
-        aggs = aggregate(store.bars(symbol, first, stop), minutes) if stop > first else None
+        base = store.bars(symbol, first, stop) if stop > first else None
+        if base is None:
+            aggs = None
+        else:
+            aggs = aggregate_daily(base) if minutes is None else aggregate(base, minutes)
         if aggs is None or len(aggs) == 0:
             continue
         if sort == "desc":
@@ -230,3 +252,24 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
             next_token = encode_token(symbol, int(aggs.t[len(taken)]))
             break
     return JSONResponse({"bars": page, "next_page_token": next_token})
+
+
+class _CryptoPairs(BarStore):
+    """The bar store seen through Alpaca's crypto names: ``BTC/USD`` is the ``X:BTCUSD`` pair;
+    a name without a slash is no pair (no bars)."""
+
+    def __init__(self, store: BarStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def bars(self, ticker: str, start_ms: int, end_ms: int) -> Bars:
+        if "/" not in ticker:
+            return Bars.empty()
+        return self._store.bars(alpaca_crypto_symbol(ticker), start_ms, end_ms)
+
+
+def serve_crypto(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+    """``GET /v1beta3/crypto/us/bars``: the same parameters, paging and bar shape as the stock
+    bars (``adjustment``/``feed`` are not crypto parameters; accepted, ignored), keyed by the
+    slash pair (``BTC/USD``); bars every UTC minute, 24/7 (see ``crypto.py``)."""
+    return serve(request, _CryptoPairs(store), config)

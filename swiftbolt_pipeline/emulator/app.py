@@ -210,6 +210,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
                              tradier.fault_response, tradier.serve),
         "alpaca": _Provider("alpaca", None, _alpaca_auth(settings), alpaca.rate_limited,
                             alpaca.fault_response, alpaca.serve),
+        "alpaca_crypto": _Provider("alpaca", None, _alpaca_auth(settings), alpaca.rate_limited,
+                                   alpaca.fault_response, alpaca.serve_crypto),
     }  # fmt: skip
 
     def count_ticker(request: Request, route: str) -> None:
@@ -256,6 +258,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     async def alpaca_bars(request: Request) -> Response:
         return await guarded(request, providers["alpaca"])
+
+    async def alpaca_crypto_bars(request: Request) -> Response:
+        return await guarded(request, providers["alpaca_crypto"])
 
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
@@ -337,6 +342,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v3/reference/dividends", polygon_dividends, methods=["GET"]),
         Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
         Route("/v2/stocks/bars", alpaca_bars, methods=["GET"]),
+        Route("/v1beta3/crypto/us/bars", alpaca_crypto_bars, methods=["GET"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/stats", stats, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),

@@ -5,6 +5,8 @@ Rules (the contract tests rely on):
 
 * **Unlisted tickers.** A symbol starting with ``ZZ`` (e.g. ``ZZNOPE``) is unknown to the
   emulator: it has no bars at all. Every other symbol is "listed".
+* **Crypto pairs** (``X:`` tickers, e.g. ``X:BTCUSD``): generated around the clock, every UTC
+  day; see ``crypto.py``. A pair starting with ``ZZ`` (``X:ZZNOPEUSD``) is unlisted.
 * **Real data.** ``bars/bars_5min_SPY_QQQ_AAPL_MSFT_NVDA_20250512_20260312.csv.gz``, shipped
   in this package (source and layout in ``bars/README.md``), provides SPY, QQQ, AAPL, MSFT and
   NVDA. A session is served from the file when the file has that session's complete regular
@@ -341,6 +343,11 @@ class BarStore:
         """Base bars with ``start_ms <= t < end_ms``, sorted by ``t``."""
         if not is_listed(ticker):
             return Bars.empty()
+        if ticker.upper().startswith("X:"):  # a crypto pair: every UTC minute (crypto.py)
+            from .crypto import crypto_bars, is_listed_pair  # crypto.py builds on this module
+
+            listed = is_listed_pair(ticker)
+            return crypto_bars(ticker, start_ms, end_ms) if listed else Bars.empty()
         parts: list[Bars] = []
         for s in sessions_between(start_ms, end_ms):
             b = self.day_bars(ticker, s)

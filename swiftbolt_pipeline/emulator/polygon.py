@@ -11,7 +11,11 @@
   with the next page's bounds in ms in the path (asc: new ``from``; desc: new ``to``) and no
   API key. The cursor is base64url of ``limit=..&sort=..&adjusted=..``. The runtime setting
   ``next_url_base`` makes ``{base}`` another host, as the real API names ``api.massive.com``.
-* Only ``minute`` timespan is supported (others: 400). Bars starting after "now" never appear.
+* Timespans: ``N/minute`` and ``1/day`` (others: 400). Bars starting after "now" never appear.
+* ``1/day``: the official daily bar, the aggregate of ALL the day's base bars (04:00-20:00 ET,
+  extended hours included), ``t`` = 00:00 America/New_York of that day in epoch ms, as Polygon
+  labels daily bars. ``from``/``to`` select whole days (an ms bound selects the day it falls
+  in); ``limit`` counts each day as one base aggregate, so 5 years fit one page.
 * ``adjusted=true`` (the default) applies the splits added at runtime (see ``splits.py``): bars
   before a split's execution date have prices / ratio and volume * ratio. ``adjusted=false``
   serves the bars unadjusted.
@@ -23,16 +27,16 @@ import base64
 import re
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import aggregate, page_count, rows
+from .aggregate import aggregate, aggregate_daily, page_count, rows
 from .data import Bars, BarStore, is_listed
-from .sessions import MINUTE_MS, day_start_ms, now_ms
+from .sessions import MINUTE_MS, NY, day_start_ms, now_ms
 from .state import RuntimeConfig
 
 DEFAULT_LIMIT = 5000
@@ -42,6 +46,9 @@ RATE_LIMIT_MESSAGE = (
     "You've exceeded the maximum requests per minute, please wait or upgrade your subscription"
     " to continue. https://polygon.io/pricing"
 )
+# A desc page's next `to` is a daily bar's `t` + DAY_MS - 1: inside that day even on a 23-hour DST
+# day, and a daily range's `to` stands for its whole day.
+DAY_MS = 24 * 3600 * 1000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -98,6 +105,10 @@ def _bound(raw: str, is_from: bool) -> int:
     raise BadRequest(f"Could not parse the time parameter: '{name}'. Use YYYY-MM-DD or ms.")
 
 
+def _ny_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, NY).date()
+
+
 def _cursor_params(cursor: str | None) -> dict[str, str]:
     if not cursor:
         return {}
@@ -141,13 +152,19 @@ def serve(
         multiplier = int(mult_raw)
         if timespan not in TIMESPANS:
             raise BadRequest(f"Could not parse the time parameter: 'timespan' ({timespan!r})")
-        if timespan != "minute":
-            raise BadRequest(f"timespan '{timespan}' is not supported by the emulator (minute)")
+        daily = timespan == "day"
+        if timespan != "minute" and not (daily and multiplier == 1):
+            raise BadRequest(
+                f"{multiplier} {timespan} is not supported by the emulator (N minute, 1 day)"
+            )
         start, end = _bound(p["from"], True), _bound(p["to"], False)
         width = multiplier * MINUTE_MS
-        if p["from"].isdigit():  # from the first bar starting at or after `from`
+        if daily:  # whole days: an ms bound stands for the day it falls in
+            start = day_start_ms(_ny_day(start))
+            end = day_start_ms(_ny_day(end) + timedelta(days=1)) - 1
+        elif p["from"].isdigit():  # from the first bar starting at or after `from`
             start = -(-start // width) * width
-        if p["to"].isdigit():  # to the end of the last bar starting at or before `to`
+        if not daily and p["to"].isdigit():  # to the end of the last bar starting at or before `to`
             end = (end // width) * width + width - 1
         adjusted, sort, limit, _ = _params(request)
     except BadRequest as exc:
@@ -168,7 +185,7 @@ def serve(
     base_bars = store.bars(ticker, start, stop)
     if adjusted and adjust is not None:
         base_bars = adjust(ticker, base_bars)
-    aggs = aggregate(base_bars, multiplier)
+    aggs = aggregate_daily(base_bars) if daily else aggregate(base_bars, multiplier)
     if sort == "desc":
         aggs = aggs.take(slice(None, None, -1))
     count = page_count(aggs.base, limit, config.page_size)
@@ -182,9 +199,8 @@ def serve(
         body["resultsCount"] = body["count"] = count
     if count < len(aggs):
         nxt = int(aggs.t[count])
-        new_from, new_to = (
-            (nxt, end) if sort == "asc" else (start, nxt + multiplier * MINUTE_MS - 1)
-        )
+        span = DAY_MS - 1 if daily else multiplier * MINUTE_MS - 1
+        new_from, new_to = (nxt, end) if sort == "asc" else (start, nxt + span)
         adj = "true" if adjusted else "false"
         cursor = (
             base64.urlsafe_b64encode(
@@ -196,6 +212,7 @@ def serve(
         query = urlencode({"cursor": cursor, "adjusted": adj, "sort": sort, "limit": limit})
         base = config.next_url_base or str(request.base_url).rstrip("/")
         body["next_url"] = (
-            f"{base}/v2/aggs/ticker/{ticker}/range/{multiplier}/minute/{new_from}/{new_to}?{query}"
+            f"{base}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{new_from}/{new_to}"
+            f"?{query}"
         )
     return JSONResponse(body)

@@ -1,4 +1,4 @@
-"""h1/h4/d1 partitions derived from the stored m15 bars, never fetched."""
+"""h1/h4 partitions derived from the stored m15 bars, never fetched."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import polars as pl
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.calendar import DayCalendar
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.core.resample import resample
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -21,13 +22,15 @@ def derive(
     symbol_id: int,
     days: Sequence[date],
     timeframe: Timeframe,
+    cal: DayCalendar = calendar.NYSE,
 ) -> int:
     """Recompute `timeframe` bars of `days` from m15 and replace those partitions.
 
     Derived bars keep their source: a day fetched from Tradier today yields intraday h1 bars,
     replaced when the history provider's final m15 bars of that day are derived again.
     Returns rows written."""
-    return derive_many(conn, symbol_id=symbol_id, days=days, timeframes=[timeframe])[timeframe]
+    written = derive_many(conn, symbol_id=symbol_id, days=days, timeframes=[timeframe], cal=cal)
+    return written[timeframe]
 
 
 def derive_many(
@@ -36,13 +39,15 @@ def derive_many(
     symbol_id: int,
     days: Sequence[date],
     timeframes: Sequence[Timeframe],
+    cal: DayCalendar = calendar.NYSE,
 ) -> dict[Timeframe, int]:
     """`derive` for several timeframes from one read of the m15 bars (universe mode derives
-    h1, h4 and d1 of thousands of symbols). Rows written per timeframe."""
+    h1 and h4 of thousands of symbols). Rows written per timeframe. `cal`: the market's
+    calendar (NYSE sessions, or crypto's UTC days, whose buckets anchor on UTC midnight)."""
     days = sorted(days)
-    m15 = bar_store.read_bars(conn, symbol_id, Timeframe.M15, days[0], days[-1])
+    m15 = bar_store.read_bars(conn, symbol_id, Timeframe.M15, days[0], days[-1], cal.zone)
     m15 = m15.with_columns(
-        pl.col("ts").dt.convert_time_zone(str(calendar.EXCHANGE_TZ)).dt.date().alias("day")
+        pl.col("ts").dt.convert_time_zone(str(cal.zone)).dt.date().alias("day")
     ).filter(pl.col("day").is_in(days))
     sources = {
         row["day"]: (row["provider"], row["is_intraday"])
@@ -57,7 +62,7 @@ def derive_many(
     written = dict.fromkeys(timeframes, 0)
     with conn.transaction():
         for (provider, is_intraday), group in groups.items():
-            sessions = [calendar.session(d) for d in group]
+            sessions = [cal.session(d) for d in group]
             source = m15.filter(pl.col("day").is_in(group)).select(list(BAR_SCHEMA))
             for timeframe in timeframes:
                 written[timeframe] += bar_store.replace_partitions(
@@ -68,6 +73,7 @@ def derive_many(
                     bars=resample(source, timeframe, sessions),
                     provider=provider,
                     is_intraday=is_intraday,
+                    zone=cal.zone,
                 )
     conn.commit()
     return written

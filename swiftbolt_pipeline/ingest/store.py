@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import psycopg
@@ -37,7 +37,7 @@ from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import bars as bar_store
-from swiftbolt_pipeline.storage import coverage, ledger
+from swiftbolt_pipeline.storage import coverage, ledger, watchlist
 
 log = logging.getLogger(__name__)
 
@@ -375,3 +375,30 @@ def window_of(days: Iterable[date]) -> RequestWindow:
     """A window over the given sessions (today's single session, for one)."""
     ordered = tuple(sorted(days))
     return RequestWindow(ordered[0], ordered[-1], ordered, 0)
+
+
+# How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
+# provider outage doesn't spin the queue.
+FAILURE_COOLDOWN = timedelta(minutes=10)
+
+
+def record_symbol_outcomes(
+    conn: psycopg.Connection, results: Sequence[SymbolIngest], ids: dict[str, int], now: datetime
+) -> dict[str, str]:
+    """Each symbol's fetch outcome on its `symbols` row (in the caller's transaction): success
+    clears its failure, a failure holds the gap sensor off for FAILURE_COOLDOWN, a symbol that
+    keeps answering SYMBOL_NOT_FOUND is parked. Returns symbol -> reason of those parked now."""
+    parked = {}
+    for result in results:
+        error = result.error
+        reason = watchlist.record_outcome(
+            conn,
+            ids[result.symbol],
+            error_code=error.code if error else None,
+            error_message=error.message if error else "",
+            now=now,
+            retry_after=now + FAILURE_COOLDOWN,
+        )
+        if reason:
+            parked[result.symbol] = reason
+    return parked

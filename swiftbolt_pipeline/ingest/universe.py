@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import psycopg
 
@@ -25,12 +25,9 @@ from swiftbolt_pipeline.ingest.history import (
     history_round,
     start_history,
 )
-from swiftbolt_pipeline.ingest.store import SymbolIngest
-from swiftbolt_pipeline.storage import universes, watchlist
+from swiftbolt_pipeline.ingest.store import SymbolIngest, record_symbol_outcomes
+from swiftbolt_pipeline.storage import universes
 
-# As for the watchlist: a member whose fetch failed is left alone by the gap sensor for this
-# long, should it be watched too.
-FAILURE_COOLDOWN = timedelta(minutes=10)
 # Failed tickers named in a summary; the rest are counted (a universe may have thousands).
 SAMPLE = 10
 
@@ -67,19 +64,8 @@ def record_outcomes(
     notes the failure; a watched member answering SYMBOL_NOT_FOUND again and again is parked).
     Returns the number of members parked now."""
     ids = {symbol: i for tickers in members.values() for symbol, i in tickers.items()}
-    parked = 0
     with conn.transaction():
-        for result in results:
-            error = result.error
-            reason = watchlist.record_outcome(
-                conn,
-                ids[result.symbol],
-                error_code=error.code if error else None,
-                error_message=error.message if error else "",
-                now=now,
-                retry_after=now + FAILURE_COOLDOWN,
-            )
-            parked += reason is not None
+        parked = record_symbol_outcomes(conn, results, ids, now)
         days = [d for r in results for d in r.days]
         for name, tickers in members.items():
             universes.record_outcomes(
@@ -96,7 +82,7 @@ def record_outcomes(
                 run_id=run_id, first=min(days), last=max(days), now=now,
             )  # fmt: skip
     conn.commit()
-    return parked
+    return len(parked)
 
 
 @dataclass(frozen=True)
@@ -147,7 +133,7 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
 def derive_members(
     conn: psycopg.Connection, members: dict[str, int], days: Sequence[date]
 ) -> dict[Timeframe, int]:
-    """h1, h4 and d1 of every member over `days` from its stored m15 bars (one read per
+    """h1 and h4 of every member over `days` from its stored m15 bars (one read per
     member for the three). Rows written per timeframe."""
     written: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)
     for symbol_id in members.values():

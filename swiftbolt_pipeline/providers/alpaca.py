@@ -21,6 +21,7 @@ import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.daily import at_session_open
 from swiftbolt_pipeline.core.errors import (
     BAD_REQUEST,
     INVALID_TIMEFRAME,
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_SYMBOLS = 50
 MAX_LIMIT = 10_000
 TIMEFRAME = "15Min"
+DAILY_TIMEFRAME = "1Day"
 BAR = timedelta(minutes=15)
 _NUMERIC_FIELDS = ("o", "h", "l", "c", "v")
 
@@ -144,13 +146,36 @@ class AlpacaClient(ProviderClient):
         middle of a symbol)."""
         yield self.fetch_m15_batch(tickers, first, last, stats).bars
 
+    def daily_bars(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> dict[str, pl.DataFrame]:
+        """`DailyProvider`: Alpaca's `1Day` bars of up to 50 symbols per request (plus the
+        pages `limit` forces) for exchange days `first`..`last`, `ts` moved from Alpaca's
+        00:00 ET label to the session's open. A ticker without any bar maps to an empty frame.
+        """
+        if first > last:
+            raise ValueError(f"first day {first} is after last day {last}")
+        out: dict[str, pl.DataFrame] = {}
+        for symbols in plan_batches(tickers):
+            bars = self._fetch_batch(symbols, first, last, stats, timeframe=DAILY_TIMEFRAME)
+            for ticker in symbols:
+                frame = self._to_frame(ticker, bars.get(ticker) or [], stats)
+                out[ticker] = at_session_open(frame)
+        return out
+
     def _fetch_batch(
-        self, symbols: list[str], first: date, last: date, stats: RequestStats
+        self,
+        symbols: list[str],
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        timeframe: str = TIMEFRAME,
     ) -> dict[str, list[dict[str, Any]]]:
         start, end = day_range_rfc3339(first, last)
         params = {
             "symbols": ",".join(symbols),
-            "timeframe": TIMEFRAME,
+            "timeframe": timeframe,
             "start": start,
             "end": end,
             "limit": str(MAX_LIMIT),

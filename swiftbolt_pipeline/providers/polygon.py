@@ -17,6 +17,7 @@ import polars as pl
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.clock import Clock
+from swiftbolt_pipeline.core.daily import at_session_open
 from swiftbolt_pipeline.core.errors import MALFORMED_RESPONSE, ProviderError
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider
 from swiftbolt_pipeline.core.ratemath import page_jitter
@@ -178,6 +179,35 @@ class PolygonClient(PolygonApi):
             frame = _to_frame(self._results(payload, ticker, stats))
             # Whatever the server does with `from`, a stored bar is never served again.
             yield frame if after is None else frame.filter(pl.col("ts") > after)
+
+    def daily_bars(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> dict[str, pl.DataFrame]:
+        """`DailyProvider`: Polygon's own daily aggregates (the whole day's eligible trades,
+        extended hours and the closing auction included) of each ticker for exchange days
+        `first`..`last`, `ts` moved from Polygon's 00:00 ET label to the session's open.
+        `limit` counts base aggregates, which for a day range are days: any daily depth up to
+        50,000 days is one request per ticker (pages only if a server forces them)."""
+        if first > last:
+            raise ValueError(f"first day {first} is after last day {last}")
+        out: dict[str, pl.DataFrame] = {}
+        for ticker in tickers:
+            prefix = f"/v2/aggs/ticker/{ticker}/range/1/day/"
+            url = f"{self.base_url}{prefix}{first.isoformat()}/{last.isoformat()}"
+            params = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
+            pages = [
+                _to_frame(self._results(payload, ticker, stats))
+                for payload in self._pages(
+                    url,
+                    params,
+                    stats,
+                    label=f"{ticker} daily {first}..{last}",
+                    max_pages=(last - first).days + 2,
+                    path_prefix=prefix,
+                )
+            ]
+            out[ticker] = at_session_open(pl.concat(pages))
+        return out
 
     def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[dict[str, Any]]:
         if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):

@@ -49,6 +49,19 @@ class HistoryProvider(Protocol):
 
 
 @runtime_checkable
+class DailyProvider(Protocol):
+    """The provider's own daily bars (its daily aggregate, extended hours and auctions
+    included), `ts` = each session's open; `max_symbols` tickers share one request."""
+
+    provider: Provider
+    max_symbols: int
+
+    def daily_bars(
+        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+    ) -> dict[str, pl.DataFrame]: ...
+
+
+@runtime_checkable
 class TodayProvider(Protocol):
     """Today's session's complete 15-minute bars, stored as provisional."""
 
@@ -106,6 +119,12 @@ C = TypeVar("C", bound=ProviderClient)
 def as_history(client: ProviderClient) -> HistoryProvider:
     if not isinstance(client, HistoryProvider):
         raise TypeError(f"{client.provider} serves no history")
+    return client
+
+
+def as_daily(client: ProviderClient) -> DailyProvider:
+    if not isinstance(client, DailyProvider):
+        raise TypeError(f"{client.provider} serves no daily bars")
     return client
 
 

@@ -20,6 +20,7 @@ from dagster._core.execution.backfill import (
 from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
+from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.core.planning import symbol_batches
@@ -31,7 +32,7 @@ from swiftbolt_pipeline.names import (
     parse_partition_key,
 )
 from swiftbolt_pipeline.storage import ledger
-from swiftbolt_pipeline.storage.coverage import session_states
+from swiftbolt_pipeline.storage.coverage import confirmed_empty_days, session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 FIRST_BAR = timedelta(minutes=15)
@@ -87,9 +88,18 @@ def _backfill_ranges(instance: dg.DagsterInstance) -> list[InflightRange]:
             continue  # not an asset backfill: its runs carry range tags
         target = backfill.asset_backfill_data.target_subset
         keys = {str(key) for _, key in target.iterate_asset_partitions() if key}
-        for symbol, days in days_by_symbol(sorted(keys)).items():
+        for symbol, days in days_by_symbol(sorted(k for k in keys if _is_day_key(k))).items():
             ranges.append(InflightRange(frozenset([symbol]), days[0], days[-1], running=False))
     return ranges
+
+
+def _is_day_key(key: str) -> bool:
+    """A symbol x session key (a daily asset's symbol x year key is not one)."""
+    try:
+        parse_partition_key(key)
+    except ValueError:
+        return False
+    return True
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> list[str]:
@@ -107,10 +117,19 @@ def reap_dead_runs(instance: dg.DagsterInstance, conn: psycopg.Connection) -> li
     return sorted(dead)
 
 
-def expected_sessions(settings: PipelineClock, window_days: int) -> list[date]:
+def expected_sessions(
+    settings: PipelineClock, window_days: int, timeframe: Timeframe = Timeframe.M15
+) -> list[date]:
     """Sessions of the window that can hold bars now: today's counts once its first
     15-minute bar is complete and an intraday provider is configured (the intraday schedule
-    then keeps it fresh); without one, today waits for the history provider."""
+    then keeps it fresh); without one, today waits for the history provider.
+
+    Daily timeframes (d1, w1, mo1) reach back to the daily depth's start instead of the
+    intraday window (a session before it is no gap), and today's official daily bar exists
+    only once the session is over."""
+    if timeframe in DAILY_TIMEFRAMES:
+        daily = window_sessions(settings.today, window_days, settings.daily_start)
+        return [d for d in daily if d < settings.today]
     sessions = window_sessions(settings.today, window_days, settings.history_start)
     if sessions and sessions[-1] == settings.today:
         first_bar_done = calendar.session(settings.today).open + FIRST_BAR
@@ -161,9 +180,20 @@ class Coverage:
 
 
 def complete_sessions(
-    states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
+    states: dict[date, SessionState],
+    timeframe: Timeframe,
+    settings: PipelineClock,
+    answered_empty: frozenset[date] = frozenset(),
 ) -> frozenset[date]:
+    """`answered_empty`: daily timeframes only, the sessions the provider's daily answer had
+    no bar for (a halt, before a listing): complete without one."""
     now, today = settings.now(), settings.today
+    if timeframe in DAILY_TIMEFRAMES:  # w1/mo1 are rolled up from the d1 they follow
+        return frozenset(
+            day
+            for day, state in states.items()
+            if state.derived.get(Timeframe.D1, NOTHING).bars or day in answered_empty
+        )
     return frozenset(
         day
         for day, state in states.items()
@@ -184,12 +214,17 @@ def coverage_report(
     window_days: int,
 ) -> Coverage:
     """Per session of the window: complete for `timeframe` (see `core.completeness`)?"""
-    sessions = expected_sessions(settings, window_days)
+    sessions = expected_sessions(settings, window_days, timeframe)
     complete: frozenset[date] = frozenset()
     bars = 0
     if symbol_id is not None and sessions:
         states = session_states(conn, [symbol_id], sessions)[symbol_id]
-        complete = complete_sessions(states, timeframe, settings)
+        answered_empty = frozenset(
+            confirmed_empty_days(conn, symbol_id, Timeframe.D1, sessions[0], sessions[-1])
+            if timeframe in DAILY_TIMEFRAMES
+            else ()
+        )
+        complete = complete_sessions(states, timeframe, settings, answered_empty)
         bars = sum(
             (s.raw if timeframe == Timeframe.M15 else s.derived.get(timeframe, NOTHING)).bars
             for s in states.values()

@@ -12,8 +12,10 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, parse_timeframes
+from swiftbolt_pipeline.core.models import InvalidInput, Timeframe, is_crypto, parse_timeframes
+from swiftbolt_pipeline.names import CRYPTO_BAR_ASSETS
 from swiftbolt_pipeline.services.coverage import Coverage, coverage_report
+from swiftbolt_pipeline.services.crypto_coverage import crypto_coverage_report
 from swiftbolt_pipeline.storage import watchlist
 
 DEFAULT_WINDOW_DAYS = 730
@@ -37,11 +39,18 @@ def symbol_coverage(
     window_days: int | None = None,
     ensure: bool = False,
 ) -> Coverage:
-    """The coverage report of `symbol` (already normalized) over its window.
+    """The coverage report of `symbol` (already normalized) over its window: NYSE sessions,
+    or UTC days for a crypto pair (`X:` ticker).
 
     `window_days` defaults to the watchlist row's, else 730. With `ensure`, the symbol is
     added to the watchlist (re-activated) or its window widened to cover `window_days`, never
     narrowed; its priority is kept. Commits its own writes."""
+    if is_crypto(symbol) and timeframe not in CRYPTO_BAR_ASSETS:
+        raise InvalidInput(
+            "INVALID_TIMEFRAME",
+            f"crypto pairs have no {timeframe.value} bars (they have "
+            f"{', '.join(CRYPTO_BAR_ASSETS)})",
+        )
     current = watchlist.lookup(conn, symbol)
     window = window_days or (current.window_days if current else DEFAULT_WINDOW_DAYS)
     symbol_id = current.id if current else None
@@ -53,7 +62,8 @@ def symbol_coverage(
             priority=current.priority if current else 0,
         )
         symbol_id = added.id
-    return coverage_report(
+    report = crypto_coverage_report if is_crypto(symbol) else coverage_report
+    return report(
         conn,
         instance,
         settings,

@@ -21,7 +21,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.execution_result import ExecutionResult
 from dagster_shared.error import SerializableErrorInfo
 
-from swiftbolt_pipeline.core.calendar import sessions_between
+from swiftbolt_pipeline.core.calendar import NYSE, DayCalendar
 from swiftbolt_pipeline.names import (
     SYMBOL_TAG,
     SYMBOLS_PARTITIONS,
@@ -29,6 +29,8 @@ from swiftbolt_pipeline.names import (
     days_by_symbol,
     partition_key,
     range_tags,
+    year_partition_key,
+    year_range_tags,
 )
 
 
@@ -61,12 +63,15 @@ def configure_pools(instance: dg.DagsterInstance) -> None:
         instance.event_log_storage.set_concurrency_slots(pool, limit)
 
 
-def register_symbols(instance: dg.DagsterInstance, symbols: Sequence[str]) -> None:
-    """Make symbols dynamic partitions (idempotent)."""
-    known = set(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
+def register_symbols(
+    instance: dg.DagsterInstance, symbols: Sequence[str], partitions: str = SYMBOLS_PARTITIONS
+) -> None:
+    """Make symbols dynamic partitions of `partitions` (idempotent; crypto pairs have their
+    own, `crypto_symbols`)."""
+    known = set(instance.get_dynamic_partitions(partitions))
     missing = [s for s in symbols if s not in known]
     if missing:
-        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, missing)
+        instance.add_dynamic_partitions(partitions, missing)
 
 
 def materialize_range(
@@ -82,6 +87,44 @@ def materialize_range(
 ) -> RunOutcome:
     """One run over `days` (consecutive sessions) of `symbols` (neighbours in the symbol
     partitions' order, see `core.planning.symbol_batches`) for the selected assets."""
+    tags = range_tags(symbols[0], symbols[-1], days[0], days[-1])
+    return _materialize(
+        instance, assets, resources, symbols=symbols, partitions=len(symbols) * len(days),
+        selection=selection, tags=tags, log_level=log_level, run_config=run_config,
+    )  # fmt: skip
+
+
+def materialize_years(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, object],
+    *,
+    symbols: Sequence[str],
+    years: Sequence[int],
+    selection: Sequence[str],
+    log_level: str = "INFO",
+) -> RunOutcome:
+    """One run over the year partitions `years` (consecutive) of `symbols` for the selected
+    daily assets (d1, w1, mo1)."""
+    tags = year_range_tags(symbols[0], symbols[-1], years[0], years[-1])
+    return _materialize(
+        instance, assets, resources, symbols=symbols, partitions=len(symbols) * len(years),
+        selection=selection, tags=tags, log_level=log_level, run_config=None,
+    )  # fmt: skip
+
+
+def _materialize(
+    instance: dg.DagsterInstance,
+    assets: Sequence[dg.AssetsDefinition],
+    resources: dict[str, object],
+    *,
+    symbols: Sequence[str],
+    partitions: int,
+    selection: Sequence[str],
+    tags: dict[str, str],
+    log_level: str,
+    run_config: dict[str, Any] | None,
+) -> RunOutcome:
     result = dg.materialize(
         list(assets),
         instance=instance,
@@ -96,12 +139,9 @@ def materialize_range(
         # and `execute_in_process` take one partition key, and a backfill submitted to the
         # instance waits for the daemon, which the CLI must not need. So the run carries the
         # range tags Dagster puts on a single-run backfill's run.
-        tags={
-            **range_tags(symbols[0], symbols[-1], days[0], days[-1]),
-            **symbol_tags(symbols),
-        },
+        tags={**tags, **symbol_tags(symbols)},
     )
-    return run_outcome(result, symbols, len(symbols) * len(days))
+    return run_outcome(result, symbols, partitions)
 
 
 def run_outcome(result: ExecutionResult, symbols: Sequence[str], partitions: int) -> RunOutcome:
@@ -142,13 +182,33 @@ def backfill_request(
     first_day: date,
     last_day: date,
     tags: Mapping[str, str],
+    cal: DayCalendar = NYSE,
 ) -> dg.RunRequest:
     """A sensor's request for a Dagster backfill of `assets` over `symbol`'s sessions
-    `first_day`..`last_day`. Their single-run backfill policy makes it one run.
+    `first_day`..`last_day` (days of `cal`: NYSE sessions, or every UTC day for crypto). Their
+    single-run backfill policy makes it one run.
 
     Dagster 1.13 launches a backfill from a sensor only for a request built from an
     `AssetGraphSubset` (no public constructor yet), so this is the one place that builds one."""
-    keys = [partition_key(symbol, day) for day in sessions_between(first_day, last_day)]
+    keys = [partition_key(symbol, day) for day in cal.days_between(first_day, last_day)]
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
+    )
+    return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def daily_backfill_request(
+    asset_graph: BaseAssetGraph,
+    assets: Sequence[dg.AssetKey],
+    *,
+    symbol: str,
+    first_year: int,
+    last_year: int,
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """`backfill_request` for the daily assets: `symbol`'s years `first_year`..`last_year`,
+    one run (single-run backfill policy), one provider request."""
+    keys = [year_partition_key(symbol, y) for y in range(first_year, last_year + 1)]
     subset = AssetGraphSubset.from_asset_partition_set(
         {AssetKeyPartitionKey(asset, key) for asset in assets for key in keys}, asset_graph
     )

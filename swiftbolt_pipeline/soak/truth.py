@@ -8,7 +8,10 @@ day, as Polygon's `adjusted=true` serves them). Then, with our own polars code:
 * m15: regular-session base bars in clock-aligned 15-minute buckets (open first, high max, low
   min, close last, volume and trade count summed, vwap volume-weighted; prices to 4 decimals);
 * h1: buckets anchored at the open (09:30, 10:30, ... 15:30 ET), h4: 09:30-13:30 and
-  13:30-close, d1: the whole session; each from the m15 truth.
+  13:30-close; each from the m15 truth.
+
+The official daily bars (d1, w1, mo1: symbol x year partitions, their own sensor) are not part
+of the soak's session-by-session audit.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import polars as pl
 from swiftbolt_pipeline.emulator import sessions as emu_sessions
 from swiftbolt_pipeline.emulator.data import BarStore, is_listed
 
-TIMEFRAMES = ("m15", "h1", "h4", "d1")
-_WIDTH_MIN = {"h1": 60, "h4": 240, "d1": 24 * 60}
+TIMEFRAMES = ("m15", "h1", "h4")
+_WIDTH_MIN = {"h1": 60, "h4": 240}
 _MS_MIN = 60_000
 COLUMNS = ["day", "ts_ms", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
 
@@ -106,7 +109,7 @@ def m15_truth(store: BarStore, ticker: str, day: date, facts: Facts) -> pl.DataF
 
 
 def derived_truth(m15: pl.DataFrame, timeframe: str, day: date) -> pl.DataFrame:
-    """h1/h4/d1 of one session from its m15 truth, buckets anchored at the session open."""
+    """h1/h4 of one session from its m15 truth, buckets anchored at the session open."""
     s = emu_sessions.session(day)
     if m15.is_empty() or s is None:
         return _empty()
@@ -140,7 +143,7 @@ def session_truth(
     for day in days:
         m15 = m15_truth(store, ticker, day, facts)
         parts["m15"].append(m15)
-        for tf in ("h1", "h4", "d1"):
+        for tf in ("h1", "h4"):
             parts[tf].append(derived_truth(m15, tf, day))
     return {tf: pl.concat(p) if p else _empty() for tf, p in parts.items()}
 

@@ -2,13 +2,17 @@
 
 A write replaces whole partitions (symbol x session day x timeframe) in one transaction, with a
 bulk COPY. An advisory lock per (symbol, timeframe) serializes concurrent writers, so two
-backfills racing over the same days end with every bar exactly once."""
+backfills racing over the same days end with every bar exactly once.
+
+A partition's day is a calendar date in a market's zone: America/New_York for NYSE sessions
+(the default), UTC for crypto days (`zone=core.crypto_calendar.ZONE`)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import psycopg
@@ -19,14 +23,14 @@ from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 _LOCK_NAMESPACE = 0x5B01_0BA2
 
 
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """Midnight to midnight on the exchange's wall clock: every bar of that session day."""
-    start = datetime(day.year, day.month, day.day, tzinfo=EXCHANGE_TZ)
+def day_bounds(day: date, zone: ZoneInfo = EXCHANGE_TZ) -> tuple[datetime, datetime]:
+    """Midnight to midnight on the market's wall clock: every bar of that session day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
     return start, start + timedelta(days=1)
 
 
-def _exchange_day(ts: pl.Expr) -> pl.Expr:
-    return ts.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+def _exchange_day(ts: pl.Expr, zone: ZoneInfo = EXCHANGE_TZ) -> pl.Expr:
+    return ts.dt.convert_time_zone(str(zone)).dt.date()
 
 
 def replace_partitions(
@@ -38,11 +42,12 @@ def replace_partitions(
     bars: pl.DataFrame,
     provider: str,
     is_intraday: bool,
+    zone: ZoneInfo = EXCHANGE_TZ,
 ) -> int:
     """Make `bars` the complete content of these partitions. Runs inside the caller's
     transaction when there is one (so a checkpoint can commit with the bars). Returns rows."""
     day_set = set(days)
-    stray = bars.filter(~_exchange_day(pl.col("ts")).is_in(list(day_set)))
+    stray = bars.filter(~_exchange_day(pl.col("ts"), zone).is_in(list(day_set)))
     if stray.height:
         raise ValueError(f"{stray.height} bars fall outside the partitions being written")
     payload = bars.select(
@@ -64,8 +69,8 @@ def replace_partitions(
             (_LOCK_NAMESPACE, f"{symbol_id}:{timeframe.value}"),
         )
         for first, last in _day_runs(sorted(day_set)):
-            lo, _ = day_bounds(first)
-            _, hi = day_bounds(last)
+            lo, _ = day_bounds(first, zone)
+            _, hi = day_bounds(last, zone)
             conn.execute(
                 """DELETE FROM ohlc_bars_v2
                    WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",
@@ -100,12 +105,17 @@ SOURCE_SCHEMA: dict[str, pl.DataType] = {
 
 
 def read_bars(
-    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+    conn: psycopg.Connection,
+    symbol_id: int,
+    timeframe: Timeframe,
+    first: date,
+    last: date,
+    zone: ZoneInfo = EXCHANGE_TZ,
 ) -> pl.DataFrame:
     """Bars of the session days `first`..`last` (inclusive), ordered by ts, with their source
     (`provider`, `is_intraday`) after the BAR_SCHEMA columns."""
-    lo, _ = day_bounds(first)
-    _, hi = day_bounds(last)
+    lo, _ = day_bounds(first, zone)
+    _, hi = day_bounds(last, zone)
     cur = conn.execute(
         """SELECT ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday
            FROM ohlc_bars_v2

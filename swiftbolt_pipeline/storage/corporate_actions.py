@@ -68,12 +68,13 @@ def due_for_check(
     conn: psycopg.Connection, now: datetime, *, limit: int, max_age: timedelta = DAILY
 ) -> list[DueSymbol]:
     """Active symbols whose splits were never checked, checked longer than `max_age` ago, or
-    whose last check failed over an hour ago; never checked first, then oldest, priority."""
+    whose last check failed over an hour ago; never checked first, then oldest, priority.
+    Crypto pairs (`X:` tickers) have no splits or dividends: never checked."""
     rows = conn.execute(
         """SELECT s.id, s.ticker, c.checked_at
              FROM symbols s
              LEFT JOIN corporate_action_checks c ON c.ticker = s.ticker
-            WHERE s.is_active
+            WHERE s.is_active AND s.ticker NOT LIKE 'X:%%'
               AND (c.ticker IS NULL
                    OR (c.status = 'ok' AND c.checked_at <= %(now)s - %(max_age)s)
                    OR (c.status = 'failed' AND c.checked_at <= %(now)s - %(retry)s))

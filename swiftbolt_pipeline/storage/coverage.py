@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.completeness import SessionState, Stored, regular_buckets
+from swiftbolt_pipeline.core.completeness import (
+    EMPTY,
+    NOTHING,
+    SessionState,
+    Stored,
+    regular_buckets,
+)
 from swiftbolt_pipeline.core.models import Timeframe
 from swiftbolt_pipeline.storage.bars import day_bounds
 
@@ -35,19 +42,21 @@ def session_states(
         return states
     rows = conn.execute(_STATES_SQL, {"ids": ids, "first": days[0], "last": days[-1]}).fetchall()
     raw: dict[tuple[int, date], Stored] = {}
-    buckets: dict[tuple[int, date], dict[Timeframe, int]] = {}
+    buckets: dict[tuple[int, date], Mapping[Timeframe, int]] = {}
     derived: dict[tuple[int, date], dict[Timeframe, Stored]] = {}
     minutes = {day: calendar.session(day).regular_minutes for day in days}
+    m15 = Timeframe.M15.value
     for symbol_id, timeframe, day, n, intraday, first, last, slots in rows:
         if day not in minutes:
             continue
-        stored = Stored(n, intraday, first, last)
         key = (symbol_id, day)
-        if timeframe == Timeframe.M15:
-            raw[key] = stored
+        if timeframe == m15:
+            raw[key] = Stored(n, intraday, first, last)
             buckets[key] = regular_buckets(slots, minutes[day])
+        elif key in derived:
+            derived[key][_TIMEFRAMES[timeframe]] = Stored(n, intraday, first, last)
         else:
-            derived.setdefault(key, {})[_TIMEFRAMES[timeframe]] = stored
+            derived[key] = {_TIMEFRAMES[timeframe]: Stored(n, intraday, first, last)}
     confirmed = conn.execute(
         """SELECT symbol_id, day, bars FROM confirmed_sessions
            WHERE symbol_id = ANY(%s) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",
@@ -55,13 +64,14 @@ def session_states(
     ).fetchall()
     answered = {(symbol_id, day): bars for symbol_id, day, bars in confirmed}
     for symbol_id in ids:
+        per_day = states[symbol_id]
         for day in days:
             key = (symbol_id, day)
-            states[symbol_id][day] = SessionState(
+            per_day[day] = SessionState(
                 day,
-                raw.get(key, Stored()),
-                buckets.get(key, {}),
-                derived.get(key, {}),
+                raw.get(key, NOTHING),
+                buckets.get(key, EMPTY),
+                derived.get(key, EMPTY),
                 answered.get(key),
             )
     return states
@@ -76,6 +86,18 @@ def explain_session_states(
         {"ids": list(symbol_ids), "first": days[0], "last": days[-1]},
     ).fetchall()
     return "\n".join(row[0] for row in rows)
+
+
+def confirmed_empty_days(
+    conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe, first: date, last: date
+) -> set[date]:
+    """The sessions `first`..`last` the history provider answered with no bar."""
+    rows = conn.execute(
+        """SELECT day FROM confirmed_sessions
+           WHERE symbol_id = %s AND timeframe = %s AND bars = 0 AND day BETWEEN %s AND %s""",
+        (symbol_id, timeframe.value, first, last),
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def confirm_sessions(
@@ -112,15 +134,17 @@ def confirm_empty(
     timeframe: Timeframe,
     days: Sequence[date],
     provider: str,
+    zone: ZoneInfo = calendar.EXCHANGE_TZ,
 ) -> list[date]:
     """The history provider served no bar for these past sessions: record them as empty and
     drop the provisional bars they still hold. A session holding final bars keeps them and is
-    left unconfirmed (never lose a bar on one empty answer). Returns the days confirmed."""
+    left unconfirmed (never lose a bar on one empty answer). Returns the days confirmed.
+    `zone`: the zone of the days (UTC for crypto pairs)."""
     if not days:
         return []
     kept = set()
     for day in days:
-        lo, hi = day_bounds(day)
+        lo, hi = day_bounds(day, zone)
         row = conn.execute(
             """SELECT count(*) FILTER (WHERE NOT is_intraday) FROM ohlc_bars_v2
                WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",

@@ -126,7 +126,7 @@ def test_timeframe_error_lists_the_valid_ones(client: TestClient) -> None:
         422,
         "INVALID_TIMEFRAME",
     )
-    assert message == "unknown timeframe 'h2' (valid: m15, h1, h4, d1)"
+    assert message == "unknown timeframe 'h2' (valid: m15, h1, h4, d1, w1, mo1)"
 
 
 # --- /v1/ensure-coverage ------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_ensure_coverage_widens_but_never_narrows_and_reactivates(
         (b"[1, 2]", 400, "MALFORMED_REQUEST"),
         (b"{}", 422, "INVALID_SYMBOL"),
         (b'{"symbol": "1X"}', 422, "INVALID_SYMBOL"),
-        (b'{"symbol": "SPY", "timeframe": "w1"}', 422, "INVALID_TIMEFRAME"),
+        (b'{"symbol": "SPY", "timeframe": "w2"}', 422, "INVALID_TIMEFRAME"),
         (b'{"symbol": "SPY", "window_days": -3}', 422, "INVALID_RANGE"),
         (b'{"symbol": "SPY", "window_days": true}', 422, "INVALID_RANGE"),
         (b'{"symbol": "SPY", "window_days": "30"}', 422, "INVALID_RANGE"),

@@ -19,7 +19,7 @@ from swiftbolt_pipeline.core.models import Timeframe
 DAY = date(2026, 3, 4)
 T0 = datetime(2026, 3, 5, 1, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=5)
-FULL = {Timeframe.H1: 7, Timeframe.H4: 2, Timeframe.D1: 1}
+FULL = {Timeframe.H1: 7, Timeframe.H4: 2}
 
 
 def _derived(intraday: bool = False, written: datetime = LATER) -> dict[Timeframe, Stored]:
@@ -63,7 +63,7 @@ def test_derived_bars_need_one_per_filled_bucket_written_after_their_source() ->
     assert not derived_complete(_state(derived=missing_h4), Timeframe.H4)
     assert derived_complete(_state(derived=missing_h4), Timeframe.H1)
     stale = _derived(written=T0 - timedelta(minutes=1))  # m15 re-fetched after deriving
-    assert not derived_complete(_state(derived=stale), Timeframe.D1)
+    assert not derived_complete(_state(derived=stale), Timeframe.H4)
     mixed = _derived(intraday=True)  # derived from provisional m15 that is final now
     assert not derived_complete(_state(derived=mixed), Timeframe.H1)
     assert derived_complete(_state(bars=0, confirmed=0), Timeframe.H1)  # nothing to derive

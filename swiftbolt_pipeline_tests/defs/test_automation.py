@@ -113,8 +113,8 @@ def _submit(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
     )
 
 
-ALL = ["d1_bars", "h1_bars", "h4_bars", "m15_bars"]
-DERIVED = ["d1_bars", "h1_bars", "h4_bars"]
+ALL = ["h1_bars", "h4_bars", "m15_bars"]
+DERIVED = ["h1_bars", "h4_bars"]
 
 
 def test_coverage_gap_sensor_requests_one_backfill_per_contiguous_range(
@@ -126,7 +126,7 @@ def test_coverage_gap_sensor_requests_one_backfill_per_contiguous_range(
     watchlist.add(conn, ["QQQ"], window_days=30, priority=5)
     instance.add_dynamic_partitions("symbols", ["QQQ", "SPY"])
     filled = calendar.sessions_between(date(2026, 3, 2), date(2026, 3, 6))
-    outcome = _run("SPY", filled, instance, selection=["m15_bars", "d1_bars"])
+    outcome = _run("SPY", filled, instance, selection=["m15_bars", "h4_bars"])
     assert outcome.success, outcome.error
 
     result = _sensor(coverage_gap_sensor, instance, pipeline_env["DATABASE_URL"])
@@ -134,7 +134,7 @@ def test_coverage_gap_sensor_requests_one_backfill_per_contiguous_range(
     assert [_backfill(r) for r in result.run_requests or []] == [
         ("QQQ", "2026-02-18|QQQ", "2026-03-20|QQQ", 23, "5", ALL),  # higher priority first
         ("SPY", "2026-02-18|SPY", "2026-02-27|SPY", 8, "1", ALL),
-        # m15 and d1 are stored, h1/h4 are not: derived again from m15, no request.
+        # m15 and h4 are stored, h1 is not: derived again from m15, no request.
         ("SPY", "2026-03-02|SPY", "2026-03-06|SPY", 5, "1", DERIVED),
         ("SPY", "2026-03-09|SPY", "2026-03-20|SPY", 10, "1", ALL),
     ]

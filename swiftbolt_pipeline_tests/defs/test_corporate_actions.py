@@ -212,7 +212,7 @@ def test_a_new_split_refetches_the_history_before_it_once(
     watchlist.add(conn, [SYMBOL])
     instance.add_dynamic_partitions("symbols", [SYMBOL])
     days = calendar.sessions_between(FIRST, LAST)
-    outcome = _run(SYMBOL, days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"])
+    outcome = _run(SYMBOL, days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
     assert outcome.success, outcome.error
     before = _stored(conn)
     conn.commit()
@@ -234,12 +234,17 @@ def test_a_new_split_refetches_the_history_before_it_once(
     assert isinstance(_evaluate(instance, pipeline_env), dg.SkipReason)
     assert _split_requests(emulator) == 1
 
-    # A day later: the split is found and exactly one run re-fetches the range before it.
+    # A day later: the split is found; one run re-fetches the range before it, another the
+    # official daily bars of the daily depth's years up to the split's.
     monkeypatch.setenv("SWIFTBOLT_NOW", DAY_AFTER)
     result = _evaluate(instance, pipeline_env)
     assert _split_requests(emulator) == 2
     assert isinstance(result, dg.SensorResult)
-    (request,) = result.run_requests or []
+    request, daily = result.run_requests or []
+    assert daily.job_name == "daily_job"
+    assert daily.tags["dagster/asset_partition_range_start"] == f"{SYMBOL}|2021"
+    assert daily.tags["dagster/asset_partition_range_end"] == f"{SYMBOL}|{SPLIT_DAY.year}"
+    assert daily.tags["swiftbolt/trigger"] == "split"
     assert request.job_name in (None, BARS_JOB)
     assert request.tags["dagster/asset_partition_range_start"] == f"{FIRST}|{SYMBOL}"
     assert request.tags["dagster/asset_partition_range_end"] == f"2025-11-11|{SYMBOL}"
@@ -268,9 +273,7 @@ def test_a_new_split_refetches_the_history_before_it_once(
 
     # Execute the requested range (same partitions) in process.
     refetch_days = calendar.sessions_between(FIRST, date(2025, 11, 11))
-    outcome = _run(
-        SYMBOL, refetch_days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"]
-    )
+    outcome = _run(SYMBOL, refetch_days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
     assert outcome.success, outcome.error
     assert all(check.passed for check in outcome.checks), outcome.checks
     after = _stored(conn)
@@ -284,9 +287,11 @@ def test_a_new_split_refetches_the_history_before_it_once(
     assert _max_abs(new["vwap"] - old["vwap"] / 4) < 2e-4
     # On and after the execution date: untouched.
     assert after.filter(_day() >= SPLIT_DAY).equals(before.filter(_day() >= SPLIT_DAY))
-    # Derived bars follow: d1 before the split is adjusted too.
-    d1 = _stored(conn, Timeframe.D1)
-    assert d1.filter(_day() < SPLIT_DAY)["high"].to_list() == [
+    # Derived bars follow: h4 before the split is adjusted too (a day's highest h4 high).
+    h4 = _stored(conn, Timeframe.H4).filter(_day() < SPLIT_DAY)
+    assert h4.group_by(_day().alias("day")).agg(pl.col("high").max()).sort("day")[
+        "high"
+    ].to_list() == [
         pytest.approx(h)
         for h in new.group_by(_day().alias("day")).agg(pl.col("high").max()).sort("day")["high"]
     ]

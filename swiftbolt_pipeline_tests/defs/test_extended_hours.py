@@ -36,12 +36,12 @@ def test_extended_hours_setting(
     monkeypatch.setenv("SWIFTBOLT_EXTENDED_HOURS", "1" if extended else "0")
     days = calendar.sessions_between(FIRST, LAST)
     with dg.instance_for_test() as instance:
-        outcome = _run("SPY", days, instance, selection=["m15_bars", "h1_bars", "d1_bars"])
+        outcome = _run("SPY", days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
     assert outcome.success, outcome.error
     assert all(check.passed for check in outcome.checks if check.name != "provider_data_clean")
     everything, regular = _by_timeframe(conn, False), _by_timeframe(conn, True)
     # Derived timeframes always use the regular session only.
-    assert (everything["h1"], everything["d1"]) == (3 * 7, 3)
+    assert (everything["h1"], everything["h4"]) == (3 * 7, 3 * 2)
     assert regular["m15"] == 3 * 26 == regular_m15("SPY", FIRST, LAST).height
     if extended:
         assert everything["m15"] > regular["m15"]

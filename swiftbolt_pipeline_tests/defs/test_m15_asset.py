@@ -42,9 +42,7 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
 ) -> None:
     days = calendar.sessions_between(FIRST, LAST)
     with dg.instance_for_test() as instance:
-        outcome = _run(
-            "SPY", days, instance, selection=["m15_bars", "h1_bars", "h4_bars", "d1_bars"]
-        )
+        outcome = _run("SPY", days, instance, selection=["m15_bars", "h1_bars", "h4_bars"])
         assert outcome.success, outcome.error
         assert {(c.asset, c.name, c.passed) for c in outcome.checks} == {
             ("m15_bars", "bar_counts_match_calendar", True),
@@ -52,8 +50,8 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
             ("m15_bars", "no_duplicate_timestamps", True),
             ("m15_bars", "provider_data_clean", True),
             ("m15_bars", "fetch_complete", True),
-            *{(f"{tf}_bars", "bar_counts_match_calendar", True) for tf in ("h1", "h4", "d1")},
-            *{(f"{tf}_bars", "consistent_with_m15", True) for tf in ("h1", "h4", "d1")},
+            *{(f"{tf}_bars", "bar_counts_match_calendar", True) for tf in ("h1", "h4")},
+            *{(f"{tf}_bars", "consistent_with_m15", True) for tf in ("h1", "h4")},
         }
         m15_counts = next(
             c
@@ -63,7 +61,7 @@ def test_four_weeks_store_exactly_the_regular_session_bars(
         assert m15_counts.metadata["expected_bars"] == m15_counts.metadata["stored_bars"] == 20 * 26
         # One run for the whole range (single-run backfill policy).
         assert len(instance.get_runs()) == 1
-        for asset in ("m15_bars", "h1_bars", "h4_bars", "d1_bars"):
+        for asset in ("m15_bars", "h1_bars", "h4_bars"):
             materialized = instance.get_materialized_partitions(dg.AssetKey(asset))
             assert len(materialized) == len(days)
 

@@ -28,7 +28,7 @@ from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.defs.resources import WarehouseResource
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
-from swiftbolt_pipeline.names import range_tags
+from swiftbolt_pipeline.names import range_tags, year_range_tags
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.services.launch import as_single_run, register_symbols
 from swiftbolt_pipeline.services.webhook import deliver_pending
@@ -124,11 +124,7 @@ def test_one_failing_symbol_never_blocks_the_others(
     assert result.success
     # SPY is stored and derived although ZZNOPE (unknown to the provider) failed.
     assert _bars(conn, "SPY", "m15") == 5 * 26
-    assert (_bars(conn, "SPY", "h1"), _bars(conn, "SPY", "h4"), _bars(conn, "SPY", "d1")) == (
-        5 * 7,
-        5 * 2,
-        5,
-    )
+    assert (_bars(conn, "SPY", "h1"), _bars(conn, "SPY", "h4")) == (5 * 7, 5 * 2)
     assert _bars(conn, "ZZNOPE", "m15") == 0
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["fetch_complete"].passed
@@ -236,6 +232,11 @@ def test_a_halted_session_is_confirmed_empty_not_a_gap(
         *calendar.sessions_between(date(2026, 2, 18), date(2026, 2, 23)),
         halted,
     }
+    # The official daily bars: none before the listing and on the halt, both answered.
+    daily = build_definitions(Settings.from_env()).resolve_job_def("daily_job")
+    assert daily.execute_in_process(
+        instance=instance, tags=year_range_tags("HALTX", "HALTX", 2026, 2026)
+    ).success
     for timeframe in Timeframe:
         report = coverage_report(
             conn,
@@ -249,7 +250,7 @@ def test_a_halted_session_is_confirmed_empty_not_a_gap(
         assert report.status == "coverage_complete", (timeframe, report.gaps)
     requests = emulator_requests(fresh_emulator)
     assert _tick(instance, pipeline_env["DATABASE_URL"]) == []
-    assert emulator_requests(fresh_emulator) == requests == 1
+    assert emulator_requests(fresh_emulator) == requests == 2  # m15 and d1, one each
 
 
 def test_partial_raw_sessions_are_fetched_and_missing_derived_bars_derived(

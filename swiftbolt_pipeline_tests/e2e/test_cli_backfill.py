@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 
 import swiftbolt_pipeline
+from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.storage import database
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY, TEST_HISTORY_START, TEST_NOW
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
@@ -40,8 +42,10 @@ def test_backfill_stores_the_served_bars_once(
     first = run_cli("backfill", "--symbols", "spy,QQQ,SPY", "--start", START, "--end", END, env=env)
     assert first.returncode == 0, first.stderr
     assert "2 run(s), 38 partition(s), 988 m15 bars written, 2 request(s)" in first.stderr
-
-    from datetime import date
+    # The official d1 of 2026's 53 past sessions, one request per symbol.
+    assert "Daily: 2 run(s), 2 year partition(s), 106 d1 bars written, 2 request(s)" in (
+        first.stderr
+    )
 
     expected = regular_m15("SPY", date.fromisoformat(START), date.fromisoformat(END))
     stored = _m15(conn, "SPY")
@@ -52,7 +56,8 @@ def test_backfill_stores_the_served_bars_once(
     conn.commit()
 
     # Without --timeframes every timeframe is filled: right after it, coverage of h1 has no
-    # gap inside the backfilled range (h1/h4/d1 are derived, no request).
+    # gap inside the backfilled range (h1/h4 are derived, no request), and the official d1
+    # of the whole year 2026 is fetched (one request per symbol) and rolled up to w1/mo1.
     report = run_cli(
         "coverage", "SPY", "--timeframe", "h1", "--window-days", "39", "--json", env=env
     )
@@ -67,7 +72,13 @@ def test_backfill_stores_the_served_bars_once(
         conn.execute("SELECT timeframe, count(*) FROM ohlc_bars_v2 GROUP BY 1").fetchall()
     )
     sessions = 2 * 19
-    assert per_timeframe == {"m15": 988, "h1": 7 * sessions, "h4": 2 * sessions, "d1": sessions}
+    year = calendar.sessions_between(date(2026, 1, 1), date(2026, 3, 19))
+    weeks = {d.isocalendar()[:2] for d in year} - {(2026, 1)}  # its Monday is in 2025
+    assert per_timeframe == {
+        "m15": 988, "h1": 7 * sessions, "h4": 2 * sessions, "d1": 2 * len(year),
+        "w1": 2 * len(weeks), "mo1": 2 * 3,
+    }  # fmt: skip
+    assert "Daily: 2 run(s), 2 year partition(s)" in again.stderr
 
 
 @pytest.mark.parametrize(
@@ -165,7 +176,10 @@ def test_today_from_tradier_then_polygon_through_the_cli(
     drives it with SWIFTBOLT_NOW."""
     day = "2026-03-11"
     during = {**env, "SWIFTBOLT_NOW": "2026-03-11T11:05:00-04:00"}
-    result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=during)
+    intraday = ("--timeframes", "m15,h1,h4")  # today's session: the daily bar comes tomorrow
+    result = run_cli(
+        "backfill", "--symbols", "SPY", "--start", day, "--end", day, *intraday, env=during
+    )
     assert result.returncode == 0, result.stderr
     rows = conn.execute(
         "SELECT timeframe, provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2, 3"
@@ -173,20 +187,20 @@ def test_today_from_tradier_then_polygon_through_the_cli(
     conn.commit()
     # 09:30 .. 10:45 ET: the complete bars at 11:05, and what they derive (provisional too).
     assert sorted(rows) == [
-        ("d1", "tradier", True, 1),
         ("h1", "tradier", True, 2),
         ("h4", "tradier", True, 1),
         ("m15", "tradier", True, 6),
     ]
 
     after = {**env, "SWIFTBOLT_NOW": "2026-03-12T09:00:00-04:00"}
-    result = run_cli("backfill", "--symbols", "SPY", "--start", day, "--end", day, env=after)
+    result = run_cli(
+        "backfill", "--symbols", "SPY", "--start", day, "--end", day, *intraday, env=after
+    )
     assert result.returncode == 0, result.stderr
     rows = conn.execute(
         "SELECT timeframe, provider, is_intraday, count(*) FROM ohlc_bars_v2 GROUP BY 1, 2, 3"
     ).fetchall()
     assert sorted(rows) == [
-        ("d1", "polygon", False, 1),
         ("h1", "polygon", False, 7),
         ("h4", "polygon", False, 2),
         ("m15", "polygon", False, 26),

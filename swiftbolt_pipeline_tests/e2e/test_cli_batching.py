@@ -45,7 +45,7 @@ def test_sixty_alpaca_symbols_backfill_in_two_runs(
     env = {**pipeline_env, "SWIFTBOLT_HISTORY_PROVIDERS": "alpaca"}
     result = run_cli(
         "backfill", "--symbols", ",".join(SYMBOLS), "--start", DAYS[0].isoformat(),
-        "--end", DAYS[-1].isoformat(), env=env,
+        "--end", DAYS[-1].isoformat(), "--timeframes", "m15,h1,h4", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (
@@ -67,8 +67,8 @@ def test_sixty_alpaca_symbols_backfill_in_two_runs(
     assert firsts == chunks
     for symbol in SYMBOLS:
         assert _as_served(stored_m15(conn, symbol)) == regular[symbol], symbol
-    # Derived from those bars in the same runs: 7 h1, 2 h4, 1 d1 per session.
+    # Derived from those bars in the same runs: 7 h1, 2 h4 per session.
     derived = conn.execute(
-        "SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe IN ('h1', 'h4', 'd1')"
+        "SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe IN ('h1', 'h4')"
     ).fetchone()
-    assert derived == (len(SYMBOLS) * len(DAYS) * (7 + 2 + 1),)
+    assert derived == (len(SYMBOLS) * len(DAYS) * (7 + 2),)

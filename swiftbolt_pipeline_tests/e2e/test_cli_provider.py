@@ -19,7 +19,7 @@ def test_forced_alpaca_stores_alpaca_bars(
     reset_emulator(emulator)
     result = run_cli(
         "backfill", "--symbols", "SPY,QQQ", "--start", START, "--end", END,
-        "--provider", "alpaca", env=dict(pipeline_env),
+        "--provider", "alpaca", "--timeframes", "m15,h1,h4", env=dict(pipeline_env),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "from alpaca (forced)" in result.stderr
@@ -28,9 +28,9 @@ def test_forced_alpaca_stores_alpaca_bars(
     assert "1 run(s), 38 partition(s), 988 m15 bars written, 1 request(s)" in result.stderr
     assert emulator_requests(emulator, "alpaca") == 1
     assert emulator_requests(emulator, "polygon") == 0
-    # m15 and what it derives (38 sessions: 7 h1, 2 h4, 1 d1 each), all from Alpaca's bars.
+    # m15 and what it derives (38 sessions: 7 h1, 2 h4 each), all from Alpaca's bars.
     assert conn.execute("SELECT provider, count(*) FROM ohlc_bars_v2 GROUP BY 1").fetchall() == [
-        ("alpaca", 988 + 38 * (7 + 2 + 1))
+        ("alpaca", 988 + 38 * (7 + 2))
     ]
     assert conn.execute("SELECT DISTINCT provider, status FROM job_runs").fetchall() == [
         ("alpaca", "success")

@@ -75,8 +75,10 @@ def test_status_summarizes_coverage_per_symbol_after_a_backfill(env: dict[str, s
         "bars": BACKFILLED * 26,
         "gaps": 1,  # 2026-03-09..2026-03-20
     }
-    assert spy["d1"]["covered_sessions"] == BACKFILLED
-    assert spy["d1"]["bars"] == BACKFILLED
+    # The official d1 fills the whole year 2026 (one request): every session of the window
+    # but today, whose daily bar exists once it is over.
+    assert spy["d1"]["covered_sessions"] == spy["d1"]["expected_sessions"] == WINDOW_SESSIONS - 1
+    assert spy["d1"]["bars"] == WINDOW_SESSIONS - 1
     assert spy["last_bar"] == "2026-03-06T20:45:00+00:00"  # 15:45 ET, the last m15 bar
     assert spy["gaps"] == 1
     assert spy["runs_in_flight"] == {"running": 0, "queued": 0}

@@ -177,7 +177,9 @@ def test_unknown_ticker_and_errors(emu: str) -> None:
     body = r.json()
     assert r.status_code == 200 and body["status"] == "OK"
     assert body["resultsCount"] == 0 and "results" not in body and "next_url" not in body
-    r = httpx.get(f"{emu}/v2/aggs/ticker/SPY/range/1/day/2025-06-02/2025-06-03?apiKey={KEY}")
+    r = httpx.get(f"{emu}/v2/aggs/ticker/SPY/range/1/week/2025-06-02/2025-06-13?apiKey={KEY}")
+    assert r.status_code == 400 and r.json()["status"] == "ERROR"
+    r = httpx.get(f"{emu}/v2/aggs/ticker/SPY/range/2/day/2025-06-02/2025-06-13?apiKey={KEY}")
     assert r.status_code == 400 and r.json()["status"] == "ERROR"
     assert aggs(emu, "SPY", "2025-13-02", "2025-06-03").status_code == 400
     weekend = aggs(emu, "GENE", "2025-06-07", "2025-06-08").json()

@@ -85,9 +85,9 @@ def test_an_exact_archive_passes_and_each_corruption_is_caught(
                      AND (ts AT TIME ZONE 'America/New_York')::date = %s)""",
         (sid, sid, day),
     )
-    # A missing session: d1 of that day deleted.
+    # A missing session: h4 of that day deleted.
     conn.execute(
-        """DELETE FROM ohlc_bars_v2 WHERE symbol_id = %s AND timeframe = 'd1'
+        """DELETE FROM ohlc_bars_v2 WHERE symbol_id = %s AND timeframe = 'h4'
            AND (ts AT TIME ZONE 'America/New_York')::date = %s""",
         (sid, day),
     )
@@ -110,7 +110,7 @@ def test_an_exact_archive_passes_and_each_corruption_is_caught(
         "polygon requests <= 1.2 x floor + 2 per dead symbol-day",
     }
     assert f"{normal.ticker}/h1: {day} close differs" in failed["wrong past sessions"]
-    assert f"{normal.ticker}/d1: {day} missing" in failed["missing past sessions"]
+    assert f"{normal.ticker}/h4: {day} missing" in failed["missing past sessions"]
     assert f"{normal.ticker}/m15: {last} provisional" in failed["provisional rows in past sessions"]
     assert f"{normal.ticker} m15 {last} tradier" in failed["rows from an unconfigured provider"]
     cell = next(c for c in report.cells if c.symbol == normal.ticker and c.timeframe == "h1")

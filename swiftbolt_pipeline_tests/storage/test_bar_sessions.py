@@ -132,7 +132,6 @@ def test_slots_give_the_buckets_of_the_bars(minutes: set[int], regular_minutes: 
     assert regular_buckets(slots, regular_minutes) == {
         Timeframe.H1: len({m // 60 for m in regular}),
         Timeframe.H4: len({m // 240 for m in regular}),
-        Timeframe.D1: int(bool(regular)),
     }
 
 
@@ -140,4 +139,4 @@ def test_buckets_of_a_real_early_close() -> None:
     open_ = datetime(2024, 11, 29, 14, 30, tzinfo=UTC)  # 09:30 ET
     starts = [open_ + timedelta(minutes=15 * k) for k in range(26)]  # bars until 16:00
     slots = sum(1 << ((s - open_).seconds // 900) for s in starts)
-    assert regular_buckets(slots, 210) == {Timeframe.H1: 4, Timeframe.H4: 1, Timeframe.D1: 1}
+    assert regular_buckets(slots, 210) == {Timeframe.H1: 4, Timeframe.H4: 1}

@@ -172,7 +172,7 @@ def test_dagster_has_its_own_schema(raced: tuple[str, object]) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("timeframe", "m5"), ("provider", "yahoo"), ("volume", "-1")],
+    [("timeframe", "m30"), ("timeframe", "d7"), ("provider", "yahoo"), ("volume", "-1")],
 )
 def test_bar_checks_reject_values_outside_the_contract(
     raced: tuple[str, object], column: str, value: str
@@ -193,3 +193,19 @@ def test_bar_checks_reject_values_outside_the_contract(
                    VALUES (%s, %s, now(), 1, 2, 0.5, 1.5, %s, %s)""",
                 (sid[0], row["timeframe"], int(row["volume"]), row["provider"]),
             )
+
+
+def test_every_contract_timeframe_is_accepted(raced: tuple[str, object]) -> None:
+    url, _ = raced
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        sid = conn.execute("INSERT INTO symbols (ticker) VALUES ('CHK') RETURNING id").fetchone()
+        assert sid is not None
+        for timeframe in ("m5", "m15", "h1", "h4", "d1", "w1", "mo1"):
+            conn.execute(
+                """INSERT INTO ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close,
+                                             volume, provider)
+                   VALUES (%s, %s, now(), 1, 2, 0.5, 1.5, 1, 'polygon')""",
+                (sid[0], timeframe),
+            )
+        stored = conn.execute("SELECT count(*) FROM ohlc_bars_v2 WHERE symbol_id = %s", sid)
+        assert stored.fetchone() == (7,)

@@ -1,4 +1,5 @@
-"""`h1_bars`, `h4_bars`, `d1_bars`: session-anchored bars derived from `m15_bars`."""
+"""`h1_bars`, `h4_bars`: session-anchored bars derived from `m15_bars` (d1 is the provider's
+own daily bar: `defs/assets/daily.py`)."""
 
 import dagster as dg
 
@@ -15,7 +16,6 @@ _DESCRIPTIONS = {
     "30 minutes); 7 per full session, 4 on an early close.",
     Timeframe.H4: "Four-hour bars 09:30-13:30 and 13:30-close ET; 2 per full session, 1 on an "
     "early close.",
-    Timeframe.D1: "One bar per session, `ts` = session open.",
 }
 
 

@@ -4,7 +4,7 @@ providers (Polygon, Alpaca; primary first, fallback on outage), today's session 
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -35,16 +35,12 @@ from swiftbolt_pipeline.ingest.history import (
     history_round,
     start_history,
 )
-from swiftbolt_pipeline.ingest.store import SymbolIngest
+from swiftbolt_pipeline.ingest.store import SymbolIngest, record_symbol_outcomes
 from swiftbolt_pipeline.ingest.today import ingest_today
 from swiftbolt_pipeline.names import M15_BARS, MISSING_ONLY_TAG, days_by_symbol
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline.storage.coverage import session_states
-
-# How long the gap sensor leaves a symbol alone after its fetch failed, so a dead symbol or a
-# provider outage doesn't spin the queue.
-FAILURE_COOLDOWN = timedelta(minutes=10)
 
 
 class PlanConfig(dg.Config):
@@ -308,25 +304,16 @@ def _record_outcomes(
     ids: dict[str, int],
     clock: PipelineClock,
 ) -> None:
-    """Per symbol: clear or note its failure (the gap sensor waits FAILURE_COOLDOWN before
-    retrying it), and park a symbol that keeps answering SYMBOL_NOT_FOUND."""
-    now = clock.now()
     with conn.transaction():
-        for result in results:
-            error = result.error
-            reason = watchlist.record_outcome(
-                conn,
-                ids[result.symbol],
-                error_code=error.code if error else None,
-                error_message=error.message if error else "",
-                now=now,
-                retry_after=now + FAILURE_COOLDOWN,
-            )
-            if error:
-                context.log.warning(f"{result.symbol} failed: [{error.code}] {error.message}")
-            if reason:
-                context.log.warning(f"{result.symbol} parked: {reason}")
+        parked = record_symbol_outcomes(conn, results, ids, clock.now())
     conn.commit()
+    for result in results:
+        if result.error:
+            context.log.warning(
+                f"{result.symbol} failed: [{result.error.code}] {result.error.message}"
+            )
+    for symbol, reason in parked.items():
+        context.log.warning(f"{symbol} parked: {reason}")
 
 
 def _providers_used(results: list[SymbolIngest], order: tuple[Provider, ...]) -> list[Provider]:

@@ -126,10 +126,10 @@ def build_universe_assets(
         owners=["team:data-platform"],
         required_resource_keys={"warehouse"},
         description=(
-            "h1, h4 and d1 bars of every member of a universe, derived with polars from its "
-            "stored m15 bars exactly as `h1_bars`, `h4_bars` and `d1_bars` are (session-"
-            "anchored), in one asset: one read of each member's m15 bars serves all three, "
-            "and a partition costs one event instead of three. Stored in `ohlc_bars_v2`."
+            "h1 and h4 bars of every member of a universe, derived with polars from its "
+            "stored m15 bars exactly as `h1_bars` and `h4_bars` are (session-"
+            "anchored), in one asset: one read of each member's m15 bars serves both, "
+            "and a partition costs one event instead of two. Stored in `ohlc_bars_v2`."
         ),
     )
     def universe_derived_bars(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
