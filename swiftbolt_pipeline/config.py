@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +73,41 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
     return value
 
 
+IN_PROCESS = "in_process"
+CELERY = "celery"
+
+
+def _executor_settings(environ: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """SWIFTBOLT_EXECUTOR (`in_process`, the default, or `celery`) and the Celery variables.
+    The broker and backend URLs may hold passwords: no message repeats them."""
+    executor = (_value(environ, "SWIFTBOLT_EXECUTOR") or IN_PROCESS).lower().replace("-", "_")
+    if executor not in (IN_PROCESS, CELERY):
+        raise InvalidInput("INVALID_CONFIG", f"SWIFTBOLT_EXECUTOR must be {IN_PROCESS} or {CELERY}")
+    broker = _value(environ, "SWIFTBOLT_CELERY_BROKER")
+    backend = _value(environ, "SWIFTBOLT_CELERY_BACKEND")
+    if executor == CELERY:
+        missing = [
+            name
+            for name, value in (
+                ("SWIFTBOLT_CELERY_BROKER", broker),
+                ("SWIFTBOLT_CELERY_BACKEND", backend),
+                # Every host must reach the same PostgreSQL: the embedded one is this machine's.
+                ("DATABASE_URL", _value(environ, "DATABASE_URL")),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InvalidInput(
+                "INVALID_CONFIG", f"SWIFTBOLT_EXECUTOR=celery needs {' and '.join(missing)}"
+            )
+    # Steps hand their outputs to each other through Redis (the result backend).
+    if backend is not None and not backend.startswith(("redis://", "rediss://")):
+        raise InvalidInput(
+            "INVALID_CONFIG", "SWIFTBOLT_CELERY_BACKEND must be a redis:// or rediss:// URL"
+        )
+    return executor, broker, backend
+
+
 def parse_daily_years(raw: str | None) -> int:
     """SWIFTBOLT_DAILY_YEARS: how many years of official daily bars to keep, 1..20."""
     if raw is None:
@@ -132,6 +167,12 @@ class Settings:
     history_providers: tuple[Provider, ...]
     extended_hours: bool
     alert_webhook: str | None = None
+    # Where a run's steps execute (services/executor.py): `in_process` on this machine, or
+    # `celery` on workers on any number of hosts, through the broker and result backend.
+    executor: str = IN_PROCESS
+    # URLs that may hold passwords: kept out of the dataclass's repr.
+    celery_broker: str | None = field(default=None, repr=False)
+    celery_backend: str | None = field(default=None, repr=False)
     daily_years: int = DEFAULT_DAILY_YEARS
 
     @classmethod
@@ -144,6 +185,7 @@ class Settings:
 
         now_raw = _env("SWIFTBOLT_NOW")
         start_raw = _env("SWIFTBOLT_HISTORY_START")
+        executor, broker, backend = _executor_settings(env)
         return cls(
             home=Path(_env("SWIFTBOLT_HOME") or ".swiftbolt").resolve(),
             database_url=_env("DATABASE_URL"),
@@ -162,6 +204,9 @@ class Settings:
             history_providers=parse_providers(_env("SWIFTBOLT_HISTORY_PROVIDERS") or "polygon"),
             extended_hours=(_env("SWIFTBOLT_EXTENDED_HOURS") or "").lower() in ("1", "true", "yes"),
             alert_webhook=_env("SWIFTBOLT_ALERT_WEBHOOK"),
+            executor=executor,
+            celery_broker=broker,
+            celery_backend=backend,
             daily_years=parse_daily_years(_env("SWIFTBOLT_DAILY_YEARS")),
         )
 

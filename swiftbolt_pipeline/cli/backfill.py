@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from datetime import date
 
 import click
@@ -34,6 +35,13 @@ from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import BAR_ASSETS, CRYPTO_BAR_ASSETS, M15_BARS, SYMBOLS_PARTITIONS
 from swiftbolt_pipeline.providers.registry import history_batch_size, require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
+from swiftbolt_pipeline.services.executor import (
+    distributed,
+    execute_range,
+    max_concurrent_runs,
+    open_shared_instance,
+    run_pool,
+)
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.services.launch import (
     RunOutcome,
@@ -137,7 +145,10 @@ def backfill(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
         f"{', '.join(tf.value for tf in wanted)} from {source}"
     )
-    with open_instance(runtime.settings) as instance:
+    # Distributed (SWIFTBOLT_EXECUTOR=celery): the runs go on at once, their steps on the
+    # workers of every host; by default, one run after another in this process.
+    opener = open_shared_instance if distributed(runtime.settings) else open_instance
+    with opener(runtime.settings) as instance:
         # A backfill killed earlier (SIGKILL, lost host) still holds its pool slot: free it,
         # or this one would wait for that slot forever.
         with runtime.connect() as conn:
@@ -255,9 +266,20 @@ def _run_all(
     # Quiet unless -v: a failure is summarized in one line below, without Dagster's stack trace.
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
     forced = plan_run_config(provider) if provider and M15_BARS in selection else None
-    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    resources = dict(defs.resources or {})
-    outcomes: list[RunOutcome] = []
+    pool: Executor
+    if distributed(runtime.settings):
+        run_batch = functools.partial(
+            execute_range, runtime.settings,
+            selection=selection, run_config=forced, log_level=log_level,
+        )  # fmt: skip
+        pool = run_pool(min(len(batches), max_concurrent_runs(instance)))
+    else:
+        assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+        run_batch = functools.partial(
+            materialize_range, instance, assets, dict(defs.resources or {}),
+            selection=selection, log_level=log_level, run_config=forced,
+        )  # fmt: skip
+        pool = ThreadPoolExecutor(max_workers=1)
     with runtime.connect() as conn:
         ids = watchlist.ensure(conn, [t for batch in batches for t in batch])
         conn.commit()
@@ -268,29 +290,23 @@ def _run_all(
             TextColumn("sessions"),
             TimeElapsedColumn(),
         )
-        with (
-            Progress(*columns, console=console) as progress,
-            ThreadPoolExecutor(max_workers=1) as pool,
-        ):
-            for batch in batches:
-                tasks = {ticker: progress.add_task(ticker, total=len(days)) for ticker in batch}
-                future = pool.submit(
-                    materialize_range,
-                    instance, assets, resources, symbols=batch, days=days, selection=selection,
-                    log_level=log_level, run_config=forced,
-                )  # fmt: skip
-                while not wait([future], timeout=0.5).done:
-                    done = bar_store.sessions_with_bars_many(
-                        conn, [ids[t] for t in batch], Timeframe.M15, days[0], days[-1]
-                    )
-                    conn.commit()
-                    for ticker, task in tasks.items():
-                        progress.update(task, completed=len(done[ids[ticker]]))
-                outcome = future.result()
+        with Progress(*columns, console=console) as progress, pool:
+            tasks = {t: progress.add_task(t, total=len(days)) for batch in batches for t in batch}
+            futures: list[Future[RunOutcome]] = [
+                pool.submit(run_batch, symbols=batch, days=days) for batch in batches
+            ]
+            while wait(futures, timeout=0.5).not_done:
+                done = bar_store.sessions_with_bars_many(
+                    conn, list(ids.values()), Timeframe.M15, days[0], days[-1]
+                )
+                conn.commit()
+                for ticker, task in tasks.items():
+                    progress.update(task, completed=len(done[ids[ticker]]))
+            outcomes = [future.result() for future in futures]
+            for outcome in outcomes:
                 if outcome.success:
-                    for task in tasks.values():
-                        progress.update(task, completed=len(days))
-                outcomes.append(outcome)
+                    for ticker in outcome.symbols:
+                        progress.update(tasks[ticker], completed=len(days))
     return outcomes
 
 

@@ -36,6 +36,14 @@ from rich.console import Console
     "coverage queries as it grows; writes OUT/growth.md, growth.json and growth-plans.txt.",
 )
 @click.option(
+    "--hosts",
+    "host_counts",
+    default=None,
+    help="Instead of the report: the same distributed backfill (SWIFTBOLT_EXECUTOR=celery) "
+    "with each number of worker hosts, e.g. 1,2,4 (hosts are network namespaces: needs root, "
+    "RabbitMQ and Redis here, and DATABASE_URL); writes OUT/hosts.md and hosts.json.",
+)
+@click.option(
     "--ui-symbols",
     type=str,
     default=None,
@@ -57,6 +65,7 @@ def bench(
     quick: bool,
     profile_dir: Path | None,
     growth_rows: int | None,
+    host_counts: str | None,
     ui_symbols: str | None,
     ui_loads: tuple[int, int],
 ) -> None:
@@ -65,6 +74,16 @@ def bench(
     from swiftbolt_pipeline.bench import BenchSizes, render_table, run_bench, write_report
 
     console = Console(stderr=True)
+    if host_counts is not None:
+        from swiftbolt_pipeline.bench.hosts import parse_counts, run_hosts
+
+        counts = parse_counts(host_counts)
+        console.print(f"Backfilling with {', '.join(map(str, counts))} worker host(s)...")
+        hosts = run_hosts(counts, progress=lambda line: console.print(f"  {line}"))
+        render_table(hosts, Console(width=None if sys.stdout.isatty() else 180))
+        md, js = write_report(hosts, out_dir, stem="hosts")
+        console.print(f"Done in {hosts.wall_s:.0f} s: {md}, {js}")
+        return
     if ui_symbols is not None:
         _ui_bench(_sizes(ui_symbols), ui_loads, out_dir, console)
         return

@@ -18,6 +18,7 @@ from swiftbolt_pipeline.cli.runtime import fail
 from swiftbolt_pipeline.cli.serve import serve
 from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.cli.universe import universe
+from swiftbolt_pipeline.cli.worker import worker
 from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
@@ -224,3 +225,4 @@ cli.add_command(bench)
 cli.add_command(status)
 cli.add_command(soak)
 cli.add_command(universe)
+cli.add_command(worker)

@@ -41,6 +41,7 @@ from swiftbolt_pipeline.defs.schedules import (
 )
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor, watchlist_sensor
 from swiftbolt_pipeline.defs.settings import PipelineSettings
+from swiftbolt_pipeline.services.executor import distributed_resources, executor_def
 
 
 def _secret(name: str, value: str | None) -> str | None:
@@ -111,8 +112,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             refresh_daily_schedule,
             crypto_today_schedule,
         ],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **distributed_resources(settings)},
         # A run's steps are short and mostly wait on the shared token bucket: one process per
-        # run, not one per step (pools still hold per step, across runs).
-        executor=dg.in_process_executor,
+        # run, not one per step (pools still hold per step, across runs). Several machines:
+        # SWIFTBOLT_EXECUTOR=celery sends the steps to `swiftbolt worker` on each host.
+        executor=executor_def(settings),
     )

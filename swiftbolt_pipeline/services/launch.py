@@ -18,6 +18,7 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.execution_result import ExecutionResult
 from dagster_shared.error import SerializableErrorInfo
 
 from swiftbolt_pipeline.core.calendar import NYSE, DayCalendar
@@ -140,6 +141,11 @@ def _materialize(
         # range tags Dagster puts on a single-run backfill's run.
         tags={**tags, **symbol_tags(symbols)},
     )
+    return run_outcome(result, symbols, partitions)
+
+
+def run_outcome(result: ExecutionResult, symbols: Sequence[str], partitions: int) -> RunOutcome:
+    """What a finished run did: its first step failure's root cause, its check results."""
     error = None
     if not result.success:
         failures = [
