@@ -78,6 +78,8 @@ def _succeeded(instance: dg.DagsterInstance, run_id: str) -> set[str]:
     }
 
 
+# Over 20 s (a 20 s Polygon delay is the point): the slow suite.
+@pytest.mark.slow
 def test_today_and_alpaca_never_wait_for_a_polygon_slot(
     pipeline_env: dict[str, str],
     emulator: str,

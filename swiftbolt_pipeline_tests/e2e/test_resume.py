@@ -89,6 +89,7 @@ def test_sigkill_mid_backfill_then_resume(
     assert conn.execute("SELECT count(*) FROM provider_checkpoints").fetchone() == (0,)
 
 
+@pytest.mark.slow  # about 20 s: a real SIGKILL mid-pagination and a second process
 def test_sigkill_inside_a_paginated_window_resumes_after_the_last_stored_session(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:
