@@ -27,7 +27,7 @@ from swiftbolt_pipeline.providers.alpaca import MAX_LIMIT as ALPACA_MAX_LIMIT
 from swiftbolt_pipeline.providers.alpaca import TIMEFRAME, AlpacaClient
 from swiftbolt_pipeline.providers.http import ProviderClient, RequestStats
 from swiftbolt_pipeline.providers.polygon import MAX_LIMIT as POLYGON_MAX_LIMIT
-from swiftbolt_pipeline.providers.polygon import PolygonClient, _to_frame
+from swiftbolt_pipeline.providers.polygon import PolygonClient, aggregates_frame
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class PolygonCryptoClient(PolygonClient):
         for payload in self._pages(
             url, params, stats, label=label, max_pages=max_pages, path_prefix=prefix
         ):
-            yield _to_frame(self._results(payload, ticker, stats))
+            yield aggregates_frame(self._results(payload, ticker, stats))
 
 
 def alpaca_symbol(ticker: str) -> str:

@@ -176,7 +176,7 @@ class PolygonClient(PolygonApi):
         for payload in self._pages(
             url, params, stats, label=label, max_pages=max_pages, path_prefix=prefix
         ):
-            frame = _to_frame(self._results(payload, ticker, stats))
+            frame = aggregates_frame(self._results(payload, ticker, stats))
             # Whatever the server does with `from`, a stored bar is never served again.
             yield frame if after is None else frame.filter(pl.col("ts") > after)
 
@@ -196,7 +196,7 @@ class PolygonClient(PolygonApi):
             url = f"{self.base_url}{prefix}{first.isoformat()}/{last.isoformat()}"
             params = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
             pages = [
-                _to_frame(self._results(payload, ticker, stats))
+                aggregates_frame(self._results(payload, ticker, stats))
                 for payload in self._pages(
                     url,
                     params,
@@ -242,7 +242,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+def aggregates_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Polygon aggregate results (`t o h l c v vw n`) as bars (stocks and crypto alike)."""
     if not rows:
         return pl.DataFrame(schema=BAR_SCHEMA)
     raw = pl.DataFrame(
