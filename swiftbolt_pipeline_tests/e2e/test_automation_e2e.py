@@ -16,18 +16,25 @@ from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 from swiftbolt_pipeline_tests.e2e.test_cli_dev import DevServer, dev_server
 
 TODAY = date(2026, 3, 20)  # the tests' pinned clock
+# The gap sensor's runs (the daily gap sensor fetches the symbol's official d1 years beside).
 RUNS_OF_SPY = (
-    '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "SPY"}]}) '
+    '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "SPY"}, '
+    '{key: "swiftbolt/trigger", value: "coverage_gap_sensor"}]}) '
     "{ ... on Runs { results { status } } } }"
 )
 BACKFILLS = """{ partitionBackfillsOrError { ... on PartitionBackfills { results {
     id status isAssetBackfill partitionNames tags { key value } runs { status } } } } }"""
 
 
-def _backfills(server: DevServer, symbol: str) -> list[dict]:
-    """The backfills whose runs are `symbol`'s, newest first."""
+def _backfills(server: DevServer, symbol: str, trigger: str = "coverage_gap_sensor") -> list[dict]:
+    """The backfills of `symbol` requested by the sensor `trigger`, newest first."""
     results = server.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
-    return [b for b in results if {"key": "swiftbolt/symbol", "value": symbol} in b["tags"]]
+    return [
+        b
+        for b in results
+        if {"key": "swiftbolt/symbol", "value": symbol} in b["tags"]
+        and {"key": "swiftbolt/trigger", "value": trigger} in b["tags"]
+    ]
 
 
 def _coverage(env: dict[str, str]) -> dict:
@@ -59,7 +66,7 @@ def test_watch_add_backfills_the_window_by_itself(
         # Mar 10..20 2026: 9 sessions, today (Mar 20, 12:00 ET) from Tradier up to 11:45.
         assert report["backfill_progress"]["completed_slices"] == 9
         assert report["gaps"] == []
-        # h1 is complete; the backfill's run may still be deriving d1 and checking: let it
+        # h1 is complete; the backfill's run may still be deriving h4 and checking: let it
         # finish.
         deadline = time.monotonic() + 60
         backfills = _backfills(server, "SPY")
@@ -68,6 +75,16 @@ def test_watch_add_backfills_the_window_by_itself(
             time.sleep(1)
             backfills = _backfills(server, "SPY")
         runs = server.graphql(RUNS_OF_SPY)["runsOrError"]["results"]
+        # The daily gap sensor (every 60 s) fetches SPY's official daily years in one
+        # backfill of its own.
+        daily = _backfills(server, "SPY", "daily_gap_sensor")
+        while not daily or any(b["status"] == "REQUESTED" for b in daily):
+            assert time.monotonic() < deadline + 120, daily
+            time.sleep(1)
+            daily = _backfills(server, "SPY", "daily_gap_sensor")
+    assert [(b["status"], b["runs"]) for b in daily] == [
+        ("COMPLETED_SUCCESS", [{"status": "SUCCESS"}])
+    ]
     # One Dagster backfill (listed on the UI's Backfills page), requested by the gap sensor,
     # for the whole window, made of one run (not one per day).
     window = [f"{day}|SPY" for day in calendar.sessions_between(date(2026, 3, 10), TODAY)]
@@ -92,7 +109,8 @@ def test_a_deleted_week_is_refilled_in_one_run(
 ) -> None:
     assert run_cli("watch", "add", "QQQ", "--window-days", "14", env=pipeline_env).returncode == 0
     query = (
-        '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "QQQ"}]}) '
+        '{ runsOrError(filter: {tags: [{key: "swiftbolt/symbol", value: "QQQ"}, '
+        '{key: "swiftbolt/trigger", value: "coverage_gap_sensor"}]}) '
         "{ ... on Runs { results { status tags { key value } } } } }"
     )
 
