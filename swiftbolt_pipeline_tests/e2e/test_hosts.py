@@ -105,7 +105,10 @@ def test_a_killed_host_s_steps_finish_on_the_survivor(
             doomed, survivor = hosts
             backfill = subprocess.Popen(
                 [SWIFTBOLT, "backfill", "--symbols", ",".join(SYMBOLS),
-                 "--start", FIRST.isoformat(), "--end", LAST.isoformat()],
+                 "--start", FIRST.isoformat(), "--end", LAST.isoformat(),
+                 # The session-partitioned assets the workers run (the daily years' one
+                 # request per symbol runs in the launching process).
+                 "--timeframes", "m15,h1,h4"],
                 env={**env, "COLUMNS": "120"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True,
             )  # fmt: skip
