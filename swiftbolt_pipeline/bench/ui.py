@@ -21,7 +21,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,10 +284,13 @@ def measure_pages(
     screenshots: Path | None = None,
     timeout_s: float = PAGE_TIMEOUT_S,
     progress: Callable[[str], None] = lambda _: None,
+    browser: Browser | None = None,
 ) -> dict[str, PageTimes]:
-    """Cold then warm loads of each page, and its GraphQL replayed; seconds per load."""
+    """Cold then warm loads of each page, and its GraphQL replayed; seconds per load. In a
+    browser of the caller's (a test's, whose Playwright already runs in this thread), else in
+    a Chromium of its own."""
     results: dict[str, PageTimes] = {}
-    with _browser() as browser:
+    with nullcontext(browser) if browser else _browser() as browser:
         for ui_page in PAGES:
             url, markers = web.url + ui_page.path, ui_page.markers(plan)
             cold: list[float] = []

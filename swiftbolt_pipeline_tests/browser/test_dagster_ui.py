@@ -27,7 +27,10 @@ from swiftbolt_pipeline_tests.e2e.test_cli_dev import DevServer
 # The first test also pays for starting `swiftbolt dev` and the UI backfill.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 
-ASSETS = ("m15_bars", "h1_bars", "h4_bars", "d1_bars")
+# Session-partitioned m15 and what derives from it; the official daily bars (symbol x year)
+# and what rolls up from them.
+ASSETS = ("m15_bars", "h1_bars", "h4_bars")
+DAILY_ASSETS = ("d1_bars", "w1_bars", "mo1_bars")
 SENSORS = ("watchlist_sensor", "coverage_gap_sensor")
 SCHEDULES = ("today_intraday_schedule", "finalize_previous_session_schedule")
 M15_CHECKS = ("bar_counts_match_calendar", "no_duplicate_timestamps", "ohlc_sane")
@@ -211,20 +214,20 @@ def settled(dagster_ui: DevServer, ui_backfill: Backfill) -> list[dict]:
     return finished
 
 
-def test_asset_graph_shows_m15_feeding_h1_h4_d1(
+def test_asset_graph_shows_m15_feeding_h1_h4_and_d1_feeding_w1_mo1(
     page: Page, dagster_ui: DevServer, settled: list[dict], shots: Shots
 ) -> None:
-    # Two groups (the watchlist's `bars` and `universe`): the global lineage shows them
-    # collapsed, so open the `bars` group's own lineage.
+    # Several groups (the watchlist's `bars`, `universe`, `crypto`): the global lineage shows
+    # them collapsed, so open the `bars` group's own lineage.
     entries = graphql(dagster_ui, LOCATIONS)["workspaceOrError"]["locationEntries"]
     (location,) = [e["name"] for e in entries]
     page.goto(f"{dagster_ui.url}/locations/__repository__@{location}/asset-groups/bars")
-    for asset in ASSETS:
+    for asset in ASSETS + DAILY_ASSETS:
         expect(page.get_by_text(asset, exact=True).first).to_be_visible()
     # Every node's health loaded, with data: the gap sensor's run (the watched 10-day window)
-    # evaluated every check of h1/h4/d1. m15_bars shows all passed too unless the UI backfill
+    # evaluated every check of h1/h4. m15_bars shows all passed too unless the UI backfill
     # (m15 only) finished last: then Dagster shows its checks "Not evaluated" (see the checks
-    # test), so at least the three derived nodes must show all passed.
+    # test), so at least the two derived nodes must show all passed.
     all_passed = page.get_by_text(re.compile(r"^(\d+) / \1 Passed$"))
     _reload_until(
         page,
@@ -236,14 +239,15 @@ def test_asset_graph_shows_m15_feeding_h1_h4_d1(
     shots.take(page, "asset-graph", docs=True)
 
     # The edges behind the drawing: each asset page's Lineage section links its neighbours.
-    page.goto(f"{dagster_ui.url}/assets/m15_bars")
-    expect(page.get_by_text("Downstream assets")).to_be_visible()
-    for asset in ASSETS[1:]:
-        expect(page.locator(f"a[href='/assets/{asset}']")).to_be_visible()
-    for asset in ASSETS[1:]:
-        page.goto(f"{dagster_ui.url}/assets/{asset}")
-        expect(page.get_by_text("Upstream assets")).to_be_visible()
-        expect(page.locator("a[href='/assets/m15_bars']")).to_be_visible()
+    for source, derived in ((ASSETS[0], ASSETS[1:]), (DAILY_ASSETS[0], DAILY_ASSETS[1:])):
+        page.goto(f"{dagster_ui.url}/assets/{source}")
+        expect(page.get_by_text("Downstream assets")).to_be_visible()
+        for asset in derived:
+            expect(page.locator(f"a[href='/assets/{asset}']")).to_be_visible()
+        for asset in derived:
+            page.goto(f"{dagster_ui.url}/assets/{asset}")
+            expect(page.get_by_text("Upstream assets")).to_be_visible()
+            expect(page.locator(f"a[href='/assets/{source}']")).to_be_visible()
 
 
 def test_backfilled_partitions_show_as_materialized(

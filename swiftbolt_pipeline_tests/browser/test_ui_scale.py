@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from swiftbolt_pipeline.bench.ui import PAGES, UiScaleResult, measure_pages, scale_rows
 from swiftbolt_pipeline.bench.ui_seed import SeedPlan, seed
@@ -89,7 +89,7 @@ class Scaled:
 
 
 @pytest.fixture(scope="module")
-def scaled(chromium_path: Path) -> Iterator[Scaled]:
+def scaled(chromium_path: Path, browser: Browser) -> Iterator[Scaled]:
     """50 symbols seeded, the webserver up, every page timed once cold and once warm."""
     with ui_world() as world:
         plan = SeedPlan(SYMBOLS, world.sessions)
@@ -97,7 +97,14 @@ def scaled(chromium_path: Path) -> Iterator[Scaled]:
         truth = _truth(world)
         with webserver(world) as web:
             pages = measure_pages(
-                world, web, plan, cold_loads=1, warm_loads=1, screenshots=ARTIFACTS, timeout_s=120
+                world,
+                web,
+                plan,
+                cold_loads=1,
+                warm_loads=1,
+                screenshots=ARTIFACTS,
+                timeout_s=120,
+                browser=browser,  # pytest-playwright's: one sync Playwright per thread
             )
             result = UiScaleResult(
                 plan, seeded, web.ready_s, pages, scale_rows(plan, seeded, pages)
