@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import httpx
 
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.names import M15_BARS, SESSION_ASSETS
 
 from .report import BenchReport, Row, command_line, machine_info, now_iso
 from .ui_seed import Cell, SeedPlan, SeedResult, seed
@@ -69,7 +69,7 @@ and `m15_bars`' overview. Each size runs in its own scratch database, seeded by
 `swiftbolt_pipeline/bench/ui_seed.py`:
 
 - every symbol registered as a `symbols` dynamic partition, x every XNYS session of the
-  two-year window: symbols x sessions partitions per bar asset (m15, h1, h4, d1);
+  two-year window: symbols x sessions partitions per session-partitioned bar asset (m15, h1, h4);
 - materialized (one materialization event per partition and bar asset), missing and failed
   (FAILURE runs whose planned partitions never materialized, one run per failing symbol)
   partitions mixed so that consecutive sessions hold different sets of symbols: the health
@@ -111,7 +111,7 @@ class UiPage:
 def _catalog_markers(plan: SeedPlan) -> list[Marker]:
     """Every bar asset's row shows its materialized, missing and failed partition counts."""
     counts = plan.counts
-    return [Marker(f"{counts[cell]:,}", len(BAR_ASSETS)) for cell in Cell]
+    return [Marker(f"{counts[cell]:,}", len(SESSION_ASSETS)) for cell in Cell]
 
 
 def _partitions_markers(plan: SeedPlan) -> list[Marker]:
@@ -218,7 +218,7 @@ def _load(
 
 
 def _wipe_status(instance: dg.DagsterInstance) -> None:
-    instance.wipe_asset_cached_status([dg.AssetKey(a) for a in BAR_ASSETS.values()])
+    instance.wipe_asset_cached_status([dg.AssetKey(a) for a in SESSION_ASSETS])
 
 
 def _replay(web: Webserver, bodies: Sequence[str], timeout_s: float) -> dict[str, float]:

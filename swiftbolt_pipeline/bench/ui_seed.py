@@ -43,7 +43,7 @@ from dagster._serdes import serialize_value
 
 from swiftbolt_pipeline.defs.jobs import BARS_JOB
 from swiftbolt_pipeline.names import (
-    BAR_ASSETS,
+    SESSION_ASSETS,
     SYMBOLS_PARTITIONS,
     SYMBOLS_TAG,
     TRIGGER_TAG,
@@ -262,7 +262,7 @@ def _utc(timestamp: float) -> str:
 def seed(
     instance: dg.DagsterInstance,
     plan: SeedPlan,
-    assets: tuple[str, ...] = tuple(BAR_ASSETS.values()),
+    assets: tuple[str, ...] = SESSION_ASSETS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> SeedResult:
     seconds: dict[str, float] = {}

@@ -25,7 +25,7 @@ from swiftbolt_pipeline.bench.ui_seed import (
 from swiftbolt_pipeline.bench.ui_world import ui_world
 from swiftbolt_pipeline.cli.bench import bench
 from swiftbolt_pipeline.defs.partitions import bar_partitions
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS, partition_key
+from swiftbolt_pipeline.names import M15_BARS, SESSION_ASSETS, partition_key
 
 SESSIONS = tuple(date(2025, 1, 1) + timedelta(days=i) for i in range(502))
 
@@ -95,7 +95,7 @@ def test_dagster_reads_back_the_seeded_state() -> None:
         assert result.failed_runs == 1  # symbol 3
         partitions_def = bar_partitions(world.settings)
         expected_failed = {str(partition_key("U00003", day)) for day in world.sessions[-10:]}
-        for asset in BAR_ASSETS.values():
+        for asset in SESSION_ASSETS:
             key = dg.AssetKey(asset)
             materialized = world.instance.get_materialized_partitions(key)
             assert materialized == set(plan.materialized_keys())

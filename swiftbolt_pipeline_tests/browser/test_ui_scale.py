@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from swiftbolt_pipeline.bench.ui import PAGES, UiScaleResult, measure_pages, scale_rows
 from swiftbolt_pipeline.bench.ui_seed import SeedPlan, seed
 from swiftbolt_pipeline.bench.ui_world import UiWorld, Webserver, ui_world, webserver
-from swiftbolt_pipeline.names import BAR_ASSETS, M15_BARS
+from swiftbolt_pipeline.names import M15_BARS, SESSION_ASSETS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -69,7 +69,7 @@ def _truth(world: UiWorld) -> Truth:
         runs = conn.execute("SELECT count(*) FROM runs WHERE status = 'FAILURE'").fetchone()
         latest = conn.execute(LATEST_M15, (f'["{M15_BARS}"]',)).fetchone()
     assert symbols and runs and latest
-    keys = {asset: f'["{asset}"]' for asset in BAR_ASSETS.values()}
+    keys = {asset: f'["{asset}"]' for asset in SESSION_ASSETS}
     return Truth(
         partitions=symbols[0] * len(world.sessions),
         materialized={a: states[k][0] for a, k in keys.items()},
@@ -119,7 +119,7 @@ def test_seeded_state_is_what_the_plan_says(scaled: Scaled) -> None:
     assert truth.partitions == SYMBOLS * len(sessions)
     # Symbols 3, 23 and 43 fail their last 10 sessions, one run each.
     assert truth.failed_runs == 3
-    for asset in BAR_ASSETS.values():
+    for asset in SESSION_ASSETS:
         assert truth.failed[asset] == 3 * 10
         assert truth.materialized[asset] == scaled.result.seeded.counts["materialized"]
         assert truth.missing(asset) == scaled.result.seeded.counts["missing"]
@@ -155,8 +155,8 @@ def test_partitions_page_shows_the_seeded_counts(page: Page, scaled: Scaled) -> 
 def test_catalog_shows_every_bar_assets_counts(page: Page, scaled: Scaled) -> None:
     truth = scaled.truth
     page.goto(f"{scaled.web.url}/assets")
-    catalog = [*BAR_ASSETS.values(), "universe_m15_bars", "universe_derived_bars"]
-    for asset in BAR_ASSETS.values():
+    catalog = [*SESSION_ASSETS, "universe_m15_bars", "universe_derived_bars"]
+    for asset in SESSION_ASSETS:
         # The asset's row: a block holding its link and no other asset's.
         row = page.locator("div").filter(has=page.locator(f"a[href='/assets/{asset}']"))
         for other in catalog:
