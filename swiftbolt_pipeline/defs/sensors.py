@@ -72,7 +72,7 @@ def watchlist_sensor(
         "provider has not confirmed, provisional bars of past sessions, missing or stale "
         "derived bars) and requests one backfill (a single run) per symbol per contiguous "
         "range, never per day: a fetch where raw bars are missing, a derive-only backfill (no "
-        "request) where only h1/h4/d1 are. When the primary history provider serves many "
+        "request) where only h1/h4 are. When the primary history provider serves many "
         "symbols per request (Alpaca: 50), the symbols sharing a range go in one run instead, "
         "up to that many. Ranges of unfinished backfills and of queued or running runs, and "
         "symbols whose last fetch failed less than 10 minutes ago, are left alone."
