@@ -5,9 +5,9 @@ and `coverage_gap_sensor` (one implementation, several front doors)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -263,29 +263,54 @@ def gaps_to_request(
     """Contiguous incomplete ranges per watched symbol, minus what is in flight, highest
     priority first. A symbol whose fetch failed waits until its `retry_after`; one that has
     answered SYMBOL_NOT_FOUND gets a one-session probe instead of its whole range."""
+    today = settings.today
+    return gap_requests(
+        watched,
+        states,
+        settings,
+        excluded,
+        expected=lambda window_days: expected_sessions(settings, window_days),
+        final=lambda day, now: day < today and completeness.final_required(day, now),
+        stale=completeness.derived_stale,
+        gaps=find_gaps,
+    )
+
+
+def gap_requests(
+    watched: Iterable[WatchedSymbol],
+    states: dict[int, dict[date, SessionState]],
+    settings: PipelineClock,
+    excluded: Iterable[InflightRange],
+    *,
+    expected: Callable[[int], Sequence[date]],
+    final: Callable[[date, datetime], bool],
+    stale: Callable[[SessionState], bool],
+    gaps: Callable[[Sequence[date], Collection[date]], list[Gap]],
+) -> list[GapRequest]:
+    """The gap requests of `watched` on one market's calendar (NYSE sessions or crypto's UTC
+    days): its `expected` days per window, when a day must hold `final` raw bars, when its
+    derived bars are `stale`, and how missing days group into `gaps`."""
     excluded = list(excluded)
-    now, today = settings.now(), settings.today
+    now = settings.now()
     requests: list[GapRequest] = []
     for symbol in watched:
         if symbol.retry_after is not None and symbol.retry_after > now:
             continue
         fetch: list[date] = []
         derive: list[date] = []
-        for day in expected_sessions(settings, symbol.window_days):
+        for day in expected(symbol.window_days):
             if any(r.covers(symbol.ticker, day) for r in excluded):
                 continue
             state = states.get(symbol.id, {}).get(day, SessionState(day))
-            final = day < today and completeness.final_required(day, now)
-            if not completeness.raw_complete(state, final_required=final):
+            if not completeness.raw_complete(state, final_required=final(day, now)):
                 fetch.append(day)
-            elif completeness.derived_stale(state):
+            elif stale(state):
                 derive.append(day)
         if symbol.not_found_streak and fetch:
             fetch = fetch[-1:]
         for days, is_fetch in ((fetch, True), (derive, False)):
             requests.extend(
-                GapRequest(symbol.ticker, gap, symbol.priority, is_fetch)
-                for gap in find_gaps(days, ())
+                GapRequest(symbol.ticker, gap, symbol.priority, is_fetch) for gap in gaps(days, ())
             )
     return sorted(requests, key=lambda r: (-r.priority, r.symbol, r.gap.start))
 

@@ -21,6 +21,7 @@ from swiftbolt_pipeline.services.coverage import (
     Coverage,
     GapRequest,
     InflightRange,
+    gap_requests,
     inflight_ranges,
 )
 from swiftbolt_pipeline.storage.crypto_coverage import day_states
@@ -131,29 +132,13 @@ def crypto_gaps_to_request(
     """Per watched pair, its runs of consecutive incomplete UTC days minus what is in flight:
     a fetch where raw bars are missing or provisional past their day, a derive-only run where
     only h1/h4/d1 are; highest priority first. Stocks in `watched` are ignored."""
-    excluded = list(excluded)
-    now = settings.now()
-    requests: list[GapRequest] = []
-    for symbol in watched:
-        if not is_crypto(symbol.ticker):
-            continue
-        if symbol.retry_after is not None and symbol.retry_after > now:
-            continue
-        fetch: list[date] = []
-        derive: list[date] = []
-        for day in expected_days(settings, symbol.window_days):
-            if any(r.covers(symbol.ticker, day) for r in excluded):
-                continue
-            state = states.get(symbol.id, {}).get(day, SessionState(day))
-            if not completeness.raw_complete(state, final_required=_final(day, settings)):
-                fetch.append(day)
-            elif _derived_stale(state):
-                derive.append(day)
-        if symbol.not_found_streak and fetch:
-            fetch = fetch[-1:]
-        for days, is_fetch in ((fetch, True), (derive, False)):
-            requests.extend(
-                GapRequest(symbol.ticker, gap, symbol.priority, is_fetch)
-                for gap in find_day_gaps(days, ())
-            )
-    return sorted(requests, key=lambda r: (-r.priority, r.symbol, r.gap.start))
+    return gap_requests(
+        [s for s in watched if is_crypto(s.ticker)],
+        states,
+        settings,
+        excluded,
+        expected=lambda window_days: expected_days(settings, window_days),
+        final=lambda day, _now: _final(day, settings),
+        stale=_derived_stale,
+        gaps=find_day_gaps,
+    )
