@@ -4,9 +4,10 @@ symbol lacks, and a schedule refreshing the latest session's year every morning.
 from datetime import date
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import Timeframe, is_crypto
+from swiftbolt_pipeline.core.models import Provider, Timeframe, is_crypto
 from swiftbolt_pipeline.core.planning import symbol_span
 from swiftbolt_pipeline.defs.jobs import DAILY_ASSET_KEYS, DAILY_JOB, daily_job
 from swiftbolt_pipeline.defs.partitions import SYMBOLS
@@ -19,8 +20,15 @@ from swiftbolt_pipeline.names import (
     TRIGGER_TAG,
     year_range_tags,
 )
-from swiftbolt_pipeline.services.daily import daily_gaps, daily_inflight, year_key
-from swiftbolt_pipeline.services.launch import daily_backfill_request
+from swiftbolt_pipeline.providers.registry import history_batch_size
+from swiftbolt_pipeline.services.daily import (
+    DailyBatch,
+    batch_daily_gaps,
+    daily_gaps,
+    daily_inflight,
+    year_key,
+)
+from swiftbolt_pipeline.services.launch import daily_backfill_request, symbol_tags
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import watchlist
 
@@ -35,8 +43,9 @@ MAX_REQUESTS_PER_TICK = 25
     description="Per watched symbol, the years of the daily depth (SWIFTBOLT_DAILY_YEARS) with "
     "a past session lacking its official d1 bar and no successful d1 materialization: one "
     "backfill (a single run, one provider request) per symbol per contiguous range of years, "
-    "d1 then w1/mo1. Years in flight are left alone; a session the provider has no bar for "
-    "is no gap once its year was fetched.",
+    "or, when Alpaca serves history, one run per up to 50 neighbouring symbols sharing those "
+    "years (they share its requests); d1 then w1/mo1. Years in flight are left alone; a "
+    "session the provider has no bar for is no gap once its year was fetched.",
 )
 def daily_gap_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, pipeline: PipelineSettings
@@ -70,27 +79,43 @@ def daily_gap_sensor(
         return dg.SkipReason(f"{len(watched)} symbol(s) have their daily years or wait for them")
     assert context.repository_def is not None
     assert SYMBOLS.name is not None
-    known = set(context.instance.get_dynamic_partitions(SYMBOLS.name))
+    order = list(context.instance.get_dynamic_partitions(SYMBOLS.name))
+    size = history_batch_size(Provider(pipeline.history_providers[0]))
     requests = [
-        daily_backfill_request(
-            context.repository_def.asset_graph,
-            DAILY_ASSET_KEYS,
-            symbol=gap.symbol,
-            first_year=gap.first_year,
-            last_year=gap.last_year,
-            tags={
-                SYMBOL_TAG: gap.symbol,
-                TRIGGER_TAG: "daily_gap_sensor",
-                PRIORITY_TAG: str(gap.priority),
-            },
-        )
-        for gap in gaps[:MAX_REQUESTS_PER_TICK]
-        if gap.symbol in known  # a new symbol waits for its partition (watchlist sensor)
+        _request(context.repository_def.asset_graph, batch)
+        # A new symbol waits for its partition (watchlist sensor): it has no place in `order`.
+        for batch in batch_daily_gaps(gaps, order, size)[:MAX_REQUESTS_PER_TICK]
     ]
     if not requests:
         return dg.SkipReason("the symbols lacking daily years are not partitions yet")
     context.log.info(", ".join(f"{g.symbol} {g.first_year}..{g.last_year}" for g in gaps[:10]))
     return dg.SensorResult(run_requests=requests)
+
+
+def _request(asset_graph: BaseAssetGraph, batch: DailyBatch) -> dg.RunRequest:
+    """One symbol's years: a backfill (listed on the Backfills page). A batch of neighbours
+    sharing the provider's requests (Alpaca): one plain run over the rectangle, since the
+    backfill daemon would split it into one run per symbol."""
+    tags = {TRIGGER_TAG: "daily_gap_sensor", PRIORITY_TAG: str(batch.priority)}
+    if len(batch.symbols) == 1:
+        return daily_backfill_request(
+            asset_graph,
+            DAILY_ASSET_KEYS,
+            symbol=batch.symbols[0],
+            first_year=batch.first_year,
+            last_year=batch.last_year,
+            tags={**tags, SYMBOL_TAG: batch.symbols[0]},
+        )
+    return dg.RunRequest(
+        asset_selection=list(DAILY_ASSET_KEYS),
+        tags={
+            **tags,
+            **year_range_tags(
+                batch.symbols[0], batch.symbols[-1], batch.first_year, batch.last_year
+            ),
+            **symbol_tags(batch.symbols),
+        },
+    )
 
 
 @dg.schedule(

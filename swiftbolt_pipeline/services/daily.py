@@ -8,6 +8,7 @@ requested again and again. The current year is kept fresh by the daily schedule.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,6 +21,7 @@ from dagster._core.execution.backfill import (
 )
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -131,3 +133,34 @@ def daily_gaps(
         ]
         gaps += [DailyGap(symbol, a, b, priority) for a, b in contiguous(years)]
     return sorted(gaps, key=lambda g: (-g.priority, g.symbol, g.first_year))
+
+
+@dataclass(frozen=True)
+class DailyBatch:
+    """One run to request: `symbols` (one, or neighbours in the symbol partitions' order)
+    sharing the same missing years and priority."""
+
+    symbols: tuple[str, ...]
+    first_year: int
+    last_year: int
+    priority: int
+
+
+def batch_daily_gaps(gaps: Sequence[DailyGap], order: Sequence[str], size: int) -> list[DailyBatch]:
+    """Gaps grouped into runs: one per symbol when the history provider serves one symbol per
+    request (`size` 1); else the symbols sharing years and priority, up to `size` per run, each
+    run a stretch of neighbours in `order` so that its rectangle covers exactly them. A symbol
+    missing from `order` (not a partition yet) is left for a later tick."""
+    known = set(order)
+    placed = [g for g in gaps if g.symbol in known]
+    if size == 1:
+        return [DailyBatch((g.symbol,), g.first_year, g.last_year, g.priority) for g in placed]
+    grouped: dict[tuple[int, int, int], list[str]] = defaultdict(list)
+    for gap in placed:
+        grouped[(gap.first_year, gap.last_year, gap.priority)].append(gap.symbol)
+    batches = [
+        DailyBatch(tuple(batch), first, last, priority)
+        for (first, last, priority), symbols in grouped.items()
+        for batch in symbol_batches(order, symbols, size)
+    ]
+    return sorted(batches, key=lambda b: (-b.priority, b.first_year, b.symbols[0]))

@@ -20,6 +20,7 @@ from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.storage import watchlist
 from swiftbolt_pipeline_tests.defs.test_automation import _submit
 from swiftbolt_pipeline_tests.defs.test_daily_assets import _materialize
+from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
 ET = ZoneInfo("America/New_York")
 DAILY = ["d1_bars", "mo1_bars", "w1_bars"]
@@ -74,6 +75,79 @@ def test_daily_gap_sensor_requests_missing_years_once(
         _submit(instance, request)
     # In flight now: the next tick asks for nothing more.
     assert isinstance(_sensor(instance, pipeline_env["DATABASE_URL"]), dg.SkipReason)
+
+
+def test_daily_gap_sensor_batches_alpaca_neighbours_into_one_run(
+    pipeline_env: dict[str, str],
+    conn: psycopg.Connection,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: str,
+) -> None:
+    monkeypatch.setenv("SWIFTBOLT_HISTORY_PROVIDERS", "alpaca")
+    watchlist.add(conn, ["AAPL", "MSFT", "NVDA", "QQQ"], priority=1)
+    watchlist.add(conn, ["SPY"], priority=5)  # its own priority: its own run, first
+    # SPY sits between MSFT and NVDA among the partitions, so it splits the stretch.
+    instance.add_dynamic_partitions("symbols", ["AAPL", "MSFT", "SPY", "NVDA", "QQQ"])
+    result = _sensor(instance, pipeline_env["DATABASE_URL"])
+    assert isinstance(result, dg.SensorResult)
+    requests = result.run_requests or []
+    assert _years(requests[0]) == ("SPY", [f"SPY|{y}" for y in range(2021, 2027)], DAILY)
+    years = range(2021, 2027)
+    assert [_rectangle(instance, r) for r in requests[1:]] == [
+        {f"{s}|{y}" for s in ("AAPL", "MSFT") for y in years},
+        {f"{s}|{y}" for s in ("NVDA", "QQQ") for y in years},
+    ]
+    assert [r.tags["swiftbolt/symbols"] for r in requests[1:]] == ["AAPL,MSFT", "NVDA,QQQ"]
+
+    reset_emulator(emulator)
+    for request in requests[1:]:
+        assert _launch_daily(instance, request).success
+    # Two symbols x ~1,260 sessions fit one 10,000-bar page: one request per run.
+    assert emulator_requests(emulator, "alpaca") == 2
+    for symbol in ("AAPL", "MSFT", "NVDA", "QQQ"):
+        assert _d1_count(conn, symbol) > 1_000, symbol
+    _submit(instance, requests[0])  # SPY's backfill
+    # Fetched or in flight: the next tick asks for nothing more.
+    assert isinstance(_sensor(instance, pipeline_env["DATABASE_URL"]), dg.SkipReason)
+
+
+def _rectangle(instance: dg.DagsterInstance, request: dg.RunRequest) -> set[str]:
+    """The daily partitions a plain run's range tags cover, as Dagster resolves them."""
+    partitions = build_definitions(Settings.from_env()).get_assets_def("d1_bars").partitions_def
+    assert partitions is not None
+    return set(
+        partitions.get_partition_keys_in_range(
+            dg.PartitionKeyRange(
+                request.tags["dagster/asset_partition_range_start"],
+                request.tags["dagster/asset_partition_range_end"],
+            ),
+            dynamic_partitions_store=instance,
+        )
+    )
+
+
+def _launch_daily(
+    instance: dg.DagsterInstance, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    job = build_definitions(Settings.from_env()).resolve_job_def("daily_job")
+    return job.execute_in_process(
+        instance=instance,
+        tags=request.tags,
+        asset_selection=list(request.asset_selection or []),
+        raise_on_error=False,
+    )
+
+
+def _d1_count(conn: psycopg.Connection, symbol: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id"
+        " WHERE s.ticker = %s AND b.timeframe = 'd1'",
+        (symbol,),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
 
 
 def test_daily_gap_sensor_leaves_crypto_pairs_to_their_own_assets(
