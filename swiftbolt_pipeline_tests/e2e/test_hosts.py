@@ -24,8 +24,8 @@ from swiftbolt_pipeline.core.calendar import sessions_between
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.soak import truth
 from swiftbolt_pipeline.storage.audit import stored_bars
-from swiftbolt_pipeline.storage.ratelimit import set_limits
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT, run_cli
+from swiftbolt_pipeline_tests.reliability.helpers import tight_polygon_budget
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "QQQ"]
 FIRST, LAST = date(2026, 3, 2), date(2026, 3, 6)
@@ -68,25 +68,18 @@ def _on(host: netns.Host, event: str) -> bool:
 def test_a_killed_host_s_steps_finish_on_the_survivor(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str, tmp_path: Path
 ) -> None:
-    httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
-    # The provider allows 3 requests per rolling 2 s, the shared bucket 3 per 2.2 s: two hosts
-    # with a bucket each would get 429s.
-    httpx.put(
-        f"{emulator}/_emulator/config", json={"rate_limit": 3, "rate_window_s": 2.0}
-    ).raise_for_status()
-    httpx.post(
-        f"{emulator}/_emulator/faults",
-        json={"route": "polygon", "kind": "delay", "seconds": LATENCY_S, "count": 1000},
-    ).raise_for_status()
-    set_limits(conn, "polygon", capacity=3, refill_per_min=90, window_s=2.2)
-    conn.commit()
     ports = [
         netns.url_port(pipeline_env["DATABASE_URL"], 5432),
         5672,
         6379,
         netns.url_port(emulator, 80),
     ]
-    try:
+    # Two hosts with a bucket each would get 429s from this provider.
+    with tight_polygon_budget(emulator, conn) as stats:
+        httpx.post(
+            f"{emulator}/_emulator/faults",
+            json={"route": "polygon", "kind": "delay", "seconds": LATENCY_S, "count": 1000},
+        ).raise_for_status()
         with netns.rabbitmq_vhost("swiftbolt-test") as vhost, netns.hosts(2, ports) as hosts:
             env = {
                 **{k: os.environ[k] for k in PASSTHROUGH if k in os.environ},
@@ -136,10 +129,6 @@ def test_a_killed_host_s_steps_finish_on_the_survivor(
                     backfill.kill()
                     backfill.communicate()
             worker_output = "\n".join(log.read_text() for log in logs)
-    finally:
-        stats = httpx.get(f"{emulator}/_emulator/stats").json()
-        httpx.delete(f"{emulator}/_emulator/faults").raise_for_status()
-        httpx.put(f"{emulator}/_emulator/config", json={"rate_limit": None}).raise_for_status()
 
     assert backfill.returncode == 0, err[-3000:]
     assert f"{len(SYMBOLS)} run(s)" in err, err[-3000:]

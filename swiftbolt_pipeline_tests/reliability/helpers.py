@@ -3,12 +3,13 @@ materialization with overridable resources, parallel CLI runs and archive querie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ from swiftbolt_pipeline.ingest.history import (
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.services.launch import RunOutcome, materialize_range, register_symbols
+from swiftbolt_pipeline.storage.ratelimit import set_limits
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.e2e.cli_runner import PASSTHROUGH, SWIFTBOLT
 
@@ -281,3 +283,23 @@ def ingest_history_routed(
     while run.next_provider() is not None:
         history_round(conn, run, open_client, run_id=run_id)
     return finish_history(conn, run)
+
+
+@contextlib.contextmanager
+def tight_polygon_budget(emulator: str, conn: psycopg.Connection) -> Iterator[dict[str, Any]]:
+    """A fresh emulator allowing 3 Polygon requests per rolling 2 s, and the shared bucket 3
+    per 2.2 s: workers (or hosts) with a bucket each would get 429s. Yields a dict that holds
+    the emulator's stats once the block is left; its faults and limit are cleared then."""
+    httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
+    httpx.put(
+        f"{emulator}/_emulator/config", json={"rate_limit": 3, "rate_window_s": 2.0}
+    ).raise_for_status()
+    set_limits(conn, "polygon", capacity=3, refill_per_min=90, window_s=2.2)
+    conn.commit()
+    stats: dict[str, Any] = {}
+    try:
+        yield stats
+    finally:
+        stats.update(httpx.get(f"{emulator}/_emulator/stats").json())
+        httpx.delete(f"{emulator}/_emulator/faults").raise_for_status()
+        httpx.put(f"{emulator}/_emulator/config", json={"rate_limit": None}).raise_for_status()
