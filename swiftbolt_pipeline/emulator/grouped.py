@@ -25,7 +25,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import Aggregates, aggregate_daily, rows
+from .aggregate import Aggregates, Row, aggregate_daily, rows
 from .data import BarStore, Lifecycle
 from .polygon import error, request_id
 from .sessions import Session, day_start_ms, local_ms, now_ms, session
@@ -62,8 +62,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig, book: SplitB
         bar = daily_bar(store, ticker, s, now, book if flags["adjusted"] else None)
         if bar is None:
             continue
-        t, o, h, low, c, v, vw, n = rows(bar)[0]
-        del t  # the range endpoint's midnight label; grouped bars say 16:00
+        _, o, h, low, c, v, vw, n = bar  # not the range endpoint's midnight label: 16:00
         results.append(
             {"T": ticker, "v": v, "vw": vw, "o": o, "c": c, "h": h, "l": low, "t": label, "n": n}
         )
@@ -75,26 +74,28 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig, book: SplitB
 
 def daily_bar(
     store: BarStore, ticker: str, s: Session, now: int, book: SplitBook | None
-) -> Aggregates | None:
+) -> Row | None:
     """``ticker``'s official daily bar on session ``s`` as ``/range/1/day/`` computes it
     (None: no bars). Unadjusted bars of finished days come from the cache; a day still
     running, or a ticker with splits, is computed from its base bars as the range endpoint
     does (adjusting base bars, then aggregating, rounds exactly as it does)."""
     if now >= s.ext_end_ms and (book is None or not book.for_ticker(ticker)):
-        finished = _finished_day(store, ticker, s, store.lifecycle(ticker))
-        return finished if len(finished) else None
+        return _finished_day(store, ticker, s, store.lifecycle(ticker))
     bars = store.bars(ticker, day_start_ms(s.day), min(s.ext_end_ms, now + 1))
     if book is not None:
         bars = book.adjust(ticker, bars)
-    daily = aggregate_daily(bars)
-    return daily if len(daily) else None
+    return _only_row(aggregate_daily(bars))
 
 
 @lru_cache(maxsize=262_144)
 def _finished_day(
     store: BarStore, ticker: str, s: Session, lifecycle: Lifecycle | None
-) -> Aggregates:
+) -> Row | None:
     """The unadjusted daily aggregate of a finished day; ``lifecycle`` is part of the key, so
     a lifecycle set or removed later is never answered from a stale entry."""
     del lifecycle
-    return aggregate_daily(store.day_bars(ticker, s))
+    return _only_row(aggregate_daily(store.day_bars(ticker, s)))
+
+
+def _only_row(daily: Aggregates) -> Row | None:
+    return rows(daily)[0] if len(daily) else None
