@@ -17,11 +17,19 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
-from swiftbolt_pipeline.ingest.universe_daily import DailySource, plan_sources
+from swiftbolt_pipeline.ingest.universe_daily import (
+    DailySource,
+    fetch_universe_daily,
+    plan_sources,
+)
 from swiftbolt_pipeline.names import UNIVERSE_D1_BARS, universe_range_tags
+from swiftbolt_pipeline.providers.http import UnlimitedLimiter
+from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.services.universe import register_universe
 from swiftbolt_pipeline.storage import universes
+from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
 from swiftbolt_pipeline_tests.defs.test_daily_assets import _official, _stored
+from swiftbolt_pipeline_tests.providers.helpers import fake_clock
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
 REAL = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA"]
@@ -167,3 +175,54 @@ def test_the_cheapest_way_serves_first(
     assert plan[0] == expected
     assert [way.requests for way in plan] == sorted(way.requests for way in plan)
     assert len(plan) == len(providers) + (Provider.POLYGON in providers)
+
+
+def test_an_outage_hands_the_sessions_left_to_the_next_way(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    """Polygon grouped serves the first session, then fails (503 until retries run out): the
+    sessions left go to the next cheapest way, Polygon per symbol, and nothing is lost."""
+    members = [*REAL, "GEN00"]  # 4 grouped requests < 6 per-symbol ones
+    universes.set_members(conn, "outage", members)
+    ids = universes.members(conn, "outage")
+    conn.commit()
+    days = DAYS[:4]
+    reset_emulator(emulator)
+    httpx.post(f"{emulator}/_emulator/tickers", json={"tickers": ["GEN00"]}).raise_for_status()
+    forwarded = httpx.Client(base_url=emulator)
+    seen: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if len(seen) in (2, 3):  # the second session's request and its one retry
+            return httpx.Response(503, json={"status": "ERROR"})
+        answer = forwarded.get(
+            request.url.path,
+            params=request.url.params,
+            headers={"Authorization": request.headers["Authorization"]},
+        )
+        return httpx.Response(answer.status_code, content=answer.content)  # fmt: skip
+
+    def client(_: Provider) -> PolygonClient:
+        return PolygonClient(
+            emulator, EMULATOR_KEY, UnlimitedLimiter(), fake_clock(),
+            transport=httpx.MockTransport(flaky), max_attempts=2, backoff_base_s=0.0,
+        )  # fmt: skip
+
+    run = fetch_universe_daily(
+        conn, [Provider.POLYGON], ids, days, client, client, run_id="outage-run"
+    )
+    forwarded.close()
+    assert [str(way) for way in run.used] == ["polygon grouped", "polygon per-symbol"]
+    assert run.stats.requests == 1 + 2 + len(members) == len(seen)
+    assert all(r.error is None for r in run.results)
+    first, last = _first_last(days)
+    for symbol in members:
+        assert _stored(conn, symbol, "d1") == _official(symbol, first, last), symbol
+    ledger = conn.execute(
+        """SELECT symbol, range_start, status, error_code FROM job_runs
+           WHERE run_id = 'outage-run' AND symbol = '*' ORDER BY id"""
+    ).fetchall()
+    assert ledger == [
+        ("*", days[0], "success", None), ("*", days[1], "failed", "PROVIDER_UNAVAILABLE"),
+    ]  # fmt: skip
