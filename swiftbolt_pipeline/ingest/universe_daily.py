@@ -189,6 +189,7 @@ class _Grouped:
     ) -> None:
         self.conn, self.provider, self.results, self.out = conn, provider, results, out
         self.run_id = run_id
+        self.stored = False  # a member's bars stored from a grouped answer
 
     def run(
         self, open_grouped: OpenGrouped, tasks: list[DailyTask]
@@ -204,10 +205,9 @@ class _Grouped:
         for start in range(0, len(days), GROUPED_CHUNK):
             chunk = days[start : start + GROUPED_CHUNK]
             stopped = self._chunk(client, tasks, chunk)
-            if any(r.provider == self.provider for r in self.results.values()):
-                used = DailySource(self.provider, True, len(days))
-                if used not in self.out.used:
-                    self.out.used.append(used)
+            used = DailySource(self.provider, True, len(days))
+            if self.stored and used not in self.out.used:
+                self.out.used.append(used)
             if stopped is not None:
                 rest = set(days[days.index(stopped[0]) :])
                 left = [DailyTask(t.symbol, t.symbol_id, [d for d in t.days if d in rest])
@@ -279,6 +279,7 @@ class _Grouped:
             result = self.results[task.symbol]
             result.bars_written += store_d1(self.conn, task.symbol_id, days, mine, self.provider)
             result.provider = self.provider
+            self.stored = True
 
 
 @dataclass(frozen=True)
