@@ -14,7 +14,7 @@ from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.ingest import universe_daily as ingest
-from swiftbolt_pipeline.names import UNIVERSE_D1_BARS, days_by_universe
+from swiftbolt_pipeline.names import UNIVERSE_D1_BARS, UNIVERSE_M15_BARS, days_by_universe
 from swiftbolt_pipeline.providers.registry import (
     HISTORY_PROVIDERS,
     DailyProvider,
@@ -31,6 +31,9 @@ def build_universe_daily_asset(
     @dg.asset(
         name=UNIVERSE_D1_BARS,
         partitions_def=partitions_def,
+        # Order only (d1 is never derived from m15): a run fetches m15 first, so a market that
+        # learns tickers from requests (the emulator) lists the members in its grouped answer.
+        deps=[UNIVERSE_M15_BARS],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="universe",
         kinds={"alpaca", "polygon", "postgres"},
