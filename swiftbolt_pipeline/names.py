@@ -135,7 +135,9 @@ def year_range_tags(first_symbol: str, last_symbol: str, first: int, last: int) 
 # Universe mode: one partition per universe x session, whatever the universe's size.
 UNIVERSE_M15_BARS = "universe_m15_bars"
 UNIVERSE_DERIVED_BARS = "universe_derived_bars"
-UNIVERSE_ASSETS = (UNIVERSE_M15_BARS, UNIVERSE_DERIVED_BARS)
+UNIVERSE_D1_BARS = "universe_d1_bars"
+# What `swiftbolt universe backfill` materializes: the complete job.
+UNIVERSE_ASSETS = (UNIVERSE_M15_BARS, UNIVERSE_DERIVED_BARS, UNIVERSE_D1_BARS)
 UNIVERSES_PARTITIONS = "universes"
 UNIVERSE_DIMENSION = "universe"
 UNIVERSE_TAG = "swiftbolt/universe"

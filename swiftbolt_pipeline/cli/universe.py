@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
+from swiftbolt_pipeline.core.models import InvalidInput, Provider, normalize_tickers
 from swiftbolt_pipeline.core.planning import plan_requests
 from swiftbolt_pipeline.core.universe import (
     equities_only,
@@ -24,8 +24,10 @@ from swiftbolt_pipeline.core.universe import (
 )
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.ingest.universe_daily import plan_sources
 from swiftbolt_pipeline.names import (
     UNIVERSE_ASSETS,
+    UNIVERSE_D1_BARS,
     UNIVERSE_DERIVED_BARS,
     UNIVERSE_M15_BARS,
     UNIVERSE_TAG,
@@ -106,8 +108,8 @@ def universe_list() -> None:
     "SWIFTBOLT_HISTORY_PROVIDERS, primary first with fallback.",
 )
 def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | None) -> None:
-    """Backfill every member of NAME from START to END (m15, then h1/h4) in one Dagster
-    run over the universe's day partitions."""
+    """Backfill every member of NAME from START to END (m15, then h1/h4, and the official
+    d1) in one Dagster run over the universe's day partitions."""
     universe_name = normalize_universe_name(name)
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     forced = None if provider is None else parse_providers(provider, single="--provider")[0]
@@ -129,7 +131,7 @@ def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | N
         console.print(note)
     console.print(
         f"Backfilling universe {universe_name}: {len(members)} member(s), {len(days)} "
-        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 from {', '.join(providers)}"
+        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 + d1 from {', '.join(providers)}"
         f"{' (forced)' if forced else ''}"
     )
     with open_instance(runtime.settings) as instance:
@@ -154,12 +156,15 @@ def _run(
     console: Console,
     forced: str | None,
 ) -> UniverseOutcome:
-    """The one run, with a progress bar over member request windows (about 50 sessions of one
-    member each) read from the ledger."""
+    """The one run, with a progress bar over the ledger's request windows: m15 member windows
+    (about 50 sessions of one member each), then the planned d1 requests."""
     log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     past = [d for d in days if d < runtime.settings.today]
-    total = len(members) * len(plan_requests(past))
+    over = [d for d in days if d < runtime.settings.today]
+    providers = (Provider(forced),) if forced else runtime.settings.history_providers
+    d1_plan = plan_sources(providers, len(members), len(over))
+    total = len(members) * len(plan_requests(past)) + (d1_plan[0].requests if d1_plan else 0)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -169,6 +174,7 @@ def _run(
     )
     launched = datetime.now(UTC) - timedelta(seconds=5)  # a margin for clock skew
     run_id: str | None = None
+    run_config = universe_run_config(forced, UNIVERSE_ASSETS) if forced else None
     with (
         runtime.connect() as conn,
         Progress(*columns, console=console) as progress,
@@ -178,7 +184,7 @@ def _run(
         future = pool.submit(
             materialize_universe,
             instance, assets, dict(defs.resources or {}), universe=name, days=days,
-            log_level=log_level, run_config=universe_run_config(forced) if forced else None,
+            log_level=log_level, run_config=run_config,
         )  # fmt: skip
         while not wait([future], timeout=1.0).done:
             if run_id is None:
@@ -203,21 +209,27 @@ def _print_summary(
         cost = ledger.run_cost(conn, [outcome.run_id])
     fetched = outcome.metadata.get(UNIVERSE_M15_BARS, {})
     derived = outcome.metadata.get(UNIVERSE_DERIVED_BARS, {})
+    daily = outcome.metadata.get(UNIVERSE_D1_BARS, {})
     console.print(
         f"Done in {elapsed:.1f}s: 1 run, {outcome.partitions} day partition(s) x "
-        f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {cost.rows_written} m15 bars "
-        f"and {derived.get('rows', 0)} h1/h4 bars written, {cost.actual_cost} request(s) "
-        f"({cost.expected_cost} planned)."
+        f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {fetched.get('rows', 0)} m15, "
+        f"{derived.get('rows', 0)} h1/h4 and {daily.get('rows', 0)} d1 bars written, "
+        f"{cost.actual_cost} request(s): m15 {fetched.get('requests', 0)} "
+        f"({fetched.get('expected_cost', 0)} planned), d1 {daily.get('requests', 0)} "
+        f"({daily.get('planned_requests', 0)} planned, {daily.get('source', '-')})."
     )
     if resumed := fetched.get("resumed_sessions", 0):
         console.print(f"{resumed} member-session(s) were stored by an earlier run (no request).")
     if not outcome.success:
         console.print(f"[red]FAILED[/red] run {outcome.run_id}: {outcome.error}")
         return False
-    failed = fetched.get("failed_symbols", 0)
-    if failed:
-        console.print(
-            f"[red]FAILED[/red] {failed} member(s): {fetched.get('failures_by_code')} "
-            f"(e.g. {fetched.get('failed_sample')}); other members are unaffected"
-        )
+    failed = 0
+    for what, metadata in (("m15", fetched), ("d1", daily)):
+        if count := int(str(metadata.get("failed_symbols", 0))):
+            failed += count
+            console.print(
+                f"[red]FAILED[/red] {what} of {count} member(s): "
+                f"{metadata.get('failures_by_code')} (e.g. {metadata.get('failed_sample')}); "
+                "other members are unaffected"
+            )
     return not failed

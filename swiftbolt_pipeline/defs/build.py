@@ -14,6 +14,7 @@ from swiftbolt_pipeline.defs.assets.daily import build_daily_assets
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
+from swiftbolt_pipeline.defs.assets.universe_daily import build_universe_daily_asset
 from swiftbolt_pipeline.defs.corporate_actions import corporate_actions_sensor
 from swiftbolt_pipeline.defs.crypto import (
     crypto_bars_job,
@@ -94,6 +95,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_derived_assets(partitions),
             *build_daily_assets(daily_partitions(settings)),
             *build_universe_assets(universe_partitions(settings)),
+            build_universe_daily_asset(universe_partitions(settings)),
             *build_crypto_assets(crypto_partitions(settings)),
         ],
         jobs=[bars_job, daily_job, crypto_bars_job],

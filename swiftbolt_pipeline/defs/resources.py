@@ -19,9 +19,11 @@ from swiftbolt_pipeline.providers.registry import (
     C,
     ClientPolicy,
     DailyProvider,
+    GroupedDailyProvider,
     HistoryProvider,
     TodayProvider,
     as_daily,
+    as_grouped_daily,
     as_history,
     as_today,
     open_client,
@@ -121,6 +123,11 @@ class _ProviderResource(dg.ConfigurableResource):
     def daily_client(self) -> Iterator[DailyProvider]:
         with self._open(PROVIDERS[self.provider].client) as client:
             yield as_daily(client)
+
+    @contextmanager
+    def grouped_daily_client(self) -> Iterator[GroupedDailyProvider]:
+        with self._open(PROVIDERS[self.provider].client) as client:
+            yield as_grouped_daily(client)
 
     @contextmanager
     def today_client(self) -> Iterator[TodayProvider]:

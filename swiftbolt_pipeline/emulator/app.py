@@ -28,11 +28,16 @@ Admin API (no auth), under ``/_emulator/``:
   "listed_from": "2026-12-10", "delisted_after": null, "halted": ["2026-12-15"]}`` (see
   ``data.Lifecycle``); ``GET`` lists them, ``DELETE [?ticker=T]`` forgets them.
 * ``GET /_emulator/requests`` — provider requests per route and ticker since the last reset
-  (``{"polygon": {"SPY": 3}, "tradier": {...}}``; the reference endpoints count under
-  ``polygon``, keyed by their ``ticker`` query, ``*`` without one).
+  (``{"polygon": {"SPY": 3}, "tradier": {...}}``; the reference and grouped daily endpoints
+  count under ``polygon``, keyed by their ``ticker`` query, ``*`` without one).
+* ``POST /_emulator/tickers`` — ``{"tickers": ["ACME", ...]}``: stock tickers a grouped daily
+  answer lists besides the real-data ones and those any request has named since the last
+  reset (see ``grouped.py``); ``GET`` lists them all, ``DELETE`` forgets the named and
+  registered ones.
 
-Polygon's ``GET /v3/reference/splits`` and ``/v3/reference/dividends`` (see ``dividends.py``)
-share the ``polygon`` route: same key, rate window, faults and counters as the aggregates.
+Polygon's ``GET /v3/reference/splits``, ``/v3/reference/dividends`` (see ``dividends.py``)
+and ``/v2/aggs/grouped/locale/us/market/stocks/{date}`` (see ``grouped.py``) share the
+``polygon`` route: same key, rate window, faults and counters as the aggregates.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import alpaca, dividends, polygon, sessions, splits, tradier
+from . import alpaca, dividends, grouped, polygon, sessions, splits, tradier
 from .data import BarStore, Lifecycle
 from .state import EmulatorState, Fault, RuntimeConfig
 
@@ -191,6 +196,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     def serve_aggs(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
         return polygon.serve(request, store, config, book.adjust)
 
+    def serve_grouped(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
+        return grouped.serve(request, store, config, book)
+
     def serve_splits(request: Request, _: BarStore, config: RuntimeConfig) -> Response:
         return splits.serve(request, book, config)
 
@@ -200,6 +208,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     providers = {
         "polygon": _Provider("polygon", settings.api_key, polygon.authenticate,
                              polygon.rate_limited, polygon.fault_response, serve_aggs),
+        "polygon_grouped": _Provider("polygon", settings.api_key, polygon.authenticate,
+                                     polygon.rate_limited, polygon.fault_response,
+                                     serve_grouped),
         "polygon_splits": _Provider("polygon", settings.api_key, polygon.authenticate,
                                     polygon.rate_limited, polygon.fault_response, serve_splits),
         "polygon_dividends": _Provider("polygon", settings.api_key, polygon.authenticate,
@@ -220,6 +231,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         ticker = (raw or q.get("symbols") or "*").upper()
         counts = by_ticker.setdefault(route, {})
         counts[ticker] = counts.get(ticker, 0) + 1
+        store.note(ticker.split(","))  # what a grouped daily answer lists (data.BarStore)
 
     async def guarded(request: Request, p: _Provider) -> Response:
         state.count_request(p.name)
@@ -246,6 +258,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
 
     async def polygon_aggs(request: Request) -> Response:
         return await guarded(request, providers["polygon"])
+
+    async def polygon_grouped(request: Request) -> Response:
+        return await guarded(request, providers["polygon_grouped"])
 
     async def polygon_splits(request: Request) -> Response:
         return await guarded(request, providers["polygon_splits"])
@@ -281,6 +296,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         state.reset()
         book.remove()
         store.clear_lifecycles()
+        store.forget_noted()
         by_ticker.clear()
         return JSONResponse({"status": "ok"})
 
@@ -306,6 +322,20 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         return JSONResponse(
             {"lifecycles": {t: life.to_json() for t, life in store.lifecycles().items()}}
         )
+
+    async def tickers(request: Request) -> Response:
+        if request.method == "DELETE":
+            store.forget_noted()
+        elif request.method == "POST":
+            try:
+                data = await request.json()
+            except ValueError:
+                data = None
+            items = data.get("tickers") if isinstance(data, dict) else data
+            if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+                return JSONResponse({"error": 'expected {"tickers": ["AAPL", ...]}'}, 400)
+            store.note(items)
+        return JSONResponse({"tickers": store.known_tickers()})
 
     async def admin_splits(request: Request) -> Response:
         if request.method == "DELETE":
@@ -338,6 +368,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     agg_path = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}"
     routes = [
         Route(agg_path, polygon_aggs, methods=["GET"]),
+        Route("/v2/aggs/grouped/locale/us/market/stocks/{date}", polygon_grouped, methods=["GET"]),
         Route("/v3/reference/splits", polygon_splits, methods=["GET"]),
         Route("/v3/reference/dividends", polygon_dividends, methods=["GET"]),
         Route("/v1/markets/timesales", tradier_timesales, methods=["GET"]),
@@ -351,6 +382,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/splits", admin_splits, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/lifecycles", lifecycles, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/requests", requests_by_ticker, methods=["GET"]),
+        Route("/_emulator/tickers", tickers, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(_KeepRawReceive)

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
@@ -297,13 +299,43 @@ def _opt_day(raw: object, name: str) -> date | None:
 
 # ---------------------------------------------------------------- the store
 
+_STOCK_TICKER = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+
+
+def _is_stock(ticker: str) -> bool:
+    """A listed stock ticker (``X:`` pairs, Alpaca's ``BTC/USD`` and ``ZZ`` tickers are not)."""
+    return bool(_STOCK_TICKER.match(ticker)) and is_listed(ticker)
+
 
 class BarStore:
-    """Serves base bars for any listed ticker; real data where available, else generated."""
+    """Serves base bars for any listed ticker; real data where available, else generated.
+
+    Every listed ticker has bars, so a market-wide answer (Polygon's grouped daily) needs a
+    finite list: the tickers the store **knows** are the real-data ones, every stock ticker a
+    provider request has named since the last reset (``note``) and those registered through
+    the admin API (``POST /_emulator/tickers``) or given a lifecycle."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lifecycles: dict[str, Lifecycle] = {}
+        self._noted: set[str] = set()
+
+    def note(self, tickers: Iterable[str]) -> None:
+        """Remember listed stock tickers (crypto pairs and unlisted ones are left out)."""
+        stocks = {t for t in (raw.strip().upper() for raw in tickers) if _is_stock(t)}
+        if stocks - self._noted:
+            with self._lock:
+                self._noted |= stocks
+
+    def forget_noted(self) -> None:
+        with self._lock:
+            self._noted.clear()
+
+    def known_tickers(self) -> list[str]:
+        """The tickers a market-wide answer lists, sorted."""
+        with self._lock:
+            known = self._noted | {t for t in self._lifecycles if _is_stock(t)}
+        return sorted(known | set(_real_data()))
 
     def set_lifecycle(self, ticker: str, lifecycle: Lifecycle | None) -> None:
         """Give ``ticker`` a lifecycle (None: trades on every session again)."""
@@ -312,6 +344,9 @@ class BarStore:
                 self._lifecycles.pop(ticker.upper(), None)
             else:
                 self._lifecycles[ticker.upper()] = lifecycle
+
+    def lifecycle(self, ticker: str) -> Lifecycle | None:
+        return self._lifecycles.get(ticker.upper())
 
     def lifecycles(self) -> dict[str, Lifecycle]:
         with self._lock:

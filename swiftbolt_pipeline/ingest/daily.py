@@ -138,7 +138,9 @@ def _fetch_with(
                     )
                     continue
                 result.error, result.provider = None, client.provider
-                result.bars_written = store_d1(conn, task.symbol_id, task.days, bars, client)
+                result.bars_written = store_d1(
+                    conn, task.symbol_id, task.days, bars, client.provider
+                )
                 written += result.bars_written
             ledger.finish_fetch(conn, fetch_id, actual_cost=stats.requests, rows_written=written)
             conn.commit()
@@ -150,7 +152,7 @@ def store_d1(
     symbol_id: int,
     days: Sequence[date],
     bars: pl.DataFrame,
-    client: DailyProvider,
+    provider: Provider,
 ) -> int:
     """Replace the d1 partitions of `days` with the provider's bars of those days, and confirm
     each day as answered (1 bar, or 0: no bar that day), in one transaction."""
@@ -165,7 +167,7 @@ def store_d1(
             timeframe=Timeframe.D1,
             days=sorted(wanted),
             bars=mine,
-            provider=client.provider.value,
+            provider=provider.value,
             is_intraday=False,
         )
         coverage.confirm_sessions(
@@ -173,7 +175,7 @@ def store_d1(
             symbol_id=symbol_id,
             timeframe=Timeframe.D1,
             bars_per_day={day: int(day in served) for day in sorted(wanted)},
-            provider=client.provider.value,
+            provider=provider.value,
         )
     conn.commit()
     return written

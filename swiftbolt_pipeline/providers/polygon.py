@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import polars as pl
 
-from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
+from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ, is_session, session
 from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.daily import at_session_open
 from swiftbolt_pipeline.core.errors import MALFORMED_RESPONSE, ProviderError
@@ -209,12 +209,42 @@ class PolygonClient(PolygonApi):
             out[ticker] = at_session_open(pl.concat(pages))
         return out
 
-    def _results(self, payload: Any, ticker: str, stats: RequestStats) -> list[dict[str, Any]]:
+    def grouped_daily(self, day: date, stats: RequestStats) -> pl.DataFrame:
+        """`GroupedDailyProvider`: every US stock's official daily bar of session `day` in ONE
+        request (`/v2/aggs/grouped/.../{day}`), as BAR_SCHEMA plus `symbol`, `ts` at the
+        session's open. Polygon labels these bars 16:00 ET (the range endpoint: 00:00 ET); any
+        label inside `day` is accepted, a bar of another day is MALFORMED_RESPONSE. A day
+        without trading answers `resultsCount` 0 and no `results`: an empty frame."""
+        url = f"{self.base_url}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}"
+        log.info("polygon grouped daily %s", day)
+        payload = self._client.get_json(url, stats, params={"adjusted": "true"})
+        rows = self._results(payload, None, stats)
+        if not all(isinstance(bar.get("T"), str) and bar["T"] for bar in rows):
+            raise self._malformed("grouped bar without a ticker `T`", stats)
+        tickers = [bar["T"].upper() for bar in rows]
+        if len(set(tickers)) != len(tickers):
+            raise self._malformed(f"grouped daily of {day} lists a ticker twice", stats)
+        frame = aggregates_frame(rows).with_columns(pl.Series("symbol", tickers, dtype=pl.String))
+        exchange_day = pl.col("ts").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+        if frame.filter(exchange_day != day).height:
+            raise self._malformed(f"grouped daily of {day} holds bars of another day", stats)
+        frame = frame.select("symbol", *BAR_SCHEMA)
+        if not is_session(day):  # no session, no d1 partition to hold a bar
+            return frame.clear()
+        return frame.with_columns(pl.lit(session(day).open).cast(BAR_SCHEMA["ts"]).alias("ts"))
+
+    def _results(
+        self, payload: Any, ticker: str | None, stats: RequestStats
+    ) -> list[dict[str, Any]]:
         if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
             raise self._malformed("response is not an OK aggregates payload", stats)
         # Bars of another ticker stored under this one would be wrong data that looks right.
         served = payload.get("ticker")
-        if served is not None and (not isinstance(served, str) or served.upper() != ticker.upper()):
+        if (
+            ticker is not None
+            and served is not None
+            and (not isinstance(served, str) or served.upper() != ticker.upper())
+        ):
             raise self._malformed(f"aggregates of {served!r:.20} returned for {ticker}", stats)
         results = payload.get("results") or []
         if not isinstance(results, list):

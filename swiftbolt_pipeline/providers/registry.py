@@ -62,6 +62,16 @@ class DailyProvider(Protocol):
 
 
 @runtime_checkable
+class GroupedDailyProvider(Protocol):
+    """Every ticker's official daily bar of one session in one request (Polygon's grouped
+    daily): BAR_SCHEMA plus `symbol`, `ts` = the session's open."""
+
+    provider: Provider
+
+    def grouped_daily(self, day: date, stats: RequestStats) -> pl.DataFrame: ...
+
+
+@runtime_checkable
 class TodayProvider(Protocol):
     """Today's session's complete 15-minute bars, stored as provisional."""
 
@@ -113,6 +123,11 @@ def history_batch_size(provider: Provider) -> int:
     return int(getattr(PROVIDERS[provider].client, "max_symbols", 1))
 
 
+def serves_grouped_daily(provider: Provider) -> bool:
+    """Does `provider` answer every ticker's daily bar of a day in one request?"""
+    return callable(getattr(PROVIDERS[provider].client, "grouped_daily", None))
+
+
 C = TypeVar("C", bound=ProviderClient)
 
 
@@ -125,6 +140,12 @@ def as_history(client: ProviderClient) -> HistoryProvider:
 def as_daily(client: ProviderClient) -> DailyProvider:
     if not isinstance(client, DailyProvider):
         raise TypeError(f"{client.provider} serves no daily bars")
+    return client
+
+
+def as_grouped_daily(client: ProviderClient) -> GroupedDailyProvider:
+    if not isinstance(client, GroupedDailyProvider):
+        raise TypeError(f"{client.provider} serves no grouped daily bars")
     return client
 
 

@@ -155,7 +155,7 @@ def test_partitions_page_shows_the_seeded_counts(page: Page, scaled: Scaled) -> 
 def test_catalog_shows_every_bar_assets_counts(page: Page, scaled: Scaled) -> None:
     truth = scaled.truth
     page.goto(f"{scaled.web.url}/assets")
-    catalog = [*SESSION_ASSETS, "universe_m15_bars", "universe_derived_bars"]
+    catalog = [*SESSION_ASSETS, "universe_m15_bars", "universe_derived_bars", "universe_d1_bars"]
     for asset in SESSION_ASSETS:
         # The asset's row: a block holding its link and no other asset's.
         row = page.locator("div").filter(has=page.locator(f"a[href='/assets/{asset}']"))

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline_tests.defs.test_daily_assets import _official
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
@@ -101,7 +102,8 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
     # 120 are stored.
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"FAILED 1 member(s): SYMBOL_NOT_FOUND=1 (e.g. {UNKNOWN})" in result.stderr
+    for what in ("m15", "d1"):
+        assert f"FAILED {what} of 1 member(s): SYMBOL_NOT_FOUND=1 (e.g. {UNKNOWN})" in result.stderr
 
     # The request floor: members in ticker order in batches of 50, each batch paged by the
     # 10,000-bar limit over the bars the emulator holds for it (extended hours included).
@@ -113,14 +115,16 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
         for batch in batches
     )
     assert len(batches) == 3 and floor > len(batches)  # pages were forced
-    assert alpaca_requests == floor
+    # d1: 121 members x 4 sessions, the same 3 batches of one page each (Alpaca's `1Day`).
+    assert alpaca_requests == floor + len(batches)
     regular = {t: _regular(bars) for t, bars in served.items()}
     m15_rows = sum(len(bars) for bars in regular.values())
     assert (
-        f"1 run, {len(DAYS)} day partition(s) x 2 asset(s), 121 member(s), {m15_rows} m15 bars"
+        f"1 run, {len(DAYS)} day partition(s) x 3 asset(s), 121 member(s), {m15_rows} m15, "
         in result.stderr
     )
-    assert f"{floor} request(s)" in result.stderr
+    assert f"{floor + 3} request(s): m15 {floor} " in result.stderr
+    assert "d1 3 (3 planned, alpaca per-symbol)" in result.stderr
     assert emulator_requests(emulator, "polygon") == len(TICKERS)  # only the truth above
 
     # Stored bars: exactly the emulator's regular-session bars, for a sample of members.
@@ -140,10 +144,10 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
            WHERE dagster_event_type = 'ASSET_MATERIALIZATION'
              AND run_id IN (SELECT run_id FROM dagster.runs)"""
     ).fetchall()
-    assert len(events) <= len(DAYS) * 2
+    assert len(events) <= len(DAYS) * 3
     assert sorted(events) == sorted(
         (f'["{asset}"]', f"{day.isoformat()}|broad")
-        for asset in ("universe_derived_bars", "universe_m15_bars")
+        for asset in ("universe_d1_bars", "universe_derived_bars", "universe_m15_bars")
         for day in DAYS
     )
     assert conn.execute("SELECT count(*) FROM dagster.runs").fetchone() == (1,)
@@ -164,6 +168,13 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
     listed = run_cli("universe", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[1].split()[:3] == ["broad", "121", "1"]
+
+
+def _stored_d1(conn: psycopg.Connection, ticker: str) -> list[tuple[Any, ...]]:
+    return [
+        (ts, float(o), float(h), float(low), float(c), v)
+        for ts, o, h, low, c, v in _stored(conn, ticker, "d1")
+    ]
 
 
 def _unchanged(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
@@ -217,14 +228,22 @@ def test_polygon_serves_one_member_per_request_through_the_bucket(
         "--provider", "polygon", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    # One window of 5 sessions per member, one member per Polygon request, every request a
+    # m15: one window of 5 sessions per member, one member per Polygon request; d1: one
+    # range request per member (3 < 5 grouped requests, one per session). Every request a
     # token of the shared PostgreSQL bucket.
-    assert emulator_requests(emulator, "polygon") == 3
+    assert emulator_requests(emulator, "polygon") == 6
     assert emulator_requests(emulator, "alpaca") == 0
     assert conn.execute(
         "SELECT count(*) FROM rate_grants WHERE provider = 'polygon'"
-    ).fetchone() == (3,)
-    assert "1 run, 5 day partition(s) x 2 asset(s), 3 member(s), 390 m15 bars" in result.stderr
+    ).fetchone() == (6,)
+    assert "1 run, 5 day partition(s) x 3 asset(s), 3 member(s), 390 m15, " in result.stderr
+    assert (
+        "and 15 d1 bars written, 6 request(s): m15 3 (3 planned), d1 3 (3 planned, "
+        "polygon per-symbol)" in result.stderr
+    )
+    assert _stored_d1(conn, "SPY") == [
+        row[:6] for row in _official("SPY", "2026-02-09", "2026-02-13")
+    ]
     expected = regular_m15("SPY", first, last)
     assert _stored(conn, "SPY", "m15") == list(
         expected.select("ts", "open", "high", "low", "close", "volume").iter_rows()

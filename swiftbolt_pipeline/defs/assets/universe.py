@@ -2,6 +2,7 @@
 session. One partition (and one materialization event) per universe and day, however many
 members the universe has; the members' bars land in `ohlc_bars_v2` like the watchlist's."""
 
+from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import date
 from typing import Any
@@ -16,6 +17,7 @@ from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.ingest import universe as ingest
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.names import (
+    UNIVERSE_D1_BARS,
     UNIVERSE_DERIVED_BARS,
     UNIVERSE_M15_BARS,
     days_by_universe,
@@ -26,9 +28,14 @@ from swiftbolt_pipeline.storage import universes
 _RESOURCES = {"warehouse", "pipeline", *(p.value for p in HISTORY_PROVIDERS)}
 
 
-def universe_run_config(provider: str) -> dict[str, Any]:
-    """Run config forcing `provider` for a run that materializes `universe_m15_bars`."""
-    return {"ops": {UNIVERSE_M15_BARS: {"config": PlanConfig(provider=provider).model_dump()}}}
+def universe_run_config(
+    provider: str, selection: Sequence[str] = (UNIVERSE_M15_BARS, UNIVERSE_DERIVED_BARS)
+) -> dict[str, Any]:
+    """Run config forcing `provider` for a run of the universe assets in `selection` (Dagster
+    refuses config for an asset the run leaves out)."""
+    forced = {"config": PlanConfig(provider=provider).model_dump()}
+    fetching = (UNIVERSE_M15_BARS, UNIVERSE_D1_BARS)
+    return {"ops": {name: forced for name in selection if name in fetching}}
 
 
 def _run_range(context: dg.AssetExecutionContext) -> tuple[list[str], list[date]]:
