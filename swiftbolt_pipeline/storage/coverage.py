@@ -114,7 +114,7 @@ WITH day AS (
 ), derived AS (
     SELECT x.symbol_id, x.timeframe, x.day, x.bars, x.intraday, x.first_written
       FROM bar_sessions x
-     WHERE x.symbol_id = ANY(%(ids)s) AND x.timeframe = ANY(%(derived)s)
+     WHERE x.timeframe = ANY(%(derived)s)
        AND x.day BETWEEN %(first)s AND %(last)s
 )
 SELECT symbol_id, day, %(raw)s AS timeframe FROM raw WHERE NOT complete
