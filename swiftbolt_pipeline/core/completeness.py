@@ -15,7 +15,7 @@ A derived gap is filled by deriving again from stored m15, which costs no reques
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -63,6 +63,12 @@ class SessionState(NamedTuple):
     confirmed_bars: int | None = None
 
 
+# Derived buckets are anchored on the regular session's open: h1 at 09:30, 10:30, ...
+REGULAR_BUCKET_MINUTES: Mapping[Timeframe, int] = MappingProxyType(
+    {Timeframe.H1: 60, Timeframe.H4: 240}
+)
+
+
 # A coverage read asks for every stored session of every symbol; almost all are full days
 # with the same slots, so the counts are computed once per distinct (slots, length) and the
 # (read-only) answer is shared.
@@ -74,8 +80,8 @@ def regular_buckets(slots: int, regular_minutes: int) -> Mapping[Timeframe, int]
     regular = [15 * k for k in range(regular_minutes // 15) if slots >> k & 1]
     return MappingProxyType(
         {
-            Timeframe.H1: len({minute // 60 for minute in regular}),
-            Timeframe.H4: len({minute // 240 for minute in regular}),
+            timeframe: len({minute // length for minute in regular})
+            for timeframe, length in REGULAR_BUCKET_MINUTES.items()
         }
     )
 
@@ -115,6 +121,16 @@ def complete(state: SessionState, timeframe: Timeframe, *, final_required: bool)
     return timeframe not in DERIVED_TIMEFRAMES or derived_complete(state, timeframe)
 
 
-def derived_stale(state: SessionState) -> bool:
-    """Some derived timeframe needs deriving again (no fetch needed when the raw is complete)."""
-    return not all(derived_complete(state, tf) for tf in DERIVED_TIMEFRAMES)
+def incomplete_timeframes(
+    state: SessionState,
+    *,
+    final_required: bool,
+    derived: Iterable[Timeframe],
+    raw: Timeframe = Timeframe.M15,
+) -> frozenset[Timeframe]:
+    """The timeframes of the session that are not complete: `raw` when its bars are not
+    (`raw_complete`), each of `derived` needing deriving again (`derived_complete`)."""
+    missing = {tf for tf in derived if not derived_complete(state, tf)}
+    if not raw_complete(state, final_required=final_required):
+        missing.add(raw)
+    return frozenset(missing)

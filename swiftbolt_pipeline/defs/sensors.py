@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from swiftbolt_pipeline.core.gaps import window_sessions
 from swiftbolt_pipeline.core.models import Provider, is_crypto
 from swiftbolt_pipeline.defs.jobs import BAR_ASSET_KEYS, DERIVED_ASSET_KEYS, bars_job
 from swiftbolt_pipeline.defs.partitions import CRYPTO_SYMBOLS, SYMBOLS
@@ -14,12 +13,12 @@ from swiftbolt_pipeline.services.coverage import (
     GapBatch,
     batch_gaps,
     gaps_to_request,
+    incomplete_watchlist,
     inflight_ranges,
     reap_dead_runs,
 )
 from swiftbolt_pipeline.services.launch import backfill_request, batch_run_request
 from swiftbolt_pipeline.storage import watchlist
-from swiftbolt_pipeline.storage.coverage import session_states
 
 MAX_REQUESTS_PER_TICK = 25
 
@@ -89,12 +88,10 @@ def coverage_gap_sensor(
         watched = [s for s in watchlist.list_symbols(conn) if not is_crypto(s.ticker)]
         if not watched:
             return dg.SkipReason("the watchlist is empty")
-        widest = max(s.window_days for s in watched)
-        sessions = window_sessions(pipeline.today, widest, pipeline.history_start)
-        states = session_states(conn, [s.id for s in watched], sessions)
+        incomplete = incomplete_watchlist(conn, watched, pipeline)
     if reaped:
         context.log.warning(f"runs of dead workers marked failed: {', '.join(reaped)}")
-    gaps = gaps_to_request(watched, states, pipeline, inflight_ranges(context.instance))
+    gaps = gaps_to_request(watched, incomplete, pipeline, inflight_ranges(context.instance))
     if not gaps:
         return dg.SkipReason(f"{len(watched)} symbol(s) complete, waiting or in flight")
     # A symbol added a moment ago may not be a partition yet: add it in this same tick, so a

@@ -5,9 +5,9 @@ and `coverage_gap_sensor` (one implementation, several front doors)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
@@ -32,7 +32,11 @@ from swiftbolt_pipeline.names import (
     parse_partition_key,
 )
 from swiftbolt_pipeline.storage import ledger
-from swiftbolt_pipeline.storage.coverage import confirmed_empty_days, session_states
+from swiftbolt_pipeline.storage.coverage import (
+    confirmed_empty_days,
+    incomplete_sessions,
+    session_states,
+)
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 FIRST_BAR = timedelta(minutes=15)
@@ -254,58 +258,83 @@ class GapRequest:
     fetch: bool
 
 
+# Per symbol id, its incomplete sessions, each with the timeframes incomplete there (see
+# `storage.coverage.incomplete_sessions`); a session not listed is complete.
+Incomplete = Mapping[int, Mapping[date, Collection[Timeframe]]]
+
+
+def incomplete_watchlist(
+    conn: psycopg.Connection, watched: Sequence[WatchedSymbol], settings: PipelineClock
+) -> dict[int, dict[date, frozenset[Timeframe]]]:
+    """The incomplete sessions of `watched` over the widest window, judged in one query:
+    the intraday raw timeframe and the timeframes derived from it."""
+    if not watched:
+        return {}
+    widest = max(s.window_days for s in watched)
+    sessions = window_sessions(settings.today, widest, settings.history_start)
+    now, today = settings.now(), settings.today
+    return incomplete_sessions(
+        conn,
+        [s.id for s in watched],
+        sessions,
+        final=lambda day: day < today and completeness.final_required(day, now),
+    )
+
+
 def gaps_to_request(
     watched: Sequence[WatchedSymbol],
-    states: dict[int, dict[date, SessionState]],
+    incomplete: Incomplete,
     settings: PipelineClock,
     excluded: Iterable[InflightRange],
 ) -> list[GapRequest]:
     """Contiguous incomplete ranges per watched symbol, minus what is in flight, highest
     priority first. A symbol whose fetch failed waits until its `retry_after`; one that has
     answered SYMBOL_NOT_FOUND gets a one-session probe instead of its whole range."""
-    today = settings.today
     return gap_requests(
         watched,
-        states,
+        incomplete,
         settings,
         excluded,
         expected=lambda window_days: expected_sessions(settings, window_days),
-        final=lambda day, now: day < today and completeness.final_required(day, now),
-        stale=completeness.derived_stale,
         gaps=find_gaps,
     )
 
 
 def gap_requests(
     watched: Iterable[WatchedSymbol],
-    states: dict[int, dict[date, SessionState]],
+    incomplete: Incomplete,
     settings: PipelineClock,
     excluded: Iterable[InflightRange],
     *,
     expected: Callable[[int], Sequence[date]],
-    final: Callable[[date, datetime], bool],
-    stale: Callable[[SessionState], bool],
     gaps: Callable[[Sequence[date], Collection[date]], list[Gap]],
+    raw: Timeframe = Timeframe.M15,
 ) -> list[GapRequest]:
     """The gap requests of `watched` on one market's calendar (NYSE sessions or crypto's UTC
-    days): its `expected` days per window, when a day must hold `final` raw bars, when its
-    derived bars are `stale`, and how missing days group into `gaps`."""
+    days): of its `expected` days per window, the `incomplete` ones (judged over every expected
+    day) need a fetch where `raw` bars are incomplete, else a derive; `gaps` groups them into
+    ranges. Only incomplete days are visited, so the work follows the gaps."""
     excluded = list(excluded)
     now = settings.now()
+    windows: dict[int, frozenset[date]] = {}
     requests: list[GapRequest] = []
     for symbol in watched:
         if symbol.retry_after is not None and symbol.retry_after > now:
             continue
+        if symbol.window_days not in windows:
+            windows[symbol.window_days] = frozenset(expected(symbol.window_days))
+        window = windows[symbol.window_days]
+        mine = [r for r in excluded if symbol.ticker in r.symbols]
         fetch: list[date] = []
         derive: list[date] = []
-        for day in expected(symbol.window_days):
-            if any(r.covers(symbol.ticker, day) for r in excluded):
+        for day, timeframes in sorted(incomplete.get(symbol.id, {}).items()):
+            if (
+                day not in window
+                or not timeframes
+                or any(r.covers(symbol.ticker, day) for r in mine)
+            ):
                 continue
-            state = states.get(symbol.id, {}).get(day, SessionState(day))
-            if not completeness.raw_complete(state, final_required=final(day, now)):
-                fetch.append(day)
-            elif stale(state):
-                derive.append(day)
+            (fetch if raw in timeframes else derive).append(day)
         if symbol.not_found_streak and fetch:
             fetch = fetch[-1:]
         for days, is_fetch in ((fetch, True), (derive, False)):

@@ -72,12 +72,6 @@ def _complete(state: SessionState, timeframe: Timeframe, *, final_required: bool
     return not derived or completeness.derived_complete(state, timeframe)
 
 
-def _derived_stale(state: SessionState) -> bool:
-    return not all(
-        completeness.derived_complete(state, tf) for tf in crypto_calendar.DERIVED_TIMEFRAMES
-    )
-
-
 def complete_days(
     states: dict[date, SessionState], timeframe: Timeframe, settings: PipelineClock
 ) -> frozenset[date]:
@@ -131,14 +125,27 @@ def crypto_gaps_to_request(
 ) -> list[GapRequest]:
     """Per watched pair, its runs of consecutive incomplete UTC days minus what is in flight:
     a fetch where raw bars are missing or provisional past their day, a derive-only run where
-    only h1/h4/d1 are; highest priority first. Stocks in `watched` are ignored."""
+    only h1/h4/d1 are; highest priority first. Stocks in `watched` are ignored. A few pairs:
+    their days are judged here, from `states`, one by one."""
+    incomplete = {
+        symbol_id: {
+            day: missing
+            for day, state in days.items()
+            if (
+                missing := completeness.incomplete_timeframes(
+                    state,
+                    final_required=_final(day, settings),
+                    derived=crypto_calendar.DERIVED_TIMEFRAMES,
+                )
+            )
+        }
+        for symbol_id, days in states.items()
+    }
     return gap_requests(
         [s for s in watched if is_crypto(s.ticker)],
-        states,
+        incomplete,
         settings,
         excluded,
         expected=lambda window_days: expected_days(settings, window_days),
-        final=lambda day, _now: _final(day, settings),
-        stale=_derived_stale,
         gaps=find_day_gaps,
     )

@@ -4,7 +4,7 @@ uses these."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import psycopg
 from psycopg import sql
@@ -62,6 +62,24 @@ def copy_bars_csv(conn: psycopg.Connection, table: str, data: bytes) -> None:
 
 def analyze_bars(conn: psycopg.Connection) -> None:
     conn.execute("ANALYZE ohlc_bars_v2")
+    conn.execute("ANALYZE bar_sessions")
+    conn.execute("ANALYZE confirmed_sessions")
+    conn.commit()
+
+
+def confirm_stored_sessions(
+    conn: psycopg.Connection, symbol_ids: list[int], timeframe: str, before: date
+) -> None:
+    """Record every stored session of `timeframe` before `before` as the history provider's
+    whole answer (what a fetch records), so a synthetic archive is complete by the coverage
+    rules; commits."""
+    conn.execute(
+        """INSERT INTO confirmed_sessions (symbol_id, timeframe, day, bars, provider)
+           SELECT symbol_id, timeframe, day, bars, 'polygon' FROM bar_sessions
+            WHERE symbol_id = ANY(%s) AND timeframe = %s AND day < %s
+           ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET bars = EXCLUDED.bars""",
+        (symbol_ids, timeframe, before),
+    )
     conn.commit()
 
 

@@ -3,7 +3,7 @@ history provider's confirmations of past sessions (`confirmed_sessions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -13,6 +13,7 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.completeness import (
     EMPTY,
     NOTHING,
+    REGULAR_BUCKET_MINUTES,
     SessionState,
     Stored,
     regular_buckets,
@@ -75,6 +76,99 @@ def session_states(
                 answered.get(key),
             )
     return states
+
+
+# The gap sensor's judgement, in the database: per symbol x session of the window, which
+# timeframes are incomplete by `core.completeness`'s rules, returning only those, so a tick's
+# Python work follows the gaps, not symbols x sessions. Must stay equal to `raw_complete` and
+# `derived_complete` (the tests compare them on tricky sessions).
+_INCOMPLETE_SQL = """
+WITH day AS (
+    SELECT d.day, d.final, (1::bigint << (d.regular_minutes / 15)) - 1 AS regular
+      FROM unnest(%(days)s::date[], %(final)s::boolean[], %(regular_minutes)s::int[])
+           AS d (day, final, regular_minutes)
+), derived_tf AS (
+    SELECT * FROM unnest(%(derived)s::text[], %(bucket_minutes)s::int[]) AS t (timeframe, minutes)
+), raw AS MATERIALIZED (
+    SELECT s.symbol_id, d.day, coalesce(r.bars, 0) AS bars, coalesce(r.intraday, false) AS intraday,
+           r.last_written, coalesce(r.slots, 0) & d.regular AS slots,
+           CASE WHEN c.bars IS NOT NULL AND coalesce(r.bars, 0) = c.bars
+                     AND NOT (coalesce(r.bars, 0) > 0 AND r.intraday) THEN true
+                WHEN d.final THEN false
+                ELSE coalesce(r.bars, 0) > 0 END AS complete
+      FROM unnest(%(ids)s::int[]) AS s (symbol_id)
+     CROSS JOIN day d
+      LEFT JOIN bar_sessions r
+             ON r.symbol_id = s.symbol_id AND r.timeframe = %(raw)s AND r.day = d.day
+      LEFT JOIN confirmed_sessions c
+             ON c.symbol_id = s.symbol_id AND c.timeframe = %(raw)s AND c.day = d.day
+), buckets AS (
+    -- Per distinct slot set (a handful: full days, half days, partial ones), the buckets of
+    -- each derived timeframe its regular-session bars fall in (bit k: 15k minutes after open).
+    SELECT shape.slots, t.timeframe, count(DISTINCT 15 * k / t.minutes)::int AS n
+      FROM (SELECT DISTINCT slots FROM raw) AS shape
+     CROSS JOIN derived_tf t
+     CROSS JOIN generate_series(0, 62) AS k
+     WHERE (shape.slots >> k) & 1 = 1
+     GROUP BY shape.slots, t.timeframe
+), derived AS (
+    SELECT x.symbol_id, x.timeframe, x.day, x.bars, x.intraday, x.first_written
+      FROM bar_sessions x
+     WHERE x.timeframe = ANY(%(derived)s)
+       AND x.day BETWEEN %(first)s AND %(last)s
+)
+SELECT symbol_id, day, %(raw)s AS timeframe FROM raw WHERE NOT complete
+UNION ALL
+SELECT r.symbol_id, r.day, t.timeframe
+  FROM raw r
+ CROSS JOIN derived_tf t
+  LEFT JOIN buckets b ON b.slots = r.slots AND b.timeframe = t.timeframe
+  LEFT JOIN derived x ON x.symbol_id = r.symbol_id AND x.timeframe = t.timeframe AND x.day = r.day
+ WHERE coalesce(x.bars, 0) <> coalesce(b.n, 0)
+    OR (x.bars > 0 AND NOT (x.intraday = r.intraday AND r.last_written IS NOT NULL
+                            AND x.first_written >= r.last_written))
+"""
+
+
+def incomplete_sessions(
+    conn: psycopg.Connection,
+    symbol_ids: Sequence[int],
+    days: Sequence[date],
+    *,
+    final: Callable[[date], bool],
+    raw: Timeframe = Timeframe.M15,
+    bucket_minutes: Mapping[Timeframe, int] = REGULAR_BUCKET_MINUTES,
+) -> dict[int, dict[date, frozenset[Timeframe]]]:
+    """Per symbol id, its sessions among `days` (in order) that are not complete, each with its
+    incomplete timeframes: `raw` when its bars are missing, unconfirmed, or provisional where
+    `final(day)` demands the history provider's (`completeness.raw_complete`), and each derived
+    timeframe of `bucket_minutes` (bucket length from the open) whose bars need deriving again
+    (`completeness.derived_complete`). Complete sessions are judged in one query and never
+    leave the database. Half days count the buckets of their shorter session."""
+    ids = list(symbol_ids)
+    found: dict[int, dict[date, frozenset[Timeframe]]] = {i: {} for i in ids}
+    if not ids or not days:
+        return found
+    rows = conn.execute(
+        _INCOMPLETE_SQL,
+        {
+            "ids": ids,
+            "days": list(days),
+            "final": [final(day) for day in days],
+            "regular_minutes": [calendar.session(day).regular_minutes for day in days],
+            "raw": raw.value,
+            "derived": [tf.value for tf in bucket_minutes],
+            "bucket_minutes": list(bucket_minutes.values()),
+            "first": days[0],
+            "last": days[-1],
+        },
+    ).fetchall()
+    incomplete: dict[tuple[int, date], set[Timeframe]] = {}
+    for symbol_id, day, timeframe in rows:
+        incomplete.setdefault((symbol_id, day), set()).add(_TIMEFRAMES[timeframe])
+    for (symbol_id, day), timeframes in sorted(incomplete.items()):
+        found[symbol_id][day] = frozenset(timeframes)
+    return found
 
 
 def explain_session_states(
