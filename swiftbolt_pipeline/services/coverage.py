@@ -22,7 +22,7 @@ from swiftbolt_pipeline.core import calendar, completeness
 from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
 from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import RAW_BAR_MINUTES, Timeframe
 from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
@@ -33,6 +33,7 @@ from swiftbolt_pipeline.names import (
 )
 from swiftbolt_pipeline.storage import ledger
 from swiftbolt_pipeline.storage.coverage import confirmed_empty_days, session_states
+from swiftbolt_pipeline.storage.m5 import m5_session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 FIRST_BAR = timedelta(minutes=15)
@@ -218,7 +219,8 @@ def coverage_report(
     complete: frozenset[date] = frozenset()
     bars = 0
     if symbol_id is not None and sessions:
-        states = session_states(conn, [symbol_id], sessions)[symbol_id]
+        read = m5_session_states if timeframe == Timeframe.M5 else session_states
+        states = read(conn, [symbol_id], sessions)[symbol_id]
         answered_empty = frozenset(
             confirmed_empty_days(conn, symbol_id, Timeframe.D1, sessions[0], sessions[-1])
             if timeframe in DAILY_TIMEFRAMES
@@ -226,7 +228,7 @@ def coverage_report(
         )
         complete = complete_sessions(states, timeframe, settings, answered_empty)
         bars = sum(
-            (s.raw if timeframe == Timeframe.M15 else s.derived.get(timeframe, NOTHING)).bars
+            (s.raw if timeframe in RAW_BAR_MINUTES else s.derived.get(timeframe, NOTHING)).bars
             for s in states.values()
         )
     running = queued = 0
