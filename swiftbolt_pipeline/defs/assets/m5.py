@@ -58,7 +58,8 @@ def build_m5_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDef
         partitions_def=partitions_def,
         # A backfill of many days is one run, coalesced into the m15 request windows.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="bars",
+        # Its own group: an opt-in series on its own partitions, beside the `bars` lineage.
+        group_name="m5",
         kinds={"polygon", "postgres", "polars"},
         check_specs=m5_check_specs(),
         metadata=ASSET_METADATA,
