@@ -121,6 +121,17 @@ def parse_daily_years(raw: str | None) -> int:
     return int(raw)
 
 
+def parse_switch(raw: str | None, name: str) -> bool:
+    """An on/off variable: 1/true/yes/on or 0/false/no/off (unset: off); anything else is
+    refused rather than read as off."""
+    value = (raw or "0").lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput("INVALID_CONFIG", f"{name}={raw!r} must be 1 or 0")
+
+
 def history_window_start(today: date, override: date | None) -> date:
     """The first session kept: SWIFTBOLT_HISTORY_START, else two years before today."""
     if override:
@@ -174,6 +185,9 @@ class Settings:
     celery_broker: str | None = field(default=None, repr=False)
     celery_backend: str | None = field(default=None, repr=False)
     daily_years: int = DEFAULT_DAILY_YEARS
+    # SWIFTBOLT_M5=1: every watched stock gets 5-minute bars (m5) beside m15, not only the
+    # symbols opted in one by one (`watch add SYM --m5`).
+    m5_all: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,6 +222,7 @@ class Settings:
             celery_broker=broker,
             celery_backend=backend,
             daily_years=parse_daily_years(_env("SWIFTBOLT_DAILY_YEARS")),
+            m5_all=parse_switch(_env("SWIFTBOLT_M5"), "SWIFTBOLT_M5"),
         )
 
     def now(self) -> datetime:

@@ -33,6 +33,12 @@ SESSION_ASSETS = (M15_BARS, H1_BARS, H4_BARS)
 # ... and symbol x year (daily_job): the official d1 and its roll-ups.
 DAILY_ASSETS = (D1_BARS, W1_BARS, MO1_BARS)
 
+# Opt-in 5-minute bars: their own asset, partitioned by the `m5_symbols` dynamic partitions
+# (only the opted-in stocks) x XNYS sessions, so symbols without m5 add no partition. The
+# dimension names are the stock ones: `partition_key` and `days_by_symbol` serve it too.
+M5_BARS = "m5_bars"
+M5_SYMBOLS_PARTITIONS = "m5_symbols"
+
 # Bar partitions: the `symbols` dynamic partitions x XNYS sessions.
 SYMBOLS_PARTITIONS = "symbols"
 SYMBOL_DIMENSION = "symbol"

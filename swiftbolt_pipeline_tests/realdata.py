@@ -62,3 +62,24 @@ def regular_m15(ticker: str, first: date, last: date) -> pl.DataFrame:
         )
         .sort("ts")
     )
+
+
+def regular_m5(ticker: str, first: date, last: date) -> pl.DataFrame:
+    """Regular-session 5-minute bars (ts, open, high, low, close, volume): the CSV's own rows
+    inside each session's open..close, nothing aggregated."""
+    rows = five_minute_bars().filter(pl.col("ticker") == ticker)
+    kept = []
+    for s in map(calendar.session, calendar.sessions_between(first, last)):
+        kept.append(rows.filter((pl.col("ts") >= s.open) & (pl.col("ts") < s.close)))
+    return (
+        pl.concat(kept)
+        .select(
+            pl.col("ts").cast(pl.Datetime("us", "UTC")),
+            pl.col("o").cast(pl.Float64).alias("open"),
+            pl.col("h").cast(pl.Float64).alias("high"),
+            pl.col("l").cast(pl.Float64).alias("low"),
+            pl.col("c").cast(pl.Float64).alias("close"),
+            pl.col("v").alias("volume"),
+        )
+        .sort("ts")
+    )

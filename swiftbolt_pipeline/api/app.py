@@ -54,9 +54,10 @@ from swiftbolt_pipeline.storage import dividends as dividend_store
 from swiftbolt_pipeline.storage.charts import answer_in_utc, chart_bars
 
 # Longest `end - start` one /v1/bars request may span, per timeframe: at most ~10,000 bars
-# (m15: 26 bars a session, h1: 7, h4: 2, d1: 1); w1 and mo1 fit the whole 20-year daily depth.
-# Longer ranges are refused (INVALID_RANGE); a chart app pages through them.
+# (m5: 78 bars a session, m15: 26, h1: 7, h4: 2, d1: 1); w1 and mo1 fit the whole 20-year
+# daily depth. Longer ranges are refused (INVALID_RANGE); a chart app pages through them.
 MAX_BARS_SPAN = {
+    Timeframe.M5: timedelta(days=122),
     Timeframe.M15: timedelta(days=366),
     Timeframe.H1: timedelta(days=1830),
     Timeframe.H4: timedelta(days=3660),

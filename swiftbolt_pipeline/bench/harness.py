@@ -20,6 +20,7 @@ from .api import measure_api
 from .compute import measure_resample
 from .env import BENCH_NOW, BenchEnv, bench_env
 from .ingest import measure_ingest
+from .m5 import measure_m5_requests
 from .pipeline import measure_orchestration, measure_rate_floor, measure_requests_and_memory
 from .report import BenchReport, Row, command_line, machine_info, now_iso
 
@@ -122,6 +123,7 @@ def run_bench(
             return new_rows, more
 
         step("requests_memory", requests)
+        step("m5_requests", lambda: measure_m5_requests(env, days, one_box["one"]))
         step(
             "orchestration",
             lambda: measure_orchestration(

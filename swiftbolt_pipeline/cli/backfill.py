@@ -28,11 +28,19 @@ from swiftbolt_pipeline.core.models import (
     parse_timeframes,
 )
 from swiftbolt_pipeline.core.planning import symbol_batches
+from swiftbolt_pipeline.defs.assets.m5 import m5_run_config
 from swiftbolt_pipeline.defs.assets.m15 import plan_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.checks import FETCH_COMPLETE, PROVIDER_DATA
 from swiftbolt_pipeline.defs.settings import PipelineSettings
-from swiftbolt_pipeline.names import BAR_ASSETS, CRYPTO_BAR_ASSETS, M15_BARS, SYMBOLS_PARTITIONS
+from swiftbolt_pipeline.names import (
+    BAR_ASSETS,
+    CRYPTO_BAR_ASSETS,
+    M5_BARS,
+    M5_SYMBOLS_PARTITIONS,
+    M15_BARS,
+    SYMBOLS_PARTITIONS,
+)
 from swiftbolt_pipeline.providers.registry import history_batch_size, require_credentials
 from swiftbolt_pipeline.services.coverage import reap_dead_runs
 from swiftbolt_pipeline.services.executor import (
@@ -49,6 +57,7 @@ from swiftbolt_pipeline.services.launch import (
     materialize_years,
     register_symbols,
 )
+from swiftbolt_pipeline.services.m5 import opted_in, require_opted_in
 from swiftbolt_pipeline.services.runtime import Runtime, ensure_providers, open_runtime
 from swiftbolt_pipeline.storage import bars as bar_store
 from swiftbolt_pipeline.storage import ledger, watchlist
@@ -69,7 +78,10 @@ DEFAULT_TIMEFRAMES = ",".join(BAR_ASSETS)
     "sessions START..END; d1 (the provider's official daily bar, about one request per "
     "symbol) and w1/mo1 (rolled up from d1, no requests) for every session of the calendar "
     "years START..END touches, back to the daily depth (SWIFTBOLT_DAILY_YEARS, 5 by default). "
-    "With only daily timeframes, START may reach back to that depth.",
+    "With only daily timeframes, START may reach back to that depth. m5 (5-minute bars, "
+    "the m15 requests again) is opt-in: without --timeframes it is filled for the symbols "
+    "opted in (`watch add SYM --m5`, or all with SWIFTBOLT_M5=1); asking for m5 of a symbol "
+    "not opted in is an error that changes nothing.",
 )
 @click.option(
     "--provider",
@@ -91,7 +103,7 @@ def backfill(
     start, end = parse_day(start_raw, "--start"), parse_day(end_raw, "--end")
     wanted = parse_timeframes(timeframes)
     daily = [tf for tf in wanted if tf in DAILY_TIMEFRAMES]
-    intraday = [tf for tf in wanted if tf not in DAILY_TIMEFRAMES]
+    intraday = [tf for tf in wanted if tf not in DAILY_TIMEFRAMES and tf != Timeframe.M5]
     forced = _forced_provider(provider)
     runtime = open_runtime()
     pairs = [t for t in tickers if is_crypto(t)]
@@ -119,10 +131,18 @@ def backfill(
         if incomplete or not all(o.success for o in outcomes):
             raise SystemExit(1)
         return
-    if intraday:
+    if intraday or Timeframe.M5 in wanted:
         runtime.settings.check_range(start, end)
     else:
         runtime.settings.check_daily_range(start, end)
+    with runtime.connect() as conn:
+        m5_all = runtime.settings.m5_all
+        if Timeframe.M5 in wanted:  # asked for: every symbol must be opted in
+            m5_tickers = require_opted_in(conn, tickers, everyone=m5_all)
+        elif timeframes == DEFAULT_TIMEFRAMES:  # the complete job: m5 of the opted-in ones
+            m5_tickers = opted_in(conn, tickers, everyone=m5_all)
+        else:
+            m5_tickers = []
     years = list(range(max(start, runtime.settings.daily_start).year, end.year + 1))
     days = calendar.sessions_between(start, end)
     if not days:
@@ -141,9 +161,12 @@ def backfill(
     console = Console(stderr=True, soft_wrap=True)
     for note in setup.notes:
         console.print(note)
+    named = [tf.value for tf in wanted if tf != Timeframe.M5]
+    if m5_tickers:
+        named.append(f"m5 ({', '.join(m5_tickers)})")
     console.print(
         f"Backfilling {', '.join(tickers)}: {len(days)} session(s) {days[0]}..{days[-1]}, "
-        f"{', '.join(tf.value for tf in wanted)} from {source}"
+        f"{', '.join(named)} from {source}"
     )
     # Distributed (SWIFTBOLT_EXECUTOR=celery): the runs go on at once, their steps on the
     # workers of every host; by default, one run after another in this process.
@@ -175,12 +198,71 @@ def backfill(
             daily_outcomes = _run_daily(
                 runtime, instance, defs, batches, years, daily_selection, console, forced
             )
+        m5_outcomes = []
+        if m5_tickers and rejected:
+            console.print(f"m5 skipped: {', '.join(rejected)} rejected the credentials")
+        elif m5_tickers:
+            m5_outcomes = _run_m5(instance, defs, m5_tickers, days, providers, forced)
         elapsed = time.monotonic() - started
     incomplete = _print_summary(runtime, outcomes, elapsed, console) if outcomes else False
     if daily_outcomes:
         _print_daily_summary(runtime, daily_outcomes, console)
-    if incomplete or not all(o.success for o in outcomes + daily_outcomes):
+    if m5_outcomes:
+        incomplete = _print_m5_summary(runtime, m5_outcomes, console) or incomplete
+    if incomplete or not all(o.success for o in outcomes + daily_outcomes + m5_outcomes):
         raise SystemExit(1)
+
+
+def _run_m5(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    tickers: list[str],
+    days: list[date],
+    providers: Sequence[Provider],
+    forced: Provider | None,
+) -> list[RunOutcome]:
+    """`m5_bars` of the opted-in `tickers`: one run per symbol (per batch of neighbours among
+    the `m5_symbols` partitions when the provider serves many per request), in this process."""
+    register_symbols(instance, tickers, M5_SYMBOLS_PARTITIONS)
+    order = instance.get_dynamic_partitions(M5_SYMBOLS_PARTITIONS)
+    log_level = "INFO" if logging.getLogger().isEnabledFor(logging.INFO) else "CRITICAL"
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return [
+        materialize_range(
+            instance, assets, dict(defs.resources or {}), symbols=batch, days=days,
+            selection=[M5_BARS], log_level=log_level,
+            run_config=m5_run_config(forced) if forced else None,
+        )
+        for batch in symbol_batches(order, tickers, history_batch_size(providers[0]))
+    ]  # fmt: skip
+
+
+def _print_m5_summary(runtime: Runtime, outcomes: list[RunOutcome], console: Console) -> bool:
+    """One line of what the m5 runs did, then their failures; True when a symbol failed."""
+    with runtime.connect() as conn:
+        cost = ledger.run_cost(conn, [o.run_id for o in outcomes])
+    console.print(
+        f"m5: {len(outcomes)} run(s), {sum(o.partitions for o in outcomes)} partition(s), "
+        f"{cost.rows_written} m5 bars written, {cost.actual_cost} request(s) "
+        f"({cost.expected_cost} planned)."
+    )
+    failed = False
+    for outcome in outcomes:
+        if not outcome.success:
+            failed = True
+            console.print(
+                f"[red]FAILED[/red] m5 {','.join(outcome.symbols)} (run {outcome.run_id}): "
+                f"{outcome.error}"
+            )
+        for check in outcome.checks:
+            if check.name == FETCH_COMPLETE and not check.passed:
+                failed = True
+                console.print(f"[red]FAILED[/red] m5: {check.metadata.get('failures')}")
+            elif check.name != FETCH_COMPLETE and not check.passed:
+                console.print(
+                    f"[red]CHECK FAILED[/red] {check.asset}:{check.name} {check.metadata}"
+                )
+    return failed
 
 
 def _rejected(outcomes: list[RunOutcome], providers: Sequence[Provider]) -> list[str]:

@@ -20,7 +20,7 @@ from swiftbolt_pipeline.cli.status import status
 from swiftbolt_pipeline.cli.universe import universe
 from swiftbolt_pipeline.cli.worker import worker
 from swiftbolt_pipeline.core.errors import ProviderError
-from swiftbolt_pipeline.core.models import InvalidInput, normalize_tickers
+from swiftbolt_pipeline.core.models import InvalidInput, is_crypto, normalize_tickers
 from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_home
 from swiftbolt_pipeline.services.launch import POOL_LIMITS, configure_pools
 from swiftbolt_pipeline.services.runtime import open_runtime
@@ -92,14 +92,25 @@ def watch() -> None:
 @click.option("--window-days", default=730, show_default=True,
               type=click.IntRange(1, watchlist.MAX_WINDOW_DAYS))  # fmt: skip
 @click.option("--priority", default=0, show_default=True, type=int)
-def watch_add(tickers: tuple[str, ...], window_days: int, priority: int) -> None:
+@click.option(
+    "--m5/--no-m5",
+    default=None,
+    help="Also keep 5-minute bars (m5) of these stocks, beside the 15-minute ones (same "
+    "requests, 3x the rows); --no-m5 stops them (stored m5 bars stay). Default: unchanged "
+    "(off for a new symbol). SWIFTBOLT_M5=1 turns m5 on for every watched stock.",
+)
+def watch_add(tickers: tuple[str, ...], window_days: int, priority: int, m5: bool | None) -> None:
     """Add TICKERS (or re-activate them)."""
     symbols = normalize_tickers(list(tickers))
+    pairs = [t for t in symbols if is_crypto(t)]
+    if m5 and pairs:
+        raise InvalidInput("INVALID_TIMEFRAME", f"crypto pairs have no m5 bars: {', '.join(pairs)}")
     with open_runtime().connect() as conn:
-        added = watchlist.add(conn, symbols, window_days=window_days, priority=priority)
+        added = watchlist.add(conn, symbols, window_days=window_days, priority=priority, m5=m5)
     for row in added:
         click.echo(
-            f"watching {row.ticker} (window {row.window_days} days, priority {row.priority})"
+            f"watching {row.ticker} (window {row.window_days} days, priority {row.priority}"
+            f"{', m5 on' if row.m5 else ''})"
         )
 
 
@@ -115,11 +126,11 @@ def watch_list(show_all: bool) -> None:
         click.echo("the watchlist is empty; add symbols with `swiftbolt watch add AAPL`")
         return
     if rows:
-        click.echo(f"{'ticker':<8} {'active':<6} {'window':>6} {'priority':>8}  added")
+        click.echo(f"{'ticker':<8} {'active':<6} {'window':>6} {'priority':>8} {'m5':<3} added")
     for row in rows:
         click.echo(
             f"{row.ticker:<8} {'yes' if row.is_active else 'no':<6} {row.window_days:>6} "
-            f"{row.priority:>8}  {row.added_at:%Y-%m-%d %H:%M}"
+            f"{row.priority:>8} {'on' if row.m5 else '-':<3} {row.added_at:%Y-%m-%d %H:%M}"
         )
     if parked:
         click.echo("parked (not fetched; `swiftbolt watch add` resumes them):")

@@ -18,7 +18,8 @@ Pure (polars, no I/O). Which layer owns what:
      day, a weekend, a holiday). Dropped.
   3. `extended_hours`: a requested session, but outside `open <= ts < close`. Dropped. Routine:
      Polygon always serves pre- and post-market bars, so this is not a data problem.
-  4. `off_grid`: not on the 15-minute grid counted from the session open. Rejected.
+  4. `off_grid`: not on the bar grid counted from the session open (15 minutes for m15, 5 for
+     the opt-in m5). Rejected.
   5. `negative_volume`: volume < 0. Rejected.
   6. `non_positive_price`: an open, high, low or close <= 0. Rejected: no stock trades at or
      below zero, and the database refuses such a row (a CHECK), which would fail the whole
@@ -51,7 +52,7 @@ import polars as pl
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ, Session
 from swiftbolt_pipeline.core.models import BAR_SCHEMA
 
-BAR_US = 15 * 60_000_000
+MINUTE_US = 60_000_000
 
 NULL_FIELDS = "null_fields"
 OUTSIDE_SESSIONS = "outside_sessions"
@@ -146,7 +147,7 @@ def _not_finite(column: str) -> pl.Expr:
     return (~col.is_finite()).fill_null(True)
 
 
-def _rule() -> pl.Expr:
+def _rule(bar_us: int) -> pl.Expr:
     ts, open_, close = pl.col(_TS), pl.col(_OPEN), pl.col(_CLOSE)
     high, low = pl.col("high"), pl.col("low")
     broken = pl.col("ts").is_null()
@@ -164,7 +165,7 @@ def _rule() -> pl.Expr:
         .then(pl.lit(OUTSIDE_SESSIONS))
         .when((ts < open_) | (ts >= close))
         .then(pl.lit(EXTENDED_HOURS))
-        .when((ts - open_) % BAR_US != 0)
+        .when((ts - open_) % bar_us != 0)
         .then(pl.lit(OFF_GRID))
         .when(pl.col("volume") < 0)
         .then(pl.lit(NEGATIVE_VOLUME))
@@ -183,11 +184,13 @@ def clean_m15(
     *,
     extended_hours: bool = False,
     zone: ZoneInfo = EXCHANGE_TZ,
+    bar_minutes: int = 15,
 ) -> tuple[pl.DataFrame, CleanReport]:
     """The bars of `sessions` in `raw` that pass every rule, one per timestamp, ordered by ts
     (BAR_SCHEMA columns), and the count of bars each rule dropped. Regular-session bars only,
-    unless `extended_hours` keeps 04:00-20:00 ET (the 15-minute grid is the same). `zone`: the
-    zone whose calendar date is a bar's session day (UTC for crypto's whole-day sessions)."""
+    unless `extended_hours` keeps 04:00-20:00 ET (the grid is the same). `zone`: the zone whose
+    calendar date is a bar's session day (UTC for crypto's whole-day sessions). `bar_minutes`:
+    the grid, 15 for m15 and 5 for the opt-in m5 bars (the rules are the same)."""
     columns = list(BAR_SCHEMA)
     report = CleanReport(served=raw.height)
     if raw.is_empty():
@@ -199,7 +202,7 @@ def clean_m15(
         .with_row_index(_SEQ)
         .with_columns(ts.alias(_TS), day.alias(_DAY))
         .join(_session_bounds(sessions, extended_hours), on=_DAY, how="left", maintain_order="left")
-        .with_columns(_rule())
+        .with_columns(_rule(bar_minutes * MINUTE_US))
     )
     for rule, n in judged.group_by(_RULE).len().drop_nulls(_RULE).iter_rows():
         report.counts[rule] = n

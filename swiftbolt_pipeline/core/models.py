@@ -9,6 +9,7 @@ import polars as pl
 
 
 class Timeframe(StrEnum):
+    M5 = "m5"
     M15 = "m15"
     H1 = "h1"
     H4 = "h4"
@@ -16,6 +17,10 @@ class Timeframe(StrEnum):
     W1 = "w1"
     MO1 = "mo1"
 
+
+# Raw timeframes, fetched from the providers: m15 for every symbol, m5 for the symbols opted
+# in (`watch add --m5`, SWIFTBOLT_M5). Minutes per bar, the grid their bars sit on.
+RAW_BAR_MINUTES: dict[Timeframe, int] = {Timeframe.M5: 5, Timeframe.M15: 15}
 
 # Derived from stored m15 bars; d1 is the provider's own daily bar, w1/mo1 roll it up.
 DERIVED_TIMEFRAMES = (Timeframe.H1, Timeframe.H4)

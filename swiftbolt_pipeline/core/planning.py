@@ -3,6 +3,12 @@
 Polygon's `limit` counts base minute aggregates (at most 50,000) including extended hours, so
 one request can cover about 52 full sessions. Planning per contiguous run of sessions keeps the
 request count near ceil(minutes / 50,000) instead of one request per day.
+
+The bar size does not change a plan: Polygon's `limit` counts base minutes whatever the
+multiplier, so 5-minute bars (the opt-in m5) take exactly the windows of m15. A window holds
+at most 50,000 base minutes, i.e. at most 10,000 five-minute bars of one symbol: Alpaca's page
+size, so one symbol's m5 window is one Alpaca request too (a batch of many symbols pages by
+bars, 3x as often at 5 minutes as at 15; see `worst_case_bars`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from types import MappingProxyType
 from swiftbolt_pipeline.core.calendar import session, sessions_between
 
 POLYGON_BASE_MINUTE_LIMIT = 50_000
+# Alpaca's `limit`: bars (of every symbol of a request) per page.
+ALPACA_PAGE_BARS = 10_000
 
 
 def _sessions_sorted(days: Iterable[date]) -> list[date]:
@@ -103,6 +111,12 @@ def plan_requests(
 def expected_cost(days: Iterable[date], max_base_minutes: int = POLYGON_BASE_MINUTE_LIMIT) -> int:
     """The number of requests `plan_requests` makes, before pages a server may force."""
     return len(plan_requests(days, max_base_minutes))
+
+
+def worst_case_bars(window: RequestWindow, bar_minutes: int) -> int:
+    """The most bars of `bar_minutes` one symbol can have in `window` (every extended-hours
+    minute traded): what a bar-counting page limit (Alpaca's) sees of it."""
+    return sum(-(-session(day).extended_minutes // bar_minutes) for day in window.sessions)
 
 
 def base_minute_floor(days: Iterable[date]) -> int:

@@ -28,6 +28,7 @@ _US_PER_DAY = 24 * 60 * _US_PER_MINUTE
 
 # Bucket width per timeframe; d1 is wider than any session so every bar lands in bucket 0.
 BUCKET_MINUTES: dict[Timeframe, int] = {
+    Timeframe.M5: 5,
     Timeframe.M15: 15,
     Timeframe.H1: 60,
     Timeframe.H4: 240,

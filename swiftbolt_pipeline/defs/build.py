@@ -12,6 +12,7 @@ from swiftbolt_pipeline.defs.alerts import alert_delivery_sensor, run_failure_al
 from swiftbolt_pipeline.defs.assets.crypto import build_crypto_assets
 from swiftbolt_pipeline.defs.assets.daily import build_daily_assets
 from swiftbolt_pipeline.defs.assets.derived import build_derived_assets
+from swiftbolt_pipeline.defs.assets.m5 import build_m5_asset
 from swiftbolt_pipeline.defs.assets.m15 import build_m15_asset
 from swiftbolt_pipeline.defs.assets.universe import build_universe_assets
 from swiftbolt_pipeline.defs.assets.universe_daily import build_universe_daily_asset
@@ -22,11 +23,13 @@ from swiftbolt_pipeline.defs.crypto import (
     crypto_today_schedule,
 )
 from swiftbolt_pipeline.defs.daily_automation import daily_gap_sensor, refresh_daily_schedule
-from swiftbolt_pipeline.defs.jobs import bars_job, daily_job
+from swiftbolt_pipeline.defs.jobs import bars_job, daily_job, m5_job
+from swiftbolt_pipeline.defs.m5 import m5_gap_sensor, m5_today_schedule
 from swiftbolt_pipeline.defs.partitions import (
     bar_partitions,
     crypto_partitions,
     daily_partitions,
+    m5_partitions,
     universe_partitions,
 )
 from swiftbolt_pipeline.defs.resources import (
@@ -92,16 +95,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             build_m15_asset(partitions),
+            build_m5_asset(m5_partitions(settings)),
             *build_derived_assets(partitions),
             *build_daily_assets(daily_partitions(settings)),
             *build_universe_assets(universe_partitions(settings)),
             build_universe_daily_asset(universe_partitions(settings)),
             *build_crypto_assets(crypto_partitions(settings)),
         ],
-        jobs=[bars_job, daily_job, crypto_bars_job],
+        jobs=[bars_job, daily_job, crypto_bars_job, m5_job],
         sensors=[
             watchlist_sensor,
             coverage_gap_sensor,
+            m5_gap_sensor,
             daily_gap_sensor,
             crypto_coverage_gap_sensor,
             corporate_actions_sensor,
@@ -113,6 +118,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             finalize_previous_session_schedule,
             refresh_daily_schedule,
             crypto_today_schedule,
+            m5_today_schedule,
         ],
         resources={**build_resources(settings), **distributed_resources(settings)},
         # A run's steps are short and mostly wait on the shared token bucket: one process per

@@ -94,21 +94,24 @@ def check_m15(
     ids: Mapping[str, int],
     *,
     extended_hours: bool = False,
+    timeframe: Timeframe = Timeframe.M15,
+    asset: str = M15_BARS,
 ) -> list[dg.AssetCheckResult]:
-    """With extended hours kept, the calendar count applies to the regular-session bars."""
+    """With extended hours kept, the calendar count applies to the regular-session bars.
+    `timeframe`/`asset`: the raw series checked (m15, or the opt-in m5 of `m5_bars`)."""
     counts: dict[str, quality.CountReport] = {}
     bad_ohlc = duplicates = 0
     for symbol, days in plan.items():
-        bars = _stored(conn, ids[symbol], Timeframe.M15, days)
+        bars = _stored(conn, ids[symbol], timeframe, days)
         sessions = [calendar.session(d) for d in days]
         regular = regular_session(bars, sessions) if extended_hours else bars
-        counts[symbol] = quality.check_counts(regular, sessions, Timeframe.M15)
+        counts[symbol] = quality.check_counts(regular, sessions, timeframe)
         bad_ohlc += quality.ohlc_violations(bars).height
         duplicates += quality.duplicate_timestamps(bars)
     return [
-        _count_result(M15_BARS, counts),
-        _none_found(M15_BARS, OHLC_SANE, "violations", bad_ohlc),
-        _none_found(M15_BARS, NO_DUPLICATES, "duplicates", duplicates),
+        _count_result(asset, counts),
+        _none_found(asset, OHLC_SANE, "violations", bad_ohlc),
+        _none_found(asset, NO_DUPLICATES, "duplicates", duplicates),
     ]
 
 
@@ -133,10 +136,10 @@ def check_provider_data(rejected: Mapping[str, int]) -> dg.AssetCheckResult:
     )
 
 
-def check_fetch_complete(failures: Mapping[str, str]) -> dg.AssetCheckResult:
+def check_fetch_complete(failures: Mapping[str, str], asset: str = M15_BARS) -> dg.AssetCheckResult:
     """`failures`: symbol -> "[CODE] message" of the symbols that failed."""
     return dg.AssetCheckResult(
-        asset_key=M15_BARS,
+        asset_key=asset,
         check_name=FETCH_COMPLETE,
         passed=not failures,
         metadata={

@@ -1,6 +1,6 @@
-"""`symbol` x `day` partitions. Day keys are XNYS session dates only:
-weekends and holidays are never partitions. Crypto pairs have their own: `crypto_symbols` x
-every UTC day."""
+"""`symbol` x `day` partitions. Day keys are XNYS session dates only: weekends and holidays
+are never partitions. Opt-in m5 bars: `m5_symbols` x `day`. Crypto pairs have their own:
+`crypto_symbols` x every UTC day."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from swiftbolt_pipeline.core import calendar, crypto_calendar
 from swiftbolt_pipeline.names import (
     CRYPTO_SYMBOLS_PARTITIONS,
     DAY_DIMENSION,
+    M5_SYMBOLS_PARTITIONS,
     SYMBOL_DIMENSION,
     SYMBOLS_PARTITIONS,
     UNIVERSE_DIMENSION,
@@ -47,6 +48,16 @@ def day_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 def bar_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {SYMBOL_DIMENSION: SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
+    )
+
+
+M5_SYMBOLS = dg.DynamicPartitionsDefinition(name=M5_SYMBOLS_PARTITIONS)
+
+
+def m5_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """Opted-in symbols x sessions: m5 adds partitions only for the symbols that want it."""
+    return dg.MultiPartitionsDefinition(
+        {SYMBOL_DIMENSION: M5_SYMBOLS, DAY_DIMENSION: day_partitions(settings)}
     )
 
 

@@ -34,6 +34,10 @@ class PipelineSettings(dg.ConfigurableResource):
         default=DEFAULT_DAILY_YEARS,
         description="SWIFTBOLT_DAILY_YEARS: years of official daily bars kept (1-20).",
     )
+    m5_all: bool = Field(
+        default=False,
+        description="SWIFTBOLT_M5: every watched stock gets 5-minute bars, not only opted-in ones.",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineSettings:
@@ -45,6 +49,7 @@ class PipelineSettings(dg.ConfigurableResource):
             extended_hours=settings.extended_hours,
             intraday_configured=settings.intraday_configured,
             daily_years=settings.daily_years,
+            m5_all=settings.m5_all,
         )
 
     def pinned_now(self) -> datetime | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from swiftbolt_pipeline.core.errors import ProviderError
+from swiftbolt_pipeline.core.models import RAW_BAR_MINUTES
 from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore
 from swiftbolt_pipeline.providers.http import RequestStats
@@ -73,8 +74,12 @@ def fetch_window(
     }
     stats = RequestStats()
     errors: dict[str, ProviderError] = {}
+    (timeframe,) = {m.result.timeframe for m in members}  # a batch shares its bar size
+    bar_minutes = RAW_BAR_MINUTES[timeframe]
     try:
-        for page in client.history_pages(list(stores), window.first, window.last, stats):
+        for page in client.history_pages(
+            list(stores), window.first, window.last, stats, bar_minutes=bar_minutes
+        ):
             for symbol, store in stores.items():
                 bars = page.get(symbol)
                 if bars is None or symbol in errors:

@@ -24,7 +24,7 @@ from datetime import date
 import psycopg
 
 from swiftbolt_pipeline.core.errors import AUTH_FAILED, PROVIDER_UNAVAILABLE, ProviderError
-from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow, plan_requests
 from swiftbolt_pipeline.ingest.batches import BatchMember, fetch_window
 from swiftbolt_pipeline.ingest.store import SymbolIngest, finish_symbol, prepare_symbol
@@ -90,14 +90,18 @@ def start_history(
     tasks: Sequence[HistoryTask],
     *,
     extended_hours: bool = False,
+    timeframe: Timeframe = Timeframe.M15,
 ) -> HistoryRun:
-    """Each task's request windows, after what a killed fetch already stored (no request)."""
+    """Each task's request windows, after what a killed fetch already stored (no request).
+    `timeframe`: the raw series fetched, m15 or (opted-in symbols) m5; the windows are the same
+    (`core.planning`: the limit counts base minutes, not bars)."""
     states: list[_Symbol] = []
     for task in tasks:
         result = SymbolIngest(
             symbol=task.symbol,
             days=sorted(task.days),
             extended_hours=extended_hours,
+            timeframe=timeframe,
         )
         todo = prepare_symbol(conn, task.symbol_id, result)
         windows = plan_requests(todo)

@@ -1,4 +1,6 @@
-"""The one write path of raw m15 bars, for every provider: clean, replace partitions, confirm.
+"""The one write path of raw bars (m15, and m5 for opted-in symbols), for every provider:
+clean, replace partitions, confirm. A `SymbolIngest`'s `timeframe` says which raw series a
+fetch writes; each has its own partitions, confirmations, ledger rows and checkpoints.
 
 A `WindowStore` takes one request window's bars as they arrive, page by page. Every session
 the bars have moved past is complete: it is cleaned, replaced and committed with the
@@ -32,7 +34,7 @@ from swiftbolt_pipeline.core.errors import (
     SYMBOL_NOT_FOUND,
     ProviderError,
 )
-from swiftbolt_pipeline.core.models import BAR_SCHEMA, Provider, Timeframe
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, RAW_BAR_MINUTES, Provider, Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
@@ -48,6 +50,8 @@ class SymbolIngest:
 
     symbol: str
     days: list[date]
+    # The raw series written: m15, or m5 for an opted-in symbol.
+    timeframe: Timeframe = Timeframe.M15
     # The providers that served this symbol, in the order used (two when the fallback took
     # over part of the range).
     providers: tuple[Provider, ...] = ()
@@ -156,7 +160,7 @@ class WindowStore:
             run_id=run_id,
             provider=provider,
             symbol=result.symbol,
-            timeframe=Timeframe.M15.value,
+            timeframe=result.timeframe.value,
             first=window.first,
             last=window.last,
             expected_cost=expected,
@@ -193,7 +197,12 @@ class WindowStore:
             self._store(ready, stats)
         served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
         sessions = [calendar.session(d) for d in self.window.sessions]
-        _, report = clean_m15(served, sessions, extended_hours=self.result.extended_hours)
+        _, report = clean_m15(
+            served,
+            sessions,
+            extended_hours=self.result.extended_hours,
+            bar_minutes=RAW_BAR_MINUTES[self.result.timeframe],
+        )
         self.result.note_cleaning(report)
         if report.rejected():
             log.warning(
@@ -234,9 +243,12 @@ class WindowStore:
         sessions = [calendar.session(d) for d in days]
         served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
         served = served.filter(_exchange_day(pl.col("ts")).is_in(days))
-        bars, report = clean_m15(served, sessions, extended_hours=result.extended_hours)
+        bar_minutes = RAW_BAR_MINUTES[result.timeframe]
+        bars, report = clean_m15(
+            served, sessions, extended_hours=result.extended_hours, bar_minutes=bar_minutes
+        )
         if report.wrong_interval:
-            raise wrong_interval_error(self.provider, report, stats.requests)
+            raise wrong_interval_error(self.provider, report, stats.requests, bar_minutes)
         counts = _bars_per_day(bars)
         written = [d for d in days if counts.get(d)]
         empty = [d for d in days if not counts.get(d) and d not in self._stored]
@@ -246,7 +258,7 @@ class WindowStore:
                 rows = bar_store.replace_partitions(
                     self.conn,
                     symbol_id=self.symbol_id,
-                    timeframe=Timeframe.M15,
+                    timeframe=result.timeframe,
                     days=written,
                     bars=bars,
                     provider=self.provider,
@@ -257,7 +269,7 @@ class WindowStore:
                 coverage.confirm_sessions(
                     self.conn,
                     symbol_id=self.symbol_id,
-                    timeframe=Timeframe.M15,
+                    timeframe=result.timeframe,
                     bars_per_day={d: counts[d] for d in written},
                     provider=self.provider,
                 )
@@ -269,7 +281,7 @@ class WindowStore:
                     self.conn,
                     self.provider,
                     result.symbol,
-                    Timeframe.M15.value,
+                    result.timeframe.value,
                     range_start=result.days[0],
                     last_ts=max(s.close for s in sessions),
                     bars=rows,
@@ -294,7 +306,7 @@ def confirm_pending_empty(conn: psycopg.Connection, symbol_id: int, result: Symb
     transaction)."""
     for provider, days in result.unconfirmed.items():
         coverage.confirm_empty(
-            conn, symbol_id=symbol_id, timeframe=Timeframe.M15, days=days, provider=provider
+            conn, symbol_id=symbol_id, timeframe=result.timeframe, days=days, provider=provider
         )
     result.unconfirmed.clear()
 
@@ -303,10 +315,10 @@ def prepare_symbol(conn: psycopg.Connection, symbol_id: int, result: SymbolInges
     """Before a symbol's fetch: is it known to the provider, and which days are left after a
     killed fetch's committed sessions (through any history provider, e.g. Polygon before a
     fallback to Alpaca)."""
-    result.known = bar_store.has_final_bars(conn, symbol_id, Timeframe.M15)
+    result.known = bar_store.has_final_bars(conn, symbol_id, result.timeframe)
     todo = result.days
     for provider in HISTORY_PROVIDERS:
-        saved = ledger.checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
+        saved = ledger.checkpoint(conn, provider, result.symbol, result.timeframe.value)
         if saved is None:
             continue
         range_start, last_ts = saved
@@ -335,7 +347,7 @@ def finish_symbol(
         if result.known:
             confirm_pending_empty(conn, symbol_id, result)
         for provider in HISTORY_PROVIDERS:
-            ledger.clear_checkpoint(conn, provider, result.symbol, Timeframe.M15.value)
+            ledger.clear_checkpoint(conn, provider, result.symbol, result.timeframe.value)
     conn.commit()
     if planned and result.received == 0:
         raise ProviderError(
@@ -346,11 +358,14 @@ def finish_symbol(
         )
 
 
-def wrong_interval_error(provider: Provider, report: CleanReport, requests: int) -> ProviderError:
+def wrong_interval_error(
+    provider: Provider, report: CleanReport, requests: int, bar_minutes: int = 15
+) -> ProviderError:
     off_grid = report.counts[OFF_GRID]
     return ProviderError(
         MALFORMED_RESPONSE,
-        f"{off_grid} of {off_grid + report.kept} session bars are off the 15-minute grid: "
+        f"{off_grid} of {off_grid + report.kept} session bars are off the {bar_minutes}-minute "
+        "grid: "
         "the response holds another bar size; nothing stored",
         provider=provider,
         requests=requests,

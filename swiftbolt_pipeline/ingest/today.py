@@ -13,6 +13,7 @@ import psycopg
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.errors import ProviderError
+from swiftbolt_pipeline.core.models import RAW_BAR_MINUTES, Timeframe
 from swiftbolt_pipeline.ingest.store import SymbolIngest, WindowStore, window_of
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import TodayProvider
@@ -29,17 +30,24 @@ def ingest_today(
     symbol_id: int,
     day: date,
     now: datetime,
+    timeframe: Timeframe = Timeframe.M15,
 ) -> SymbolIngest:
-    """Replace today's partition with the complete 15-minute bars the provider has so far.
-    A failure is the symbol's outcome (`error`), never another symbol's."""
-    result = SymbolIngest(symbol=symbol, days=[day], providers=(client.provider,))
+    """Replace today's partition with the complete 15-minute (`timeframe` m5: 5-minute) bars
+    the provider has so far. A failure is the symbol's outcome (`error`), never another
+    symbol's."""
+    result = SymbolIngest(
+        symbol=symbol, days=[day], providers=(client.provider,), timeframe=timeframe
+    )
     window = window_of([day])
     stats = RequestStats()
     store = WindowStore.start(
         conn, run_id, client.provider, symbol_id, window, result, is_intraday=True
     )
     try:
-        store.add(client.fetch_session_m15(symbol, calendar.session(day), now, stats), stats)
+        bars = client.fetch_session_m15(
+            symbol, calendar.session(day), now, stats, bar_minutes=RAW_BAR_MINUTES[timeframe]
+        )
+        store.add(bars, stats)
         store.finish(stats)
     except ProviderError as exc:
         store.fail(stats, exc)

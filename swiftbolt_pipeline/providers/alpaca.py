@@ -44,7 +44,6 @@ MAX_SYMBOLS = 50
 MAX_LIMIT = 10_000
 TIMEFRAME = "15Min"
 DAILY_TIMEFRAME = "1Day"
-BAR = timedelta(minutes=15)
 _NUMERIC_FIELDS = ("o", "h", "l", "c", "v")
 
 
@@ -114,10 +113,17 @@ class AlpacaClient(ProviderClient):
         self.feed = feed
 
     def fetch_m15_batch(
-        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+        self,
+        tickers: Sequence[str],
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> AlpacaBatch:
         """All 15-minute bars (extended hours included) of `tickers` from `first` to `last`
         (exchange days, inclusive): one request per 50 symbols plus the pages the server forces.
+        `bar_minutes` 5 asks for `5Min` bars instead (the opt-in m5).
 
         Raises AlpacaBatchError (a ProviderError) when a batch fails for good, keeping the
         batches already fetched."""
@@ -127,7 +133,7 @@ class AlpacaClient(ProviderClient):
         batches = plan_batches(tickers)
         for i, symbols in enumerate(batches):
             try:
-                bars = self._fetch_batch(symbols, first, last, stats)
+                bars = self._fetch_batch(symbols, first, last, stats, timeframe=f"{bar_minutes}Min")
             except ProviderError as exc:
                 pending = [t for batch in batches[i:] for t in batch]
                 raise AlpacaBatchError(exc, completed=result, pending=pending) from exc
@@ -136,15 +142,21 @@ class AlpacaClient(ProviderClient):
                 rows = bars.get(ticker)
                 if rows is None:
                     result.missing.append(ticker)
-                result.bars[ticker] = self._to_frame(ticker, rows or [], stats)
+                result.bars[ticker] = self._to_frame(ticker, rows or [], stats, bar_minutes)
         return result
 
     def history_pages(
-        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+        self,
+        tickers: Sequence[str],
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> Iterator[Mapping[str, pl.DataFrame]]:
         """`HistoryProvider`: the batch's bars once every page is in (a page may end in the
         middle of a symbol)."""
-        yield self.fetch_m15_batch(tickers, first, last, stats).bars
+        yield self.fetch_m15_batch(tickers, first, last, stats, bar_minutes=bar_minutes).bars
 
     def daily_bars(
         self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
@@ -246,16 +258,21 @@ class AlpacaClient(ProviderClient):
             raise self._malformed("next_page_token is not a string", stats)
         return token
 
-    def _to_frame(self, ticker: str, rows: list[Any], stats: RequestStats) -> pl.DataFrame:
+    def _to_frame(
+        self, ticker: str, rows: list[Any], stats: RequestStats, bar_minutes: int | None = 15
+    ) -> pl.DataFrame:
+        """`bar_minutes`: the grid every bar must sit on (None: daily bars, no grid)."""
         if not rows:
             return pl.DataFrame(schema=BAR_SCHEMA)
-        parsed = [self._parse_bar(ticker, bar, stats) for bar in rows]
+        parsed = [self._parse_bar(ticker, bar, stats, bar_minutes) for bar in rows]
         frame = pl.DataFrame(parsed, schema=BAR_SCHEMA, orient="row").sort("ts")
         if frame["ts"].is_duplicated().any():
             raise self._malformed(f"duplicate bar start times for {ticker}", stats)
         return frame
 
-    def _parse_bar(self, ticker: str, bar: Any, stats: RequestStats) -> tuple[Any, ...]:
+    def _parse_bar(
+        self, ticker: str, bar: Any, stats: RequestStats, bar_minutes: int | None
+    ) -> tuple[Any, ...]:
         if not isinstance(bar, dict) or not all(_is_number(bar.get(k)) for k in _NUMERIC_FIELDS):
             raise self._malformed(
                 f"{ticker} bar with missing or non-numeric fields: {bar!r:.120}", stats
@@ -266,9 +283,11 @@ class AlpacaClient(ProviderClient):
         ts = _parse_time(bar.get("t"))
         if ts is None:
             raise self._malformed(f"{ticker} bar with a bad time: {bar!r:.120}", stats)
-        # A bar off the 15-minute grid means another timeframe was served.
-        if ts.timestamp() % BAR.total_seconds():
-            raise self._malformed(f"{ticker} bar not aligned to the 15-minute grid", stats)
+        # A bar off the grid means another timeframe was served.
+        if bar_minutes is not None and ts.timestamp() % (bar_minutes * 60):
+            raise self._malformed(
+                f"{ticker} bar not aligned to the {bar_minutes}-minute grid", stats
+            )
         return (
             ts,
             float(bar["o"]),

@@ -1,4 +1,5 @@
-"""Polygon aggregates: 15-minute bars for one ticker over a range of days, page by page.
+"""Polygon aggregates: 15-minute (or, opted in, 5-minute) bars for one ticker over a range of
+days, page by page.
 
 `limit` counts base minute aggregates (max 50000), so the caller plans ranges of about 50
 sessions; a server may still paginate at any size, and `next_url` carries a cursor but not the
@@ -37,7 +38,7 @@ _NUMERIC_FIELDS = ("t", "o", "h", "l", "c", "v")
 # a range of D days can never legitimately need more than 96 * D pages plus a final empty one.
 # Beyond that the cursor is going round without repeating itself exactly.
 _MAX_BARS_PER_DAY = 96
-_BAR_MS = 15 * 60_000
+_MINUTE_MS = 60_000
 
 
 class PolygonApi(ProviderClient):
@@ -122,16 +123,22 @@ class PolygonApi(ProviderClient):
 
 
 class PolygonClient(PolygonApi):
-    """Polygon aggregates: 15-minute bars of one ticker."""
+    """Polygon aggregates: 15- or 5-minute bars of one ticker."""
 
     max_symbols = 1
 
     def history_pages(
-        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+        self,
+        tickers: Sequence[str],
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> Iterator[Mapping[str, pl.DataFrame]]:
         """`HistoryProvider`: one ticker's pages as they arrive."""
         (ticker,) = tickers
-        for page in self.iter_m15_pages(ticker, first, last, stats):
+        for page in self.iter_m15_pages(ticker, first, last, stats, bar_minutes=bar_minutes):
             yield {ticker: page}
 
     def fetch_m15(self, ticker: str, first: date, last: date, stats: RequestStats) -> pl.DataFrame:
@@ -147,6 +154,7 @@ class PolygonClient(PolygonApi):
         stats: RequestStats,
         *,
         after: datetime | None = None,
+        bar_minutes: int = 15,
     ) -> Iterator[pl.DataFrame]:
         """The 15-minute bars of `ticker` from `first` to `last` (exchange days, inclusive), one
         frame (BAR_SCHEMA, possibly empty) per page as it arrives, so each can be committed
@@ -156,22 +164,24 @@ class PolygonClient(PolygonApi):
         timestamp as `from` as well as a date, and `from` becomes the next 15-minute slot, as
         in Polygon's own `next_url`. Not `after` + 1 ms: a server that buckets the minutes from
         `from` on would serve a partial bar for the slot of `after` itself. An `after` at or
-        past the end of `last` makes no request."""
+        past the end of `last` makes no request. `bar_minutes` 5 asks for 5-minute bars
+        (`/range/5/minute/`): the same base minutes, so the same pages for the same range."""
         if first > last:
             raise ValueError(f"first day {first} is after last day {last}")
         start: str = first.isoformat()
         if after is not None:
             if after.tzinfo is None:
                 raise ValueError("`after` must be timezone-aware")
-            from_ms = (_epoch_ms(after) // _BAR_MS + 1) * _BAR_MS
+            bar_ms = bar_minutes * _MINUTE_MS
+            from_ms = (_epoch_ms(after) // bar_ms + 1) * bar_ms
             if from_ms >= _epoch_ms(_day_start(last + timedelta(days=1))):
                 return
             if from_ms > _epoch_ms(_day_start(first)):
                 start = str(from_ms)
-        prefix = f"/v2/aggs/ticker/{ticker}/range/15/minute/"
+        prefix = f"/v2/aggs/ticker/{ticker}/range/{bar_minutes}/minute/"
         url = f"{self.base_url}{prefix}{start}/{last.isoformat()}"
         params = {"adjusted": "true", "sort": "asc", "limit": str(MAX_LIMIT)}
-        max_pages = ((last - first).days + 1) * _MAX_BARS_PER_DAY + 1
+        max_pages = ((last - first).days + 1) * _MAX_BARS_PER_DAY * 15 // bar_minutes + 1
         label = f"{ticker} {start}..{last}"
         for payload in self._pages(
             url, params, stats, label=label, max_pages=max_pages, path_prefix=prefix

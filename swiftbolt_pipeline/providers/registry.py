@@ -34,14 +34,21 @@ from swiftbolt_pipeline.storage.ratelimit import PostgresTokenLimiter
 
 @runtime_checkable
 class HistoryProvider(Protocol):
-    """Past sessions' 15-minute bars. `max_symbols` tickers share one request window: 1 fetches
-    symbol by symbol, more fetch the symbols that need the same window together."""
+    """Past sessions' 15-minute bars (5-minute with `bar_minutes=5`: the opt-in m5).
+    `max_symbols` tickers share one request window: 1 fetches symbol by symbol, more fetch the
+    symbols that need the same window together."""
 
     provider: Provider
     max_symbols: int
 
     def history_pages(
-        self, tickers: Sequence[str], first: date, last: date, stats: RequestStats
+        self,
+        tickers: Sequence[str],
+        first: date,
+        last: date,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> Iterator[Mapping[str, pl.DataFrame]]:
         """Bars per ticker, page by page as they arrive, so each page can be stored before
         the next is requested."""
@@ -73,12 +80,19 @@ class GroupedDailyProvider(Protocol):
 
 @runtime_checkable
 class TodayProvider(Protocol):
-    """Today's session's complete 15-minute bars, stored as provisional."""
+    """Today's session's complete 15-minute bars (5-minute with `bar_minutes=5`), stored as
+    provisional."""
 
     provider: Provider
 
     def fetch_session_m15(
-        self, ticker: str, session: Session, now: datetime, stats: RequestStats
+        self,
+        ticker: str,
+        session: Session,
+        now: datetime,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> pl.DataFrame: ...
 
 

@@ -1,4 +1,5 @@
-"""Tradier time & sales: today's 15-minute bars, complete and regular-session only.
+"""Tradier time & sales: today's 15-minute (or 5-minute, for m5) bars, complete and
+regular-session only.
 
 Tradier serves the bar still in progress and speaks naive America/New_York wall-clock time, so
 this client converts to UTC bar starts and keeps only bars that ended by `now` inside the
@@ -27,7 +28,6 @@ from swiftbolt_pipeline.providers.http import (
 
 log = logging.getLogger(__name__)
 
-BAR = timedelta(minutes=15)
 _PRICE_FIELDS = ("open", "high", "low", "close")
 _WALL_CLOCK = "%Y-%m-%d %H:%M"
 
@@ -47,18 +47,26 @@ class TradierClient(ProviderClient):
         super().__init__(base_url, limiter, clock, headers=headers, secrets=[token], **options)
 
     def fetch_session_m15(
-        self, ticker: str, session: Session, now: datetime, stats: RequestStats
+        self,
+        ticker: str,
+        session: Session,
+        now: datetime,
+        stats: RequestStats,
+        *,
+        bar_minutes: int = 15,
     ) -> pl.DataFrame:
-        """The complete regular-session 15-minute bars of `ticker` in `session` as of `now`.
+        """The complete regular-session 15-minute bars of `ticker` in `session` as of `now`
+        (`bar_minutes` 5: Tradier's `5min` interval, for m5).
 
         No request is made before the first bar can have completed: it would only cost a token.
         """
+        bar = timedelta(minutes=bar_minutes)
         end = min(session.close, now)
-        if end < session.open + BAR:
+        if end < session.open + bar:
             return pl.DataFrame(schema=BAR_SCHEMA)
         params = {
             "symbol": ticker,
-            "interval": "15min",
+            "interval": f"{bar_minutes}min",
             "start": _wall_clock(session.open),
             "end": _wall_clock(end),
             "session_filter": "open",
@@ -68,10 +76,10 @@ class TradierClient(ProviderClient):
             f"{self.base_url}/v1/markets/timesales", stats, params=params
         )
         rows = [self._parse_bar(bar, stats) for bar in self._series(payload, stats)]
-        # A bar off the 15-minute grid means another interval was served; stored, it would
-        # corrupt every derived timeframe.
-        if any((row["ts"] - session.open) % BAR for row in rows):
-            raise self._malformed("bar not aligned to the 15-minute grid", stats)
+        # A bar off the grid means another interval was served; stored, it would corrupt
+        # every derived timeframe.
+        if any((row["ts"] - session.open) % bar for row in rows):
+            raise self._malformed(f"bar not aligned to the {bar_minutes}-minute grid", stats)
         frame = _to_frame(rows)
         if frame["ts"].is_duplicated().any():
             raise self._malformed("duplicate bar start times", stats)
@@ -79,7 +87,7 @@ class TradierClient(ProviderClient):
         return frame.filter(
             (pl.col("ts") >= session.open.astimezone(UTC))
             & (pl.col("ts") < session.close.astimezone(UTC))
-            & (pl.col("ts") <= now.astimezone(UTC) - BAR)
+            & (pl.col("ts") <= now.astimezone(UTC) - bar)
         )
 
     def _series(self, payload: Any, stats: RequestStats) -> list[Any]:

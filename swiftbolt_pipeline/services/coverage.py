@@ -19,10 +19,10 @@ from dagster._core.execution.backfill import (
 
 from swiftbolt_pipeline.config import PipelineClock
 from swiftbolt_pipeline.core import calendar, completeness
-from swiftbolt_pipeline.core.completeness import NOTHING, SessionState
+from swiftbolt_pipeline.core.completeness import NOTHING, REGULAR_BUCKET_MINUTES, SessionState
 from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import RAW_BAR_MINUTES, Timeframe
 from swiftbolt_pipeline.core.planning import symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
@@ -37,6 +37,7 @@ from swiftbolt_pipeline.storage.coverage import (
     incomplete_sessions,
     session_states,
 )
+from swiftbolt_pipeline.storage.m5 import m5_session_states
 from swiftbolt_pipeline.storage.watchlist import WatchedSymbol
 
 FIRST_BAR = timedelta(minutes=15)
@@ -222,7 +223,8 @@ def coverage_report(
     complete: frozenset[date] = frozenset()
     bars = 0
     if symbol_id is not None and sessions:
-        states = session_states(conn, [symbol_id], sessions)[symbol_id]
+        read = m5_session_states if timeframe == Timeframe.M5 else session_states
+        states = read(conn, [symbol_id], sessions)[symbol_id]
         answered_empty = frozenset(
             confirmed_empty_days(conn, symbol_id, Timeframe.D1, sessions[0], sessions[-1])
             if timeframe in DAILY_TIMEFRAMES
@@ -230,7 +232,7 @@ def coverage_report(
         )
         complete = complete_sessions(states, timeframe, settings, answered_empty)
         bars = sum(
-            (s.raw if timeframe == Timeframe.M15 else s.derived.get(timeframe, NOTHING)).bars
+            (s.raw if timeframe in RAW_BAR_MINUTES else s.derived.get(timeframe, NOTHING)).bars
             for s in states.values()
         )
     running = queued = 0
@@ -264,10 +266,15 @@ Incomplete = Mapping[int, Mapping[date, Collection[Timeframe]]]
 
 
 def incomplete_watchlist(
-    conn: psycopg.Connection, watched: Sequence[WatchedSymbol], settings: PipelineClock
+    conn: psycopg.Connection,
+    watched: Sequence[WatchedSymbol],
+    settings: PipelineClock,
+    *,
+    raw: Timeframe = Timeframe.M15,
+    bucket_minutes: Mapping[Timeframe, int] = REGULAR_BUCKET_MINUTES,
 ) -> dict[int, dict[date, frozenset[Timeframe]]]:
     """The incomplete sessions of `watched` over the widest window, judged in one query:
-    the intraday raw timeframe and the timeframes derived from it."""
+    the intraday `raw` timeframe and the timeframes derived from it (`bucket_minutes`)."""
     if not watched:
         return {}
     widest = max(s.window_days for s in watched)
@@ -278,6 +285,8 @@ def incomplete_watchlist(
         [s.id for s in watched],
         sessions,
         final=lambda day: day < today and completeness.final_required(day, now),
+        raw=raw,
+        bucket_minutes=bucket_minutes,
     )
 
 

@@ -44,7 +44,8 @@ def symbol_coverage(
 
     `window_days` defaults to the watchlist row's, else 730. With `ensure`, the symbol is
     added to the watchlist (re-activated) or its window widened to cover `window_days`, never
-    narrowed; its priority is kept. Commits its own writes."""
+    narrowed; its priority is kept; ensuring `m5` opts it in to 5-minute bars. Commits its own
+    writes."""
     if is_crypto(symbol) and timeframe not in CRYPTO_BAR_ASSETS:
         raise InvalidInput(
             "SERIES_NOT_FOUND",
@@ -60,6 +61,8 @@ def symbol_coverage(
             [symbol],
             window_days=max(window, current.window_days if current and current.is_active else 0),
             priority=current.priority if current else 0,
+            # Ensuring m5 coverage opts the symbol in to 5-minute bars (else it never gets any).
+            m5=True if timeframe == Timeframe.M5 else None,
         )
         symbol_id = added.id
     report = crypto_coverage_report if is_crypto(symbol) else coverage_report

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from swiftbolt_pipeline.core.alerts import AlertKind
 from swiftbolt_pipeline.core.errors import SYMBOL_NOT_FOUND
-from swiftbolt_pipeline.core.models import InvalidInput
+from swiftbolt_pipeline.core.models import CRYPTO_PREFIX, InvalidInput
 from swiftbolt_pipeline.storage import alerts
 
 _COLUMNS = sql.SQL(", ").join(
@@ -18,7 +18,7 @@ _COLUMNS = sql.SQL(", ").join(
         sql.Identifier,
         (
             "id", "ticker", "is_active", "window_days", "priority", "added_at", "parked_reason",
-            "parked_at", "not_found_streak", "retry_after",
+            "parked_at", "not_found_streak", "retry_after", "m5",
         ),
     )
 )  # fmt: skip
@@ -46,12 +46,21 @@ class WatchedSymbol:
     not_found_streak: int = 0
     # A failed fetch holds the gap sensor off the symbol until then (the program's clock).
     retry_after: datetime | None = None
+    # Opted in to 5-minute bars (m5) beside m15.
+    m5: bool = False
 
 
 def add(
-    conn: psycopg.Connection, tickers: list[str], *, window_days: int = 730, priority: int = 0
+    conn: psycopg.Connection,
+    tickers: list[str],
+    *,
+    window_days: int = 730,
+    priority: int = 0,
+    m5: bool | None = None,
 ) -> list[WatchedSymbol]:
-    """Add or re-activate tickers (already normalized); settings of existing rows are updated."""
+    """Add or re-activate tickers (already normalized); settings of existing rows are updated.
+    `m5`: opt in (True) or out (False) of 5-minute bars; None keeps a row's choice (off for a
+    new one)."""
     if not 1 <= window_days <= MAX_WINDOW_DAYS:
         raise InvalidInput(
             "INVALID_RANGE", f"window_days must be 1..{MAX_WINDOW_DAYS} days, not {window_days}"
@@ -60,14 +69,16 @@ def add(
         rows = [
             conn.execute(
                 sql.SQL(
-                    """INSERT INTO symbols (ticker, window_days, priority) VALUES (%s, %s, %s)
+                    """INSERT INTO symbols (ticker, window_days, priority, m5)
+                       VALUES (%s, %s, %s, coalesce(%s, false))
                        ON CONFLICT (ticker) DO UPDATE
                        SET is_active = true, window_days = EXCLUDED.window_days,
                            priority = EXCLUDED.priority, parked_reason = NULL, parked_at = NULL,
-                           not_found_streak = 0, retry_after = NULL
+                           not_found_streak = 0, retry_after = NULL,
+                           m5 = coalesce(%s, symbols.m5)
                        RETURNING {}"""
                 ).format(_COLUMNS),
-                (ticker, window_days, priority),
+                (ticker, window_days, priority, m5, m5),
             ).fetchone()
             for ticker in tickers
         ]
@@ -98,6 +109,27 @@ def remove(conn: psycopg.Connection, tickers: list[str]) -> list[str]:
             (tickers,),
         ).fetchall()
     return sorted(row[0] for row in rows)
+
+
+def opt_out_m5(conn: psycopg.Connection, tickers: list[str]) -> list[str]:
+    """Stop 5-minute bars for tickers (they stay watched; stored m5 bars stay). Returns those
+    that were opted in."""
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE symbols SET m5 = false WHERE ticker = ANY(%s) AND m5 RETURNING ticker",
+            (tickers,),
+        ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def m5_symbols(conn: psycopg.Connection, *, everyone: bool = False) -> list[WatchedSymbol]:
+    """Active stocks that get 5-minute bars: those opted in, or all of them with `everyone`
+    (SWIFTBOLT_M5). Crypto pairs have no m5. In the order of `list_symbols`."""
+    return [
+        s
+        for s in list_symbols(conn)
+        if (s.m5 or everyone) and not s.ticker.startswith(CRYPTO_PREFIX)
+    ]
 
 
 def list_symbols(conn: psycopg.Connection, *, active_only: bool = True) -> list[WatchedSymbol]:

@@ -126,7 +126,7 @@ def test_timeframe_error_lists_the_valid_ones(client: TestClient) -> None:
         422,
         "INVALID_TIMEFRAME",
     )
-    assert message == "unknown timeframe 'h2' (valid: m15, h1, h4, d1, w1, mo1)"
+    assert message == "unknown timeframe 'h2' (valid: m5, m15, h1, h4, d1, w1, mo1)"
 
 
 # --- /v1/ensure-coverage ------------------------------------------------------------------------

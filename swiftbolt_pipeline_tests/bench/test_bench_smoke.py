@@ -32,6 +32,8 @@ def test_tiny_bench_produces_every_row_and_both_files(tmp_path: Path) -> None:
     by_metric = {row.metric: row for row in report.rows}
     requests = next(r for m, r in by_metric.items() if m.startswith("polygon requests, 1"))
     assert requests.met, "a handful of sessions is one request"
+    m5 = next(r for m, r in by_metric.items() if m.startswith("polygon requests, m5 vs m15"))
+    assert m5.met and m5.ratio == 1.0, "m5 costs the requests of m15"
     http429 = next(r for m, r in by_metric.items() if m.startswith("HTTP 429"))
     assert http429.measured == 0
 

@@ -200,7 +200,7 @@ def _history_op(provider: Provider, *, fallback: bool) -> dg.OpDefinition:
                     SymbolIngest(s.result.symbol, s.result.days, error=exc) for s in run.states
                 ]
                 ids = {s.result.symbol: s.symbol_id for s in run.states}
-                _record_outcomes(context, conn, failed, ids, context.resources.pipeline)
+                record_outcomes(context, conn, failed, ids, context.resources.pipeline)
                 raise
             following = run.next_provider()
             if following is None:
@@ -255,7 +255,7 @@ def m15_checks(
     results = [r for part in fetched for r in part.results]
     skipped = [p for part in fetched for p in part.skipped]
     with warehouse.connect() as conn:
-        _record_outcomes(context, conn, results, plan.ids, pipeline)
+        record_outcomes(context, conn, results, plan.ids, pipeline)
         failures = {r.symbol: f"[{r.error.code}] {r.error.message}" for r in results if r.error}
         errors = [r.error for r in results if r.error]
         if errors and len(errors) == len(results):  # nothing succeeded: the run fails
@@ -297,8 +297,8 @@ def _without_final(
     }
 
 
-def _record_outcomes(
-    context: dg.OpExecutionContext,
+def record_outcomes(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
     conn: psycopg.Connection,
     results: list[SymbolIngest],
     ids: dict[str, int],
