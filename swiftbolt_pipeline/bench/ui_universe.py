@@ -25,7 +25,6 @@ import math
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import cached_property
@@ -183,22 +182,35 @@ def range_metadata(plan: UniversePlan, i: int, r: Range) -> dict[str, dict[str, 
     }
 
 
+def data_version(run_id: str, asset: str, key: str) -> str:
+    """A data version per materialization, as Dagster derives one in a run (a hash)."""
+    return hashlib.sha256(f"{run_id}{asset}{key}".encode()).hexdigest()
+
+
 def run_event(
-    asset: str, key: str, run_id: str, timestamp: float, metadata: dict[str, dg.MetadataValue]
+    asset: str,
+    key: str,
+    run_id: str,
+    timestamp: float,
+    metadata: dict[str, dg.MetadataValue],
+    upstream: tuple[str, int] | None = None,
 ) -> EventLogEntry:
-    """A materialization as a step of a `dg.materialize` run logs it (tags, handles, message)."""
+    """A materialization as a step of a `dg.materialize` run logs it (tags, handles, message);
+    `upstream`: (asset, storage id) of the materialization it was derived from, which Dagster
+    records as input data version and event pointer."""
     universe, day = key.split("|")[1], key.split("|")[0]
-    data_version = hashlib.sha256(f"{run_id}{asset}{key}".encode()).hexdigest()
+    tags = {
+        "dagster/code_version": run_id,
+        "dagster/data_version": data_version(run_id, asset, key),
+        "dagster/partition/day": day,
+        "dagster/partition/universe": universe,
+    }
+    if upstream is not None:
+        parent, storage_id = upstream
+        tags[f"dagster/input_data_version/{parent}"] = data_version(run_id, parent, key)
+        tags[f"dagster/input_event_pointer/{parent}"] = str(storage_id)
     materialization = dg.AssetMaterialization(
-        asset_key=asset,
-        partition=key,
-        metadata=metadata,
-        tags={
-            "dagster/code_version": run_id,
-            "dagster/data_version": data_version,
-            "dagster/partition/day": day,
-            "dagster/partition/universe": universe,
-        },
+        asset_key=asset, partition=key, metadata=metadata, tags=tags
     )
     handle = NodeHandle(asset, None)
     return EventLogEntry(
@@ -253,46 +265,65 @@ class UniverseSeedResult:
     events: int
 
 
-@dataclass(frozen=True)
-class RunEvents:
-    planned: list[EventLogEntry]
-    materialized: dict[str, list[EventLogEntry]]  # by asset
+def _add_run(instance: dg.DagsterInstance, r: Range) -> None:
+    success = r.state is Cell.MATERIALIZED
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=EPHEMERAL_JOB,
+            run_id=r.run_id,
+            status=dg.DagsterRunStatus.SUCCESS if success else dg.DagsterRunStatus.FAILURE,
+            asset_selection=frozenset(dg.AssetKey(a) for a in UNIVERSE_ASSETS),
+            tags=universe_range_tags(r.universe, r.days[0], r.days[-1]),
+        )
+    )
 
 
-def _runs(plan: UniversePlan, instance: dg.DagsterInstance) -> Iterator[RunEvents]:
-    """Every backfilled range's run added, and its events (a millisecond apart, in order)."""
-    clock = datetime.now(UTC).timestamp() - 3_600.0
-    for i in range(len(plan.sizes)):
-        for r in plan.ranges(i):
-            if r.state is Cell.MISSING:
-                continue
-            success = r.state is Cell.MATERIALIZED
-            instance.add_run(
-                dg.DagsterRun(
-                    job_name=EPHEMERAL_JOB,
-                    run_id=r.run_id,
-                    status=dg.DagsterRunStatus.SUCCESS if success else dg.DagsterRunStatus.FAILURE,
-                    asset_selection=frozenset(dg.AssetKey(a) for a in UNIVERSE_ASSETS),
-                    tags=universe_range_tags(r.universe, r.days[0], r.days[-1]),
-                )
+def _write_run(instance: dg.DagsterInstance, plan: UniversePlan, i: int, r: Range) -> int:
+    """One backfilled range's run and its events (a millisecond apart, in order): planned
+    events COPYed (the columns `store_event` fills, as `ui_seed` does), materializations
+    through Dagster's batch write, which also updates the asset's record and tags."""
+    _add_run(instance, r)
+    keys = [str(universe_partition_key(r.universe, day)) for day in r.days]
+    clock = datetime.now(UTC).timestamp()
+    planned = [
+        planned_event(asset, key, r.run_id, clock + n * 0.001)
+        for n, (asset, key) in enumerate((a, k) for a in UNIVERSE_ASSETS for k in keys)
+    ]
+    written = copy_events(instance, iter(_planned_row(e) for e in planned))
+    if r.state is not Cell.MATERIALIZED:
+        return written
+    metadata = range_metadata(plan, i, r)
+    storage = instance.event_log_storage
+    clock += len(planned) * 0.001
+    storage.store_event_batch(
+        [
+            run_event(
+                UNIVERSE_M15_BARS, key, r.run_id, clock + n * 0.001, metadata[UNIVERSE_M15_BARS]
             )
-            keys = [str(universe_partition_key(r.universe, day)) for day in r.days]
-            planned = []
-            for asset in UNIVERSE_ASSETS:
-                for key in keys:
-                    clock += 0.001
-                    planned.append(planned_event(asset, key, r.run_id, clock))
-            materialized: dict[str, list[EventLogEntry]] = {}
-            if success:
-                metadata = range_metadata(plan, i, r)
-                for asset in UNIVERSE_ASSETS:
-                    materialized[asset] = []
-                    for key in keys:
-                        clock += 0.001
-                        materialized[asset].append(
-                            run_event(asset, key, r.run_id, clock, metadata[asset])
-                        )
-            yield RunEvents(planned, materialized)
+            for n, key in enumerate(keys)
+        ]
+    )
+    pointers = {
+        record.partition_key: record.storage_id
+        for record in instance.get_records_for_run(
+            r.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=len(keys)
+        ).records
+    }
+    clock += len(keys) * 0.001
+    storage.store_event_batch(
+        [
+            run_event(
+                UNIVERSE_DERIVED_BARS,
+                key,
+                r.run_id,
+                clock + n * 0.001,
+                metadata[UNIVERSE_DERIVED_BARS],
+                (UNIVERSE_M15_BARS, pointers[key]),
+            )
+            for n, key in enumerate(keys)
+        ]
+    )
+    return written + 2 * len(keys)
 
 
 def _planned_row(entry: EventLogEntry) -> tuple[str | None, ...]:
@@ -328,14 +359,10 @@ def seed_universes(
         conn.commit()
         register_universe(instance, name)
     events = 0
-    storage = instance.event_log_storage
-    for run in _runs(plan, instance):
-        # Planned events: the columns `store_event` fills, COPYed (ui_seed); the materializations
-        # through Dagster's batch write, which also updates the asset's record and tags.
-        events += copy_events(instance, iter(_planned_row(e) for e in run.planned))
-        for batch in run.materialized.values():
-            storage.store_event_batch(batch)
-            events += len(batch)
+    for i in range(len(plan.sizes)):
+        for r in plan.ranges(i):
+            if r.state is not Cell.MISSING:
+                events += _write_run(instance, plan, i, r)
     runs = sum(
         1 for i in range(len(plan.sizes)) for r in plan.ranges(i) if r.state is not Cell.MISSING
     )
