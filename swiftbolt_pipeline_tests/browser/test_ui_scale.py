@@ -133,6 +133,7 @@ def scaled(chromium_path: Path, browser: Browser) -> Iterator[Scaled]:
                 screenshots=ARTIFACTS,
                 timeout_s=120,
                 browser=browser,  # pytest-playwright's: one sync Playwright per thread
+                replay=False,  # the bench's comparison; the loads are what this test checks
             )
             result = UiScaleResult(
                 plan, seeded, web.ready_s, pages, scale_rows(plan, seeded, pages)
@@ -226,14 +227,12 @@ def test_every_page_timed_of_each_kind(scaled: Scaled) -> None:
         for load in (*times.cold_s, *times.kept_s, *times.warm_s):
             assert math.isfinite(load) and 0 < load < 120, (name, load)
         assert len(times.refresh_s) == len(times.kept_s) == 1
-        # The page's own queries were captured and replayed: the server's share of the time.
-        assert set(times.graphql_cold) == set(times.graphql_warm), name
-    assert "AssetGraphLiveQuery" in pages["asset catalog"].graphql_warm
-    assert "PartitionHealthQuery" in pages["m15_bars partitions"].graphql_warm
-    assert "PartitionHealthQuery" in pages["universe_m15_bars partitions"].graphql_warm
+        assert times.graphql_cold == times.graphql_warm == {}, name  # not replayed here
     rows = scaled.result.rows
     label = f"watchlist {SYMBOLS}, universes 500/5,000"
     assert [r.metric for r in rows] == [
         f"{p.name}, {label}, {kind} (p50)" for p in PAGES for kind in ("cold", KEPT, "warm")
     ]
     assert f"{scaled.truth.failed[M15_BARS]:,} failed, " in rows[0].note
+    assert "GraphQL not replayed." in rows[0].note
+    assert "partition status sensor's rebuild" in rows[1].note

@@ -19,6 +19,8 @@ from swiftbolt_pipeline.defs.partitions import bar_partitions, daily_partitions
 from swiftbolt_pipeline.names import DAILY_ASSETS, SESSION_ASSETS, SYMBOLS_PARTITIONS
 from swiftbolt_pipeline.services import partition_status
 
+pytestmark = pytest.mark.slow  # a scratch instance and three full rebuilds: about 30 s
+
 KEYS = [dg.AssetKey(a) for a in (*SESSION_ASSETS, *DAILY_ASSETS)]
 
 
