@@ -1,16 +1,17 @@
-"""The state the UI bench loads into a scratch Dagster instance: a market of symbols registered
-as `symbols` partitions, with a fragmented mix of materialized, failed and missing bar
-partitions (the partitions page's worst case: consecutive sessions hold different sets of
-symbols).
+"""The watchlist part of the state the UI bench loads into a scratch Dagster instance: symbols
+registered as `symbols` partitions, with a fragmented mix of materialized, failed and missing
+partitions of the session assets (symbol x session, `SeedPlan`) and of the daily assets
+(symbol x year, `DailyPlan`): the partitions page's worst case, consecutive sessions holding
+different sets of symbols. The universes are `ui_universe`'s.
 
-`SeedPlan` says which cell (symbol x session) is in which state; `seed` writes it:
+A plan says which cell is in which state; `seed` writes it:
 
 - symbols: `instance.add_dynamic_partitions`, as the watchlist sensor does;
 - failed: one FAILURE run per failing symbol (tagged with its partition range, as the gap
-  sensor's runs are), and one ASSET_MATERIALIZATION_PLANNED event per partition and bar asset,
+  sensor's runs are), and one ASSET_MATERIALIZATION_PLANNED event per partition and asset,
   as Dagster logs them when such a run starts. Dagster shows a partition failed when its latest
   planned event belongs to a failed run and no materialization followed it;
-- materialized: one ASSET_MATERIALIZATION event per partition and bar asset. Dagster's own
+- materialized: one ASSET_MATERIALIZATION event per partition and asset. Dagster's own
   batch path (`store_event_batch`, one multi-row INSERT) writes about 3,000 a second here,
   which is too slow for millions, so the rows are COPYed into `event_logs` instead: the same
   columns `store_event_batch` fills, the `event` column from a template that Dagster's
@@ -41,14 +42,17 @@ from dagster._core.events import (
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import serialize_value
 
-from swiftbolt_pipeline.defs.jobs import BARS_JOB
+from swiftbolt_pipeline.defs.jobs import BARS_JOB, DAILY_JOB
 from swiftbolt_pipeline.names import (
+    DAILY_ASSETS,
     SESSION_ASSETS,
     SYMBOLS_PARTITIONS,
     SYMBOLS_TAG,
     TRIGGER_TAG,
     partition_key,
     range_tags,
+    year_partition_key,
+    year_range_tags,
 )
 
 RUNLESS_JOB = "__ASSET_JOB"  # the job name Dagster gives reported (runless) materializations
@@ -57,6 +61,11 @@ SPREAD_S = 86_400.0
 # Placeholders Dagster's serializer writes verbatim into the template (no JSON escaping).
 _PARTITION = "SEEDPARTITIONPLACEHOLDER"
 _TIMESTAMP = 1234567.125
+
+
+def symbol_name(k: int) -> str:
+    """The k-th watched symbol of the bench (`U00000`, ...)."""
+    return f"U{k:05d}"
 
 
 class Cell(StrEnum):
@@ -95,7 +104,7 @@ class SeedPlan:
         return max(self.FAILED_SESSIONS, round(len(self.sessions) * share))
 
     def symbol(self, k: int) -> str:
-        return f"U{k:05d}"
+        return symbol_name(k)
 
     @property
     def names(self) -> list[str]:
@@ -134,6 +143,17 @@ class SeedPlan:
                     return str(partition_key(self.symbol(k), self.sessions[d]))
         raise ValueError("nothing materialized")
 
+    def failed_runs(self) -> Iterator[FailedRun]:
+        for k in range(self.symbols):
+            days = self.failed_days(k)
+            if days:
+                symbol = self.symbol(k)
+                yield FailedRun(
+                    symbol,
+                    [str(partition_key(symbol, day)) for day in days],
+                    range_tags(symbol, symbol, days[0], days[-1]),
+                )
+
     def materialized_keys(self) -> Iterator[str]:
         """In write order: symbol by symbol, each symbol's sessions in order."""
         if not self.sessions:
@@ -151,8 +171,70 @@ class SeedPlan:
 
 
 @dataclass(frozen=True)
+class FailedRun:
+    """One failed run of one symbol: the partitions it planned and never materialized."""
+
+    symbol: str
+    keys: list[str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DailyPlan:
+    """The daily assets' cells (symbol x calendar year), for the same symbols as a `SeedPlan`:
+    never-backfilled symbols (k % 10 == 9) miss every year; symbol k misses year index y
+    where (k + 3 * y) % HOLE_EVERY == 0 (a gap the daily sensor has yet to fill); failing
+    symbols (k % FAIL_EVERY == 3) have a failed run over the current year."""
+
+    symbols: int
+    years: tuple[int, ...]
+
+    HOLE_EVERY = 7
+    FAIL_EVERY = 20
+
+    def symbol(self, k: int) -> str:
+        return symbol_name(k)
+
+    def cell(self, k: int, y: int) -> Cell:
+        if k % 10 == 9:
+            return Cell.MISSING
+        if k % self.FAIL_EVERY == 3 and y == len(self.years) - 1:
+            return Cell.FAILED
+        if (k + 3 * y) % self.HOLE_EVERY == 0:
+            return Cell.MISSING
+        return Cell.MATERIALIZED
+
+    @cached_property
+    def counts(self) -> Counter[Cell]:
+        return Counter(self.cell(k, y) for k in range(self.symbols) for y in range(len(self.years)))
+
+    def failed_runs(self) -> Iterator[FailedRun]:
+        last = len(self.years) - 1
+        for k in range(self.symbols):
+            if self.cell(k, last) is Cell.FAILED:
+                symbol, year = self.symbol(k), self.years[last]
+                yield FailedRun(
+                    symbol,
+                    [str(year_partition_key(symbol, year))],
+                    year_range_tags(symbol, symbol, year, year),
+                )
+
+    def materialized_keys(self) -> Iterator[str]:
+        if not self.years:
+            return
+        if str(year_partition_key("A", self.years[0])) != f"A|{self.years[0]}":
+            raise RuntimeError("Dagster's multi-partition key format changed")
+        for k in range(self.symbols):
+            symbol = self.symbol(k)
+            for y, year in enumerate(self.years):
+                if self.cell(k, y) is Cell.MATERIALIZED:
+                    yield f"{symbol}|{year}"
+
+
+@dataclass(frozen=True)
 class SeedResult:
-    counts: dict[str, int]  # per bar asset: materialized / failed / missing partitions
+    counts: dict[str, int]  # per session asset: materialized / failed / missing partitions
+    daily_counts: dict[str, int]  # per daily asset
     failed_runs: int
     events: int  # event_logs rows written
     seconds: dict[str, float]  # per phase
@@ -178,9 +260,9 @@ def _materialization(asset: str, key: str, timestamp: float) -> EventLogEntry:
     )
 
 
-def _planned(asset: str, key: str, run_id: str, timestamp: float) -> EventLogEntry:
+def _planned(asset: str, key: str, run_id: str, timestamp: float, job: str) -> EventLogEntry:
     event = DagsterEvent.build_asset_materialization_planned_event(
-        BARS_JOB, asset, AssetMaterializationPlannedData(dg.AssetKey(asset), partition=key)
+        job, asset, AssetMaterializationPlannedData(dg.AssetKey(asset), partition=key)
     )
     return EventLogEntry(
         error_info=None,
@@ -217,7 +299,7 @@ class MaterializationRows:
 Row = tuple[str | None, ...]
 
 
-def _copy_events(instance: dg.DagsterInstance, rows: Iterator[Row]) -> int:
+def copy_events(instance: dg.DagsterInstance, rows: Iterator[Row]) -> int:
     """COPY (run_id, event, dagster_event_type, timestamp, step_key, asset_key, partition) rows
     into Dagster's event_logs, on Dagster's own connection (its schema)."""
     engine = instance.event_log_storage._engine  # type: ignore[attr-defined]
@@ -259,12 +341,19 @@ def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None).isoformat()
 
 
+Plan = SeedPlan | DailyPlan
+
+
 def seed(
     instance: dg.DagsterInstance,
     plan: SeedPlan,
-    assets: tuple[str, ...] = SESSION_ASSETS,
+    daily: DailyPlan | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> SeedResult:
+    """`plan` into the session assets and `daily` (if any) into the daily assets."""
+    grids: list[tuple[Plan, tuple[str, ...], str]] = [(plan, SESSION_ASSETS, BARS_JOB)]
+    if daily is not None:
+        grids.append((daily, DAILY_ASSETS, DAILY_JOB))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, plan.names)
@@ -273,60 +362,64 @@ def seed(
     # Materializations first (older), then the failed runs' planned events (newer).
     started = time.perf_counter()
     # Event times spread over the day before the seeding, in write order.
-    counts = plan.counts
     clock = time.time() - SPREAD_S
-    step = SPREAD_S / (len(assets) * (counts[Cell.MATERIALIZED] + counts[Cell.FAILED]) + 1)
+    cells = sum(
+        len(assets) * (g.counts[Cell.MATERIALIZED] + g.counts[Cell.FAILED])
+        for g, assets, _ in grids
+    )
+    step = SPREAD_S / (cells + 1)
     held_back: list[tuple[str, str]] = []  # (asset, partition) written through Dagster
 
     def materializations() -> Iterator[Row]:
         nonlocal clock
-        for asset in assets:
-            template = MaterializationRows(asset)
-            asset_key = dg.AssetKey(asset).to_string()
-            keys = plan.materialized_keys()
-            previous = next(keys, None)
-            if previous is None:
-                continue
-            for key in keys:
-                clock += step
-                yield ("", template.event(previous, clock), "ASSET_MATERIALIZATION",
-                       _utc(clock), None, asset_key, previous)  # fmt: skip
-                previous = key
-            held_back.append((asset, previous))
+        for grid, assets, _ in grids:
+            for asset in assets:
+                template = MaterializationRows(asset)
+                asset_key = dg.AssetKey(asset).to_string()
+                keys = grid.materialized_keys()
+                previous = next(keys, None)
+                if previous is None:
+                    continue
+                for key in keys:
+                    clock += step
+                    yield ("", template.event(previous, clock), "ASSET_MATERIALIZATION",
+                           _utc(clock), None, asset_key, previous)  # fmt: skip
+                    previous = key
+                held_back.append((asset, previous))
 
-    events = _copy_events(instance, materializations())
+    events = copy_events(instance, materializations())
     seconds["materializations"] = time.perf_counter() - started
     progress(f"{events:,} materializations copied in {seconds['materializations']:.0f} s")
 
     started = time.perf_counter()
-    failing = [k for k in range(plan.symbols) if plan.fails(k)]
     planned: list[Row] = []
-    for k in failing:
-        symbol, days = plan.symbol(k), plan.failed_days(k)
-        run_id = str(uuid.uuid4())
-        instance.add_run(
-            dg.DagsterRun(
-                job_name=BARS_JOB,
-                run_id=run_id,
-                status=dg.DagsterRunStatus.FAILURE,
-                asset_selection=frozenset(dg.AssetKey(a) for a in assets),
-                tags={
-                    **range_tags(symbol, symbol, days[0], days[-1]),
-                    SYMBOLS_TAG: symbol,
-                    TRIGGER_TAG: "coverage_gap_sensor",
-                },
+    failed_runs = 0
+    for grid, assets, job in grids:
+        for failed in grid.failed_runs():
+            failed_runs += 1
+            run_id = str(uuid.uuid4())
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=job,
+                    run_id=run_id,
+                    status=dg.DagsterRunStatus.FAILURE,
+                    asset_selection=frozenset(dg.AssetKey(a) for a in assets),
+                    tags={
+                        **failed.tags,
+                        SYMBOLS_TAG: failed.symbol,
+                        TRIGGER_TAG: "coverage_gap_sensor",
+                    },
+                )
             )
-        )
-        for asset in assets:
-            for day in days:
-                clock += step
-                key = str(partition_key(symbol, day))
-                entry = _planned(asset, key, run_id, clock)
-                planned.append(
-                    (run_id, serialize_value(entry), "ASSET_MATERIALIZATION_PLANNED",
-                     _utc(clock), asset, dg.AssetKey(asset).to_string(), key)
-                )  # fmt: skip
-    events += _copy_events(instance, iter(planned))
+            for asset in assets:
+                for key in failed.keys:
+                    clock += step
+                    entry = _planned(asset, key, run_id, clock, job)
+                    planned.append(
+                        (run_id, serialize_value(entry), "ASSET_MATERIALIZATION_PLANNED",
+                         _utc(clock), asset, dg.AssetKey(asset).to_string(), key)
+                    )  # fmt: skip
+    events += copy_events(instance, iter(planned))
     seconds["failed_runs"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -337,8 +430,9 @@ def seed(
     seconds["asset_records"] = time.perf_counter() - started
 
     return SeedResult(
-        counts={cell.value: counts[cell] for cell in Cell},
-        failed_runs=len(failing),
+        counts={cell.value: plan.counts[cell] for cell in Cell},
+        daily_counts={cell.value: daily.counts[cell] for cell in Cell} if daily else {},
+        failed_runs=failed_runs,
         events=events,
         seconds=seconds,
     )

@@ -48,9 +48,19 @@ from rich.console import Console
     type=str,
     default=None,
     metavar="N[,N...]",
-    help="Instead of the report: time the Dagster UI's asset catalog, m15_bars partitions and "
-    "overview pages in headless Chromium with N symbols registered (each size its own seeded "
-    "scratch instance; 500,5000 takes about 20 min); writes OUT/ui-scale.md and ui-scale.json.",
+    help="Instead of the report: time the Dagster UI's asset catalog, universe_m15_bars and "
+    "m15_bars partitions and m15_bars overview pages in headless Chromium, with a universe of "
+    "each N members (one partition per universe x session) beside a watchlist "
+    "(--ui-watchlist); writes OUT/ui-scale.md and ui-scale.json.",
+)
+@click.option(
+    "--ui-watchlist",
+    type=str,
+    default="100",
+    show_default=True,
+    metavar="N[,N...]",
+    help="With --ui-symbols: watchlist sizes (symbol x session partitions), each its own "
+    "seeded scratch instance with the universes.",
 )
 @click.option(
     "--ui-loads",
@@ -67,6 +77,7 @@ def bench(
     growth_rows: int | None,
     host_counts: str | None,
     ui_symbols: str | None,
+    ui_watchlist: str,
     ui_loads: tuple[int, int],
 ) -> None:
     """Measure the pipeline against the old system and the physical limits; print the table
@@ -85,7 +96,8 @@ def bench(
         console.print(f"Done in {hosts.wall_s:.0f} s: {md}, {js}")
         return
     if ui_symbols is not None:
-        _ui_bench(_sizes(ui_symbols), ui_loads, out_dir, console)
+        sizes = _sizes(ui_symbols, "--ui-symbols"), _sizes(ui_watchlist, "--ui-watchlist")
+        _ui_bench(*sizes, ui_loads, out_dir, console)
         return
     if growth_rows is not None:
         from swiftbolt_pipeline.bench.growth import run_growth, write_plans
@@ -121,7 +133,7 @@ def bench(
         console.print(f"[yellow]no finite ratio for {row.section} {row.metric}[/yellow]")
 
 
-def _sizes(raw: str) -> list[int]:
+def _sizes(raw: str, option: str) -> list[int]:
     try:
         sizes = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
@@ -129,18 +141,28 @@ def _sizes(raw: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise click.BadParameter(
             f"expected positive symbol counts separated by commas, got {raw!r}",
-            param_hint="--ui-symbols",
+            param_hint=option,
         )
     return sizes
 
 
-def _ui_bench(sizes: list[int], loads: tuple[int, int], out_dir: Path, console: Console) -> None:
+def _ui_bench(
+    universes: list[int],
+    watchlists: list[int],
+    loads: tuple[int, int],
+    out_dir: Path,
+    console: Console,
+) -> None:
     from swiftbolt_pipeline.bench import render_table, write_report
     from swiftbolt_pipeline.bench.ui import run_ui_bench
 
-    console.print(f"Timing the Dagster UI at {', '.join(f'{n:,}' for n in sizes)} symbols...")
+    console.print(
+        f"Timing the Dagster UI with universes of {', '.join(f'{n:,}' for n in universes)} "
+        f"members and watchlists of {', '.join(f'{n:,}' for n in watchlists)} symbols..."
+    )
     report = run_ui_bench(
-        sizes,
+        universes,
+        watchlists,
         cold_loads=loads[0],
         warm_loads=loads[1],
         progress=lambda line: console.print(f"  {line}"),

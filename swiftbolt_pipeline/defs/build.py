@@ -25,6 +25,7 @@ from swiftbolt_pipeline.defs.crypto import (
 from swiftbolt_pipeline.defs.daily_automation import daily_gap_sensor, refresh_daily_schedule
 from swiftbolt_pipeline.defs.jobs import bars_job, daily_job, m5_job
 from swiftbolt_pipeline.defs.m5 import m5_gap_sensor, m5_today_schedule
+from swiftbolt_pipeline.defs.partition_status import partition_status_sensor
 from swiftbolt_pipeline.defs.partitions import (
     bar_partitions,
     crypto_partitions,
@@ -112,6 +113,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             corporate_actions_sensor,
             run_failure_alert_sensor,
             alert_delivery_sensor,
+            partition_status_sensor,
         ],
         schedules=[
             today_intraday_schedule,

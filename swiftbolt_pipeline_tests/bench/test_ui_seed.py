@@ -4,10 +4,12 @@ and its partition status cache, the source of the UI's counts)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from itertools import pairwise
 
 import dagster as dg
+import psycopg
 import pytest
 from click.testing import CliRunner
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
@@ -22,10 +24,30 @@ from swiftbolt_pipeline.bench.ui_seed import (
     _materialization,
     seed,
 )
+from swiftbolt_pipeline.bench.ui_universe import (
+    UniversePlan,
+    planned_event,
+    range_metadata,
+    run_event,
+    seed_universes,
+)
 from swiftbolt_pipeline.bench.ui_world import ui_world
 from swiftbolt_pipeline.cli.bench import bench
-from swiftbolt_pipeline.defs.partitions import bar_partitions
-from swiftbolt_pipeline.names import M15_BARS, SESSION_ASSETS, partition_key
+from swiftbolt_pipeline.config import Settings
+from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.defs.assets.universe import universe_run_config
+from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.defs.partitions import bar_partitions, universe_partitions
+from swiftbolt_pipeline.names import (
+    M15_BARS,
+    SESSION_ASSETS,
+    UNIVERSE_ASSETS,
+    UNIVERSE_DERIVED_BARS,
+    UNIVERSE_M15_BARS,
+    partition_key,
+)
+from swiftbolt_pipeline.services.universe import materialize_universe, register_universe
+from swiftbolt_pipeline.storage import universes
 
 SESSIONS = tuple(date(2025, 1, 1) + timedelta(days=i) for i in range(502))
 
@@ -115,3 +137,110 @@ def test_ui_symbols_bad_input_is_refused(raw: str) -> None:
     result = CliRunner().invoke(bench, ["--ui-symbols", raw])
     assert result.exit_code == 2
     assert "expected positive symbol counts separated by commas" in result.output
+
+
+@pytest.mark.parametrize("raw", ["", "x", "0"])
+def test_ui_watchlist_bad_input_is_refused(raw: str) -> None:
+    result = CliRunner().invoke(bench, ["--ui-symbols", "500", "--ui-watchlist", raw])
+    assert result.exit_code == 2
+    assert "--ui-watchlist" in result.output
+
+
+def test_universe_plan_cuts_every_session_of_every_universe_once() -> None:
+    plan = UniversePlan((500, 5000), SESSIONS)
+    assert plan.names == ["bench-1-500", "bench-2-5000"]
+    for i in range(2):
+        ranges = plan.ranges(i)
+        assert [d for r in ranges for d in r.days] == list(SESSIONS)
+        # Each universe holds every state, in ranges that change state often.
+        assert {r.state for r in ranges} == set(Cell)
+        assert sum(1 for a, b in pairwise(ranges) if a.state != b.state) >= len(ranges) // 2
+    assert sum(plan.counts.values()) == 2 * len(SESSIONS)
+    # The two universes' ranges are shifted: their rows of the matrix differ.
+    assert [r.state for r in plan.ranges(0)] != [r.state for r in plan.ranges(1)]
+    assert plan.members(0) == plan.members(1)[:500]
+    assert len(plan.failing_members(1)) == len(range(13, 5000, 97))
+
+
+def _shape(value: object) -> object:
+    """A serialized event with its values replaced by their types; class names and
+    metadata labels kept (they are the structure)."""
+    if isinstance(value, dict):
+        return {
+            k: v if k in ("__class__", "label") else _shape(v)
+            for k, v in value.items()  # type: ignore[union-attr]
+        }
+    if isinstance(value, list):
+        return [_shape(v) for v in value]  # type: ignore[union-attr]
+    return type(value).__name__
+
+
+def test_universe_events_are_shaped_like_a_real_runs(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    """A real `universe backfill` run's events and the seed's, for the same partition."""
+    days = calendar.sessions_between(date(2026, 2, 9), date(2026, 2, 10))
+    universes.set_members(conn, "bench-1-500", ["SPY", "QQQ"])
+    conn.commit()
+    defs = build_definitions(Settings.from_env())
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    plan = UniversePlan((2,), tuple(days))
+    with dg.instance_for_test() as instance:
+        register_universe(instance, "bench-1-500")
+        outcome = materialize_universe(
+            instance, assets, dict(defs.resources or {}), universe="bench-1-500", days=days,
+            run_config=universe_run_config("alpaca"),
+        )  # fmt: skip
+        assert outcome.success
+        for asset in UNIVERSE_ASSETS:
+            real = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0]
+            entry = real.event_log_entry
+            partition = entry.get_dagster_event().partition
+            assert partition is not None
+            metadata = range_metadata(plan, 0, plan.ranges(0)[0])[asset]
+            # universe_derived_bars records the m15 materialization it read (any storage id).
+            upstream = (UNIVERSE_M15_BARS, 1) if asset == UNIVERSE_DERIVED_BARS else None
+            seeded = run_event(
+                asset, partition, outcome.run_id, entry.timestamp, metadata, upstream
+            )
+            assert _shape(json.loads(serialize_value(seeded))) == _shape(
+                json.loads(serialize_value(entry))
+            )
+            planned = instance.get_records_for_run(
+                outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            ).records
+            real_planned = next(
+                r.event_log_entry
+                for r in planned
+                if r.event_log_entry.get_dagster_event().asset_key == dg.AssetKey(asset)
+            )
+            ours = planned_event(asset, partition, outcome.run_id, entry.timestamp)
+            assert _shape(json.loads(serialize_value(ours))) == _shape(
+                json.loads(serialize_value(real_planned))
+            )
+
+
+def test_dagster_reads_back_the_seeded_universes() -> None:
+    with ui_world() as world:
+        plan = UniversePlan((30, 300), world.sessions)
+        with psycopg.connect(world.environ["DATABASE_URL"]) as conn:
+            result = seed_universes(world.instance, conn, plan)
+            listed = {u.name: (u.members, u.failing) for u in universes.list_universes(conn)}
+        assert listed == {"bench-1-30": (30, 1), "bench-2-300": (300, 3)}
+        partitions_def = universe_partitions(world.settings)
+        for asset in UNIVERSE_ASSETS:
+            status = get_and_update_asset_status_cache_value(
+                world.instance, dg.AssetKey(asset), partitions_def
+            )
+            assert status is not None
+            materialized = status.deserialize_materialized_partition_subsets(partitions_def)
+            failed = status.deserialize_failed_partition_subsets(partitions_def)
+            assert len(materialized) == plan.counts[Cell.MATERIALIZED]
+            assert len(failed) == plan.counts[Cell.FAILED]
+        assert result.runs == len(world.instance.get_runs())
+        latest = world.instance.fetch_materializations(
+            dg.AssetKey(UNIVERSE_ASSETS[0]), limit=1
+        ).records[0]
+        metadata = latest.asset_materialization.metadata  # type: ignore[union-attr]
+        assert metadata["members"].value == 300
+        assert metadata["failures_by_code"].value == "SYMBOL_NOT_FOUND=3"

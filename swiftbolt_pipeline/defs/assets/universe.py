@@ -11,7 +11,7 @@ import dagster as dg
 import psycopg
 
 from swiftbolt_pipeline.core.errors import ProviderError
-from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.ingest import universe as ingest
@@ -120,7 +120,7 @@ def build_universe_assets(
                 provider=first.provider,
                 requests=summary.requests,
             )
-        return dg.MaterializeResult(metadata=_fetch_metadata(name, days, past, summary))
+        return dg.MaterializeResult(metadata=fetch_metadata(name, days, past, summary))
 
     @dg.asset(
         name=UNIVERSE_DERIVED_BARS,
@@ -145,15 +145,7 @@ def build_universe_assets(
             by_universe = _members(conn, names)
             members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}
             written = ingest.derive_members(conn, members, days) if members else {}
-        return dg.MaterializeResult(
-            metadata={
-                "universe": dg.MetadataValue.text(",".join(names)),
-                "members": dg.MetadataValue.int(len(members)),
-                "sessions": dg.MetadataValue.int(len(days)),
-                "rows": dg.MetadataValue.int(sum(written.values())),
-                **{f"{tf.value}_rows": dg.MetadataValue.int(n) for tf, n in written.items()},
-            }
-        )
+        return dg.MaterializeResult(metadata=derived_metadata(names, len(members), days, written))
 
     return [universe_m15_bars, universe_derived_bars]
 
@@ -162,9 +154,10 @@ def _codes(counts: dict[str, int]) -> str:
     return ", ".join(f"{code}={n}" for code, n in sorted(counts.items())) or "-"
 
 
-def _fetch_metadata(
+def fetch_metadata(
     name: str, days: list[date], past: list[date], s: ingest.FetchSummary
 ) -> dict[str, dg.MetadataValue]:
+    """What `universe_m15_bars` records on each partition of a run: universe-wide counts."""
     return {
         "universe": dg.MetadataValue.text(name),
         "members": dg.MetadataValue.int(s.members),
@@ -185,4 +178,17 @@ def _fetch_metadata(
         "rejected_bars": dg.MetadataValue.int(s.rejected_bars),
         "first_bar": dg.MetadataValue.text(s.first_bar or "-"),
         "last_bar": dg.MetadataValue.text(s.last_bar or "-"),
+    }
+
+
+def derived_metadata(
+    names: list[str], members: int, days: list[date], written: dict[Timeframe, int]
+) -> dict[str, dg.MetadataValue]:
+    """What `universe_derived_bars` records on each partition of a run."""
+    return {
+        "universe": dg.MetadataValue.text(",".join(names)),
+        "members": dg.MetadataValue.int(members),
+        "sessions": dg.MetadataValue.int(len(days)),
+        "rows": dg.MetadataValue.int(sum(written.values())),
+        **{f"{tf.value}_rows": dg.MetadataValue.int(n) for tf, n in written.items()},
     }
