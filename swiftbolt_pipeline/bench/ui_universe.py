@@ -1,7 +1,7 @@
 """The universe part of the UI bench's state: universes of thousands of members loaded the way
-universe mode keeps them, one partition per universe x session of `universe_m15_bars` and
-`universe_derived_bars`, with each member's state in PostgreSQL (`universes`,
-`universe_members`), not in Dagster.
+universe mode keeps them, one partition per universe x session of `universe_m15_bars`,
+`universe_derived_bars` and `universe_d1_bars`, with each member's state in PostgreSQL
+(`universes`, `universe_members`), not in Dagster.
 
 `UniversePlan` cuts each universe's sessions into consecutive ranges, one `universe backfill`
 run each: a range that succeeded (every partition materialized, carrying the metadata the
@@ -45,9 +45,12 @@ from dagster._serdes import serialize_value
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.universe import derived_metadata, fetch_metadata
+from swiftbolt_pipeline.defs.assets.universe_daily import daily_metadata
 from swiftbolt_pipeline.ingest.universe import SAMPLE, FetchSummary
+from swiftbolt_pipeline.ingest.universe_daily import DailySummary
 from swiftbolt_pipeline.names import (
     UNIVERSE_ASSETS,
+    UNIVERSE_D1_BARS,
     UNIVERSE_DERIVED_BARS,
     UNIVERSE_M15_BARS,
     universe_partition_key,
@@ -179,7 +182,26 @@ def range_metadata(plan: UniversePlan, i: int, r: Range) -> dict[str, dict[str, 
     return {
         UNIVERSE_M15_BARS: fetch_metadata(r.universe, days, days, summary),
         UNIVERSE_DERIVED_BARS: derived_metadata([r.universe], plan.sizes[i], days, written),
+        UNIVERSE_D1_BARS: daily_metadata([r.universe], days, days, daily_summary(plan, i, days)),
     }
+
+
+def daily_summary(plan: UniversePlan, i: int, days: list[date]) -> DailySummary:
+    """What a successful grouped d1 run over `days` sums up: one Polygon request per session
+    for every member, the failing members counted."""
+    failed = plan.failing_members(i)
+    return DailySummary(
+        members=plan.sizes[i],
+        failed=len(failed),
+        failures_by_code={"SYMBOL_NOT_FOUND": len(failed)} if failed else {},
+        failed_sample=failed[:SAMPLE],
+        rows=(plan.sizes[i] - len(failed)) * len(days),
+        requests=len(days),
+        planned_requests=len(days),
+        retries=0,
+        source="polygon grouped",
+        empty_answers=0,
+    )
 
 
 def data_version(run_id: str, asset: str, key: str) -> str:
@@ -323,7 +345,21 @@ def _write_run(instance: dg.DagsterInstance, plan: UniversePlan, i: int, r: Rang
             for n, key in enumerate(keys)
         ]
     )
-    return written + 2 * len(keys)
+    clock += len(keys) * 0.001
+    storage.store_event_batch(
+        [
+            run_event(
+                UNIVERSE_D1_BARS,
+                key,
+                r.run_id,
+                clock + n * 0.001,
+                metadata[UNIVERSE_D1_BARS],
+                (UNIVERSE_M15_BARS, pointers[key]),
+            )
+            for n, key in enumerate(keys)
+        ]
+    )
+    return written + len(UNIVERSE_ASSETS) * len(keys)
 
 
 def _planned_row(entry: EventLogEntry) -> tuple[str | None, ...]:

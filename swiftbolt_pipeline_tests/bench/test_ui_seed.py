@@ -42,7 +42,6 @@ from swiftbolt_pipeline.names import (
     M15_BARS,
     SESSION_ASSETS,
     UNIVERSE_ASSETS,
-    UNIVERSE_DERIVED_BARS,
     UNIVERSE_M15_BARS,
     partition_key,
 )
@@ -198,8 +197,8 @@ def test_universe_events_are_shaped_like_a_real_runs(
             partition = entry.get_dagster_event().partition
             assert partition is not None
             metadata = range_metadata(plan, 0, plan.ranges(0)[0])[asset]
-            # universe_derived_bars records the m15 materialization it read (any storage id).
-            upstream = (UNIVERSE_M15_BARS, 1) if asset == UNIVERSE_DERIVED_BARS else None
+            # The assets after universe_m15_bars record its materialization (any storage id).
+            upstream = (UNIVERSE_M15_BARS, 1) if asset != UNIVERSE_M15_BARS else None
             seeded = run_event(
                 asset, partition, outcome.run_id, entry.timestamp, metadata, upstream
             )

@@ -95,7 +95,7 @@ def build_universe_daily_asset(
                 provider=first.provider,
                 requests=summary.requests,
             )
-        return dg.MaterializeResult(metadata=_metadata(names, days, over, summary))
+        return dg.MaterializeResult(metadata=daily_metadata(names, days, over, summary))
 
     return universe_d1_bars
 
@@ -104,7 +104,7 @@ def _codes(counts: dict[str, int]) -> str:
     return ", ".join(f"{code}={n}" for code, n in sorted(counts.items())) or "-"
 
 
-def _metadata(
+def daily_metadata(
     names: list[str], days: list[date], over: list[date], s: ingest.DailySummary
 ) -> dict[str, dg.MetadataValue]:
     return {
