@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -189,9 +190,10 @@ def run_market(
     sizes: MarketSizes,
     *,
     progress: Callable[[str], None] = lambda _: None,
+    workdir: Path | None = None,
 ) -> BenchReport:
     started_at, started = now_iso(), time.perf_counter()
-    with market_world() as world:
+    with market_world(workdir=workdir) as world:
         today = world.settings.today
         days = calendar.sessions_between(world.settings.history_start, today - timedelta(days=1))
         days = days[-sizes.sessions :]
