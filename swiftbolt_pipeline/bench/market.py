@@ -199,6 +199,7 @@ def run_market(
         days = days[-sizes.sessions :]
         rows, details = _measure(world, days, sizes, progress)
         machine = machine_info(world.database_label)
+    details["extrapolation"] = extrapolate(details, sizes)
     return BenchReport(
         rows=rows,
         machine=machine,
@@ -207,7 +208,7 @@ def run_market(
         wall_s=time.perf_counter() - started,
         command=command_line(),
         details=details,
-        about=ABOUT,
+        about=ABOUT + "\n\n" + extrapolation_text(details["extrapolation"]),
     )
 
 
@@ -371,3 +372,47 @@ ABOUT = (
     "functions, Dagster events from Dagster's event log table, and the raw COPY reference is "
     "measured in the same run."
 )
+
+
+# The product's scale targets, reached from the measured runs by extrapolation.
+TARGET_SYMBOLS = 5_000
+TARGET_PAID_SYMBOLS = 1_000
+
+
+def extrapolate(details: dict[str, Any], sizes: MarketSizes) -> dict[str, float]:
+    """Measured per-request and per-bar costs, and what they give at the target sizes
+    (same sessions): requests grow with the batches, bars with the members."""
+    free = details["free_plan"]
+    paid = details[f"paid_{sizes.paid_symbols}"]
+    scale = TARGET_SYMBOLS / free["symbols"]
+    requests = free["requests"] * scale
+    per_request = free["m15_step_s"] / max(1, free["requests"])
+    paid_rate = paid["m15_rows"] / paid["wall_s"]
+    return {
+        "free_seconds_per_request": per_request,
+        "free_seconds_per_bar": free["wall_s"] / max(1, free["m15_rows"]),
+        "target_symbols": TARGET_SYMBOLS,
+        "target_requests": requests,
+        "target_bars": free["m15_rows"] * scale,
+        "target_rate_bound_s": requests / (sizes.rate_per_min / 60.0),
+        "target_processing_s": requests * per_request,
+        "paid_bars_per_s": paid_rate,
+        "paid_target_symbols": TARGET_PAID_SYMBOLS,
+        "paid_target_bars": paid["m15_rows"] * TARGET_PAID_SYMBOLS / paid["symbols"],
+        "paid_target_s": paid["m15_rows"] * TARGET_PAID_SYMBOLS / paid["symbols"] / paid_rate,
+    }
+
+
+def extrapolation_text(x: dict[str, float]) -> str:
+    return (
+        f"**Extrapolation (not measured)** from this run's costs: the m15 step took "
+        f"{x['free_seconds_per_request']:.2f} s per request at the free plan's rate "
+        f"({x['free_seconds_per_bar'] * 1e6:.0f} us of run wall time per stored bar). "
+        f"{x['target_symbols']:,} symbols over the same sessions are about "
+        f"{x['target_requests']:,.0f} requests and {x['target_bars'] / 1e6:,.0f} M m15 bars: "
+        f"{x['target_rate_bound_s'] / 60:,.0f} min at the rate alone, "
+        f"{x['target_processing_s'] / 60:,.0f} min at the measured processing cost per request "
+        f"(the larger one bounds the run). Paid plan: {x['paid_target_symbols']:,} symbols are "
+        f"about {x['paid_target_bars'] / 1e6:,.1f} M m15 bars, "
+        f"{x['paid_target_s'] / 60:,.0f} min at the measured {x['paid_bars_per_s']:,.0f} bars/s."
+    )
