@@ -93,7 +93,7 @@ if TYPE_CHECKING:
     default=200,
     show_default=True,
     help="With --market-symbols: symbols of the paid-plan (100 requests/s) throughput run; a "
-    "run with a tenth of them (at least 10) is the memory reference.",
+    "run with half of them (at least 10) is the memory reference.",
 )
 def bench(
     out_dir: Path,
@@ -134,7 +134,7 @@ def bench(
                 sessions=market_sessions,
                 rate_per_min=market_rate,
                 paid_symbols=paid_symbols,
-                memory_symbols=max(10, paid_symbols // 10),
+                memory_symbols=max(10, paid_symbols // 2),
             )
         )
         _market_bench(sizes, out_dir, console)

@@ -90,14 +90,17 @@ def start_history(
     tasks: Sequence[HistoryTask],
     *,
     extended_hours: bool = False,
+    detail_log_level: int = logging.INFO,
 ) -> HistoryRun:
-    """Each task's request windows, after what a killed fetch already stored (no request)."""
+    """Each task's request windows, after what a killed fetch already stored (no request).
+    `detail_log_level`: of each symbol's line per window (see `SymbolIngest`)."""
     states: list[_Symbol] = []
     for task in tasks:
         result = SymbolIngest(
             symbol=task.symbol,
             days=sorted(task.days),
             extended_hours=extended_hours,
+            detail_log_level=detail_log_level,
         )
         todo = prepare_symbol(conn, task.symbol_id, result)
         windows = plan_requests(todo)

@@ -9,6 +9,7 @@ universe, counts instead of symbol lists."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +70,10 @@ def fetch_members(
     def stream(share: list[str]) -> list[SymbolIngest]:
         tasks = [HistoryTask(symbol, members[symbol], days) for symbol in share]
         with connect() as conn:
-            run = start_history(conn, providers, tasks, extended_hours=extended_hours)
+            run = start_history(
+                conn, providers, tasks, extended_hours=extended_hours,
+                detail_log_level=logging.DEBUG,  # counts go to the metadata instead
+            )  # fmt: skip
             while run.next_provider() is not None:
                 history_round(conn, run, open_client, run_id=run_id)
             return finish_history(conn, run)
