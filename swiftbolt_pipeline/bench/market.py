@@ -273,8 +273,9 @@ def _limited_rows(run: UniverseRun, floor: int, truth: int, per_min: int) -> lis
                 f"Counted by the emulator (every HTTP request incl. pages; {run.rejected_429} "
                 f"answered 429). Floor from the emulator's truth, independently of the "
                 f"pipeline: {math.ceil(run.symbols / MAX_SYMBOLS)} batches of <= 50 members, "
-                f"each ceil(its {truth / max(1, run.symbols):,.0f} bars/member over the whole "
-                f"range / 10,000) pages; {truth:,} bars in all. {archive}"
+                f"each ceil(its members' bars over the whole range / 10,000) pages "
+                f"({truth / max(1, run.symbols):,.0f} bars per member, {truth:,} in all). "
+                f"{archive}"
             ),
         ),
         Row(
