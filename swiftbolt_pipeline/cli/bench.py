@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from swiftbolt_pipeline.bench.market import MarketSizes
 
 
 @click.command()
@@ -70,6 +74,37 @@ from rich.console import Console
     metavar="COLD WARM",
     help="With --ui-symbols: page loads timed per page, cold and warm.",
 )
+@click.option(
+    "--market-symbols",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead of the report: universe backfills through Alpaca batches against the emulator "
+    "in its own process: this many symbols at the free plan's rate (requests vs floor, wall "
+    "time vs requests/rate, Dagster events per symbol-session), then the paid-plan throughput "
+    "and memory runs; writes OUT/market-scale.md and market-scale.json. With --quick: tiny sizes.",
+)
+@click.option(
+    "--market-sessions",
+    type=click.IntRange(min=1, max=501),
+    default=501,
+    show_default=True,
+    help="With --market-symbols: the latest N sessions (501 = two years).",
+)
+@click.option(
+    "--market-rate",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="With --market-symbols: requests per minute of the rate-limited run (Alpaca's free plan).",
+)
+@click.option(
+    "--paid-symbols",
+    type=click.IntRange(min=2),
+    default=200,
+    show_default=True,
+    help="With --market-symbols: symbols of the paid-plan (100 requests/s) throughput run; a "
+    "run with half of them (at least 10) is the memory reference.",
+)
 def bench(
     out_dir: Path,
     quick: bool,
@@ -79,6 +114,10 @@ def bench(
     ui_symbols: str | None,
     ui_watchlist: str,
     ui_loads: tuple[int, int],
+    market_symbols: int | None,
+    market_sessions: int,
+    market_rate: int,
+    paid_symbols: int,
 ) -> None:
     """Measure the pipeline against the old system and the physical limits; print the table
     and write OUT/report.md and OUT/report.json."""
@@ -94,6 +133,22 @@ def bench(
         render_table(hosts, Console(width=None if sys.stdout.isatty() else 180))
         md, js = write_report(hosts, out_dir, stem="hosts")
         console.print(f"Done in {hosts.wall_s:.0f} s: {md}, {js}")
+        return
+    if market_symbols is not None:
+        from swiftbolt_pipeline.bench.market import MarketSizes
+
+        sizes = (
+            MarketSizes.quick()
+            if quick
+            else MarketSizes(
+                symbols=market_symbols,
+                sessions=market_sessions,
+                rate_per_min=market_rate,
+                paid_symbols=paid_symbols,
+                memory_symbols=max(10, paid_symbols // 2),
+            )
+        )
+        _market_bench(sizes, out_dir, console)
         return
     if ui_symbols is not None:
         sizes = _sizes(ui_symbols, "--ui-symbols"), _sizes(ui_watchlist, "--ui-watchlist")
@@ -169,6 +224,22 @@ def _ui_bench(
     )
     render_table(report, Console(width=None if sys.stdout.isatty() else 180))
     md, js = write_report(report, out_dir, stem="ui-scale")
+    console.print(f"Done in {report.wall_s:.0f} s: {md}, {js}")
+    if any(r.met is False for r in report.rows):
+        raise SystemExit(1)
+
+
+def _market_bench(sizes: MarketSizes, out_dir: Path, console: Console) -> None:
+    from swiftbolt_pipeline.bench import render_table, write_report
+    from swiftbolt_pipeline.bench.market import run_market
+
+    console.print(
+        f"Universe backfills: {sizes.symbols:,} symbols x {sizes.sessions} sessions at "
+        f"{sizes.rate_per_min}/min, then {sizes.paid_symbols:,} at {sizes.paid_rate_per_s}/s..."
+    )
+    report = run_market(sizes, progress=lambda line: console.print(f"  {line}"))
+    render_table(report, Console(width=None if sys.stdout.isatty() else 180))
+    md, js = write_report(report, out_dir, stem="market-scale")
     console.print(f"Done in {report.wall_s:.0f} s: {md}, {js}")
     if any(r.met is False for r in report.rows):
         raise SystemExit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import polars as pl
 
 from .data import Bars
 from .sessions import MINUTE_MS, day_start_ms, sessions_between
@@ -124,3 +125,27 @@ def rows(aggs: Aggregates) -> list[Row]:
 
 def _round_prices(x: np.ndarray) -> list[float]:
     return [float(v) for v in np.round(x, 4).tolist()]
+
+
+def bars_json(aggs: Aggregates, keys: tuple[str, ...], *, rfc3339: bool = False) -> str:
+    """The bars as a JSON array of objects with ``keys`` (any of ``t o h l c v vw n``) in that
+    order: the values of ``rows`` (prices rounded to 4 decimals, shortest round-trip floats),
+    ``t`` in epoch ms or, with ``rfc3339``, as ``2025-06-02T13:30:00Z``. Encoded in one
+    vectorized pass (a Python dict per bar cost more than generating the bars)."""
+    if len(aggs) == 0:
+        return "[]"
+    t: np.ndarray | pl.Series = aggs.t
+    if rfc3339:
+        seconds = aggs.t.astype("datetime64[ms]").astype("datetime64[s]")
+        t = pl.Series(np.datetime_as_string(seconds, unit="s")) + "Z"
+    columns = {
+        "t": t,
+        "o": np.round(aggs.o, 4),
+        "h": np.round(aggs.h, 4),
+        "l": np.round(aggs.l, 4),
+        "c": np.round(aggs.c, 4),
+        "v": aggs.v,
+        "vw": np.round(aggs.vw, 4),
+        "n": aggs.n,
+    }
+    return pl.DataFrame({key: columns[key] for key in keys}).write_json()

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import Aggregates, aggregate, aggregate_daily, rows
+from .aggregate import aggregate, aggregate_daily, bars_json
 from .crypto import alpaca_crypto_symbol
 from .data import Bars, BarStore
 from .sessions import MINUTE_MS, NY, day_start_ms, now_ms
@@ -170,15 +170,7 @@ def _ny_day(ms: int) -> date:
     return datetime.fromtimestamp(ms / 1000, NY).date()
 
 
-def _rfc3339(t_ms: int) -> str:
-    return datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _bars_json(aggs: Aggregates) -> list[dict[str, Any]]:
-    return [
-        {"t": _rfc3339(t), "o": o, "h": h, "l": low, "c": c, "v": v, "n": n, "vw": vw}
-        for t, o, h, low, c, v, vw, n in rows(aggs)
-    ]
+_BAR_KEYS = ("t", "o", "h", "l", "c", "v", "n", "vw")
 
 
 # ---------------------------------------------------------------- the handler
@@ -224,7 +216,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
         first = -(-start // width) * width  # buckets whose start lies in [start, end], <= now
         stop = min((end // width) * width + width, now + 1)
     room = limit if config.page_size is None else min(limit, max(1, config.page_size))
-    page: dict[str, list[dict[str, Any]]] = {}
+    page: dict[str, str] = {}  # symbol -> its bars as a JSON array
     next_token: str | None = None
     begin = symbols.index(token[0]) if token else 0
     for symbol in symbols[begin:]:
@@ -246,12 +238,14 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
             next_token = encode_token(symbol, int(aggs.t[0]))
             break
         taken = aggs.take(slice(0, room))
-        page[symbol] = _bars_json(taken)
+        page[symbol] = bars_json(taken, _BAR_KEYS, rfc3339=True)
         room -= len(taken)
         if len(taken) < len(aggs):
             next_token = encode_token(symbol, int(aggs.t[len(taken)]))
             break
-    return JSONResponse({"bars": page, "next_page_token": next_token})
+    bars = ",".join(f"{json.dumps(symbol)}:{rows}" for symbol, rows in page.items())
+    body = f'{{"bars":{{{bars}}},"next_page_token":{json.dumps(next_token)}}}'
+    return Response(body, media_type="application/json")
 
 
 class _CryptoPairs(BarStore):

@@ -80,6 +80,10 @@ class SymbolIngest:
     known: bool = False
     # Empty past sessions waiting for `known` before they are confirmed, per provider.
     unconfirmed: dict[Provider, list[date]] = field(default_factory=dict)
+    # Level of the line each window of this symbol logs (a run's Dagster log keeps INFO lines:
+    # a universe of thousands logs its members' windows at DEBUG, or its event log would grow
+    # with members x windows).
+    detail_log_level: int = logging.INFO
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
@@ -214,7 +218,8 @@ class WindowStore:
             self.conn, self.fetch_id, actual_cost=stats.requests, rows_written=self.rows
         )
         self.conn.commit()
-        log.info(
+        log.log(
+            self.result.detail_log_level,
             "%s %s..%s: %d bars from %s in %d request(s), waited %.1fs for tokens",
             self.result.symbol, self.window.first, self.window.last, self.rows, self.provider,
             stats.requests, stats.token_wait_s,

@@ -22,7 +22,11 @@ from swiftbolt_pipeline.names import (
     UNIVERSE_M15_BARS,
     days_by_universe,
 )
-from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS, HistoryProvider
+from swiftbolt_pipeline.providers.registry import (
+    HISTORY_PROVIDERS,
+    HistoryProvider,
+    history_batch_size,
+)
 from swiftbolt_pipeline.storage import universes
 
 _RESOURCES = {"warehouse", "pipeline", *(p.value for p in HISTORY_PROVIDERS)}
@@ -97,8 +101,9 @@ def build_universe_assets(
             results: list[SymbolIngest] = []
             if past and members:
                 results = ingest.fetch_members(
-                    conn, providers, members, past, open_client,
+                    resources.warehouse.connect, providers, members, past, open_client,
                     run_id=context.run.run_id, extended_hours=pipeline.extended_hours,
+                    batch_size=history_batch_size(providers[0]),
                 )  # fmt: skip
                 parked = ingest.record_outcomes(
                     conn, results, by_universe, run_id=context.run.run_id, now=pipeline.now()
