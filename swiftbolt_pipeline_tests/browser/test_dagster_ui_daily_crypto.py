@@ -11,9 +11,11 @@ emulator's generated crypto minutes and its request log, and the bars stored in 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import LiteralString
@@ -55,6 +57,7 @@ PAIR_DAY_PARTITIONS = (UTC_TODAY - date.fromisoformat(TEST_HISTORY_START)).days 
 CRYPTO_ASSETS = ("crypto_m15_bars", "crypto_h1_bars", "crypto_h4_bars", "crypto_d1_bars")
 CRYPTO_M15_CHECKS = ("bar_counts_match_calendar", "no_duplicate_timestamps", "ohlc_sane")
 OFFICIAL_VS_M15 = "official_d1_vs_derived_from_m15"
+CRYPTO_GAP_SENSOR = "crypto_coverage_gap_sensor"
 BACKFILL_TIMEOUT_S = 180
 NEW_YORK = "America/New_York"
 # Pages can take long to load when the machine is busy (Playwright's assertions wait 5 s).
@@ -72,6 +75,7 @@ class World:
     server: DevServer
     database_url: str
     emulator_url: str
+    pair_added: Future[subprocess.CompletedProcess[str]]  # `swiftbolt watch add X:BTCUSD`
 
     def sql(self, query: LiteralString, *params: object) -> list[tuple]:
         with psycopg.connect(self.database_url) as conn:
@@ -96,9 +100,12 @@ def world(dagster_ui: DevServer, ui_env: dict[str, str]) -> Iterator[World]:
     # The embedded server trusts local connections; the printed URL hides the password.
     database_url = _from_log(dagster_ui, r"database: (postgresql://\S+)").replace(":***@", "@")
     emulator_url = _from_log(dagster_ui, r"bars from: built-in emulator at (http://\S+)")
-    added = run_cli("watch", "add", PAIR, "--window-days", str(PAIR_WINDOW_DAYS), env=ui_env)
-    assert added.returncode == 0, added.stderr
-    yield World(dagster_ui, database_url, emulator_url)
+    # In the background: the CLI takes a while to start, the daily tests need no pair.
+    with ThreadPoolExecutor(1) as pool:
+        added = pool.submit(
+            run_cli, "watch", "add", PAIR, "--window-days", str(PAIR_WINDOW_DAYS), env=ui_env
+        )
+        yield World(dagster_ui, database_url, emulator_url, added)
 
 
 def _settle(server: DevServer) -> None:
@@ -156,10 +163,27 @@ def test_lineage_shows_d1_feeding_w1_mo1_and_crypto_m15_feeding_h1_h4_d1(
             expect(page.locator(f"a[href='/assets/{source}']")).to_be_visible(timeout=LOAD_MS)
 
 
-def test_daily_backfill_from_the_ui_fetches_two_years_in_one_request(
-    browser: Browser, world: World, shots: Shots
-) -> None:
-    _settle(world.server)  # the daily gap sensor's backfill of SPY's years among them
+@dataclass(frozen=True)
+class UiBackfill:
+    id: str
+    run_id: str  # the single run it made
+    launched: datetime
+
+
+@pytest.fixture(scope="module")
+def daily_ui_backfill(browser: Browser, world: World, shots: Shots) -> UiBackfill:
+    """In the browser, once the daily gap sensor's backfill of SPY's years is done: open
+    d1_bars, pick SPY and the last two years, launch, and follow the backfill's page until it
+    succeeded."""
+    # The sensors' backfills of the watched symbol first: its m15 window (which the check
+    # compares with) and its daily years.
+    for trigger in ("coverage_gap_sensor", "daily_gap_sensor"):
+        _wait_for(
+            f"the {trigger}'s backfill of {WATCHED} to succeed",
+            lambda trigger=trigger: _succeeded(world.server, WATCHED, trigger),
+            timeout=BACKFILL_TIMEOUT_S,
+            every=2.0,
+        )
     context = browser.new_context(viewport=VIEWPORT, timezone_id=NEW_YORK)
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -211,8 +235,18 @@ def test_daily_backfill_from_the_ui_fetches_two_years_in_one_request(
         shots.take(page, "daily-backfill-status")
     finally:
         context.close()
-
     backfill = graphql(world.server, BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+    runs = backfill["runs"]
+    assert len(runs) == 1, backfill  # single-run backfill policy
+    return UiBackfill(backfill_id, runs[0]["runId"], launched)
+
+
+def test_daily_backfill_from_the_ui_fetches_two_years_in_one_request(
+    world: World, daily_ui_backfill: UiBackfill
+) -> None:
+    backfill = graphql(world.server, BACKFILL, {"id": daily_ui_backfill.id})
+    backfill = backfill["partitionBackfillOrError"]
+    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     assert sorted(backfill["partitionNames"]) == [f"{WATCHED}|{y}" for y in UI_YEARS]
     assert [r["status"] for r in backfill["runs"]] == ["SUCCESS"]
     # The emulator's own log: the two years were one day-range request for SPY.
@@ -220,7 +254,7 @@ def test_daily_backfill_from_the_ui_fetches_two_years_in_one_request(
         e
         for e in world.emulator_log()
         if e["path"].startswith(f"/v2/aggs/ticker/{WATCHED}/range/1/day/")
-        and datetime.fromisoformat(e["at"]) >= launched
+        and datetime.fromisoformat(e["at"]) >= daily_ui_backfill.launched
     ]
     assert len(day_ranges) == 1, day_ranges
     sessions = _xnys_sessions(date(UI_YEARS[0], 1, 1), TODAY - timedelta(days=1))
@@ -228,7 +262,7 @@ def test_daily_backfill_from_the_ui_fetches_two_years_in_one_request(
 
 
 def test_daily_partitions_and_the_official_vs_m15_check(
-    page: Page, world: World, shots: Shots
+    page: Page, world: World, daily_ui_backfill: UiBackfill, shots: Shots
 ) -> None:
     """After the sensor's and the UI's backfills: every year materialized, as many official
     bars as NYSE sessions, the roll-ups' periods, and the check over the m15 sessions."""
@@ -286,6 +320,12 @@ def test_daily_partitions_and_the_official_vs_m15_check(
         TODAY - timedelta(days=1),
     )
     assert m15_sessions >= 8  # the watched 10-day window's past sessions at least
+    # The latest evaluation, the one the page shows, is the UI backfill's run.
+    executions = graphql(
+        world.server, CHECK_EXECUTIONS, {"key": {"path": ["d1_bars"]}, "name": OFFICIAL_VS_M15}
+    )["assetCheckExecutions"]
+    assert executions[0]["runId"] == daily_ui_backfill.run_id, executions
+    assert all(e["evaluation"]["success"] for e in executions), executions
     page.goto(f"{world.server.url}/assets/d1_bars?view=checks&checkDetail={OFFICIAL_VS_M15}")
     expect(page.get_by_text("Official d1 vs derived from m15").first).to_be_visible(timeout=LOAD_MS)
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible(timeout=LOAD_MS)
@@ -297,22 +337,35 @@ def test_daily_partitions_and_the_official_vs_m15_check(
     shots.take(page, "daily-check")
 
 
-def _pair_backfills(server: DevServer) -> list[dict]:
+def _backfills(server: DevServer, symbol: str, trigger: str) -> list[dict]:
+    """The backfills `trigger` (a sensor) requested for `symbol`."""
     results = graphql(server, BACKFILLS)["partitionBackfillsOrError"]["results"]
-    return [b for b in results if {"key": "swiftbolt/symbol", "value": PAIR} in b["tags"]]
+    return [
+        b
+        for b in results
+        if {"key": "swiftbolt/symbol", "value": symbol} in b["tags"]
+        and {"key": "swiftbolt/trigger", "value": trigger} in b["tags"]
+    ]
+
+
+def _succeeded(server: DevServer, symbol: str, trigger: str) -> bool:
+    return any(b["status"] == "COMPLETED_SUCCESS" for b in _backfills(server, symbol, trigger))
 
 
 def test_added_crypto_pair_shows_its_utc_days_materialized(
     page: Page, world: World, shots: Shots
 ) -> None:
+    added = world.pair_added.result(timeout=180)
+    assert added.returncode == 0, added.stderr
+    assert f"watching {PAIR}" in added.stdout + added.stderr
     _wait_for(
         f"the crypto gap sensor's backfill of {PAIR} to succeed",
-        lambda: any(b["status"] == "COMPLETED_SUCCESS" for b in _pair_backfills(world.server)),
+        lambda: _succeeded(world.server, PAIR, CRYPTO_GAP_SENSOR),
         timeout=BACKFILL_TIMEOUT_S,
         every=2.0,
     )
     _settle(world.server)
-    (backfill,) = _pair_backfills(world.server)
+    (backfill,) = _backfills(world.server, PAIR, CRYPTO_GAP_SENSOR)
     assert sorted(backfill["partitionNames"]) == [f"{d}|{PAIR}" for d in PAIR_DAYS]
 
     # What is stored for the past days is every bucket the emulator has a minute in.
