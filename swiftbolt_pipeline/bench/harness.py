@@ -18,6 +18,7 @@ from swiftbolt_pipeline.core import calendar
 
 from .api import measure_api
 from .compute import measure_resample
+from .daily_crypto import measure_daily_crypto_requests
 from .env import BENCH_NOW, BenchEnv, bench_env
 from .ingest import measure_ingest
 from .m5 import measure_m5_requests
@@ -40,6 +41,8 @@ class BenchSizes:
     resample_symbols: int = 10
     scale_symbols: tuple[int, ...] = (100, 500)
     repeats: int = 3
+    daily_years: int = 5  # year partitions of SPY's official d1 (the default daily depth)
+    crypto_days: int = 90  # UTC days of one crypto pair
 
     @classmethod
     def full(cls) -> BenchSizes:
@@ -59,6 +62,8 @@ class BenchSizes:
             resample_symbols=2,
             scale_symbols=(3, 6),
             repeats=1,
+            daily_years=2,
+            crypto_days=3,
         )
 
 
@@ -134,6 +139,10 @@ def run_bench(
                 sizes.orchestration_measured,
                 sizes.single_day_runs,
             ),
+        )
+        step(
+            "daily_crypto_requests",
+            lambda: measure_daily_crypto_requests(env, sizes.daily_years, sizes.crypto_days),
         )
         step(
             "rate_floor",

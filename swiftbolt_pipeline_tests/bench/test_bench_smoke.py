@@ -34,6 +34,10 @@ def test_tiny_bench_produces_every_row_and_both_files(tmp_path: Path) -> None:
     assert requests.met, "a handful of sessions is one request"
     m5 = next(r for m, r in by_metric.items() if m.startswith("polygon requests, m5 vs m15"))
     assert m5.met and m5.ratio == 1.0, "m5 costs the requests of m15"
+    # Official d1 (2 year partitions) and one crypto pair (3 UTC days): one request each.
+    for kind in ("official d1 of SPY x 2", "crypto X:BTCUSD x 3"):
+        row = next(r for m, r in by_metric.items() if m.startswith(f"polygon requests, {kind}"))
+        assert (row.measured, row.reference, row.met) == (1, 1, True), row
     http429 = next(r for m, r in by_metric.items() if m.startswith("HTTP 429"))
     assert http429.measured == 0
 

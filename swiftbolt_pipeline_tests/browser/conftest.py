@@ -17,7 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from swiftbolt_pipeline_tests.conftest import TEST_HISTORY_START, TEST_NOW
 from swiftbolt_pipeline_tests.e2e.cli_runner import run_cli
@@ -55,6 +62,11 @@ def chromium_path() -> Path:
             pytrace=False,
         )
     return CHROMIUM
+
+
+# Assertions wait as long as actions do (Playwright's own default is 5 s): on a busy machine the
+# UI can take longer than that to render what a page's first queries return.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")
