@@ -37,6 +37,7 @@ from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.emulator.aggregate import aggregate
 from swiftbolt_pipeline.emulator.data import BarStore
 from swiftbolt_pipeline.emulator.sessions import day_start_ms
+from swiftbolt_pipeline.names import UNIVERSE_DERIVED_BARS, UNIVERSE_M15_BARS
 from swiftbolt_pipeline.providers.alpaca import MAX_LIMIT, MAX_SYMBOLS
 from swiftbolt_pipeline.services.universe import materialize_universe, register_universe
 from swiftbolt_pipeline.storage import benchmark, universes
@@ -46,6 +47,8 @@ from .pipeline import RssSampler
 from .report import BenchReport, Row, command_line, machine_info, now_iso
 
 MiB = 2**20
+
+INTRADAY = (UNIVERSE_M15_BARS, UNIVERSE_DERIVED_BARS)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def run_universe(
         outcome = materialize_universe(
             world.instance, world.assets, world.resources, universe=name, days=days,
             log_level="CRITICAL", run_config=universe_run_config("alpaca"),
+            selection=INTRADAY,  # the rows measure m15 (and the h1/h4 derived from it)
         )  # fmt: skip
     wall = time.perf_counter() - started
     requests, rejected = world.alpaca_counts()

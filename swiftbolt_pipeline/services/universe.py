@@ -38,15 +38,16 @@ def materialize_universe(
     days: Sequence[date],
     log_level: str = "INFO",
     run_config: dict[str, Any] | None = None,
+    selection: Sequence[str] = UNIVERSE_ASSETS,
 ) -> UniverseOutcome:
-    """One run of both universe assets over `universe`'s sessions `days` (consecutive). As
-    for the watchlist's `materialize_range`, the run carries the range tags a single-run
-    backfill's run has."""
+    """One run of the universe assets in `selection` (all of them by default) over
+    `universe`'s sessions `days` (consecutive). As for the watchlist's `materialize_range`,
+    the run carries the range tags a single-run backfill's run has."""
     result = dg.materialize(
         list(assets),
         instance=instance,
         resources=resources,
-        selection=list(UNIVERSE_ASSETS),
+        selection=list(selection),
         raise_on_error=False,
         run_config={
             **(run_config or {}),
