@@ -12,7 +12,7 @@ from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.defs.jobs import M5_JOB, m5_job
 from swiftbolt_pipeline.defs.partitions import M5_SYMBOLS
 from swiftbolt_pipeline.defs.resources import WarehouseResource
-from swiftbolt_pipeline.defs.schedules import CLOSE_GRACE
+from swiftbolt_pipeline.defs.schedules import closed_for_today
 from swiftbolt_pipeline.defs.settings import PipelineSettings
 from swiftbolt_pipeline.names import (
     M5_BARS,
@@ -99,13 +99,8 @@ def m5_today_schedule(
 ) -> dg.RunRequest | dg.SkipReason:
     now = pipeline.pinned_now() or context.scheduled_execution_time
     today = calendar.exchange_date(now)
-    if not pipeline.intraday_configured:
-        return dg.SkipReason("no intraday provider configured (TRADIER_TOKEN)")
-    if not calendar.is_session(today):
-        return dg.SkipReason(f"{today} is not a trading session")
-    session = calendar.session(today)
-    if not session.open + timedelta(minutes=5) <= now <= session.close + CLOSE_GRACE:
-        return dg.SkipReason(f"outside the session {session.open:%H:%M}-{session.close:%H:%M} UTC")
+    if (closed := closed_for_today(pipeline, now, first_bar=timedelta(minutes=5))) is not None:
+        return closed
     symbols = list(context.instance.get_dynamic_partitions(M5_SYMBOLS_PARTITIONS))
     if not symbols:
         return dg.SkipReason("no symbol is opted in to m5")

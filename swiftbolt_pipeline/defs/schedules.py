@@ -3,7 +3,7 @@ provider, Tradier), and the previous session finalized from the history provider
 morning, replacing the provisional rows. A finalize that fails is retried by the gap sensor,
 which treats provisional rows of a past session as a gap once the finalize is overdue."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -19,6 +19,23 @@ from swiftbolt_pipeline.storage.coverage import session_states
 
 # The last refresh runs one bar after the close so the final 15-minute bar is complete.
 CLOSE_GRACE = timedelta(minutes=15)
+
+
+def closed_for_today(
+    pipeline: PipelineSettings, now: datetime, *, first_bar: timedelta
+) -> dg.SkipReason | None:
+    """Why a refresh of today's session from Tradier cannot run `now` (no Tradier, no session
+    today, before the first bar of `first_bar` is complete or past the close's grace), or
+    None when it can."""
+    today = calendar.exchange_date(now)
+    if not pipeline.intraday_configured:
+        return dg.SkipReason("no intraday provider configured (TRADIER_TOKEN)")
+    if not calendar.is_session(today):
+        return dg.SkipReason(f"{today} is not a trading session")
+    session = calendar.session(today)
+    if not session.open + first_bar <= now <= session.close + CLOSE_GRACE:
+        return dg.SkipReason(f"outside the session {session.open:%H:%M}-{session.close:%H:%M} UTC")
+    return None
 
 
 def _all_symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
@@ -41,13 +58,8 @@ def today_intraday_schedule(
 ) -> dg.RunRequest | dg.SkipReason:
     now = pipeline.pinned_now() or context.scheduled_execution_time
     today = calendar.exchange_date(now)
-    if not pipeline.intraday_configured:
-        return dg.SkipReason("no intraday provider configured (TRADIER_TOKEN)")
-    if not calendar.is_session(today):
-        return dg.SkipReason(f"{today} is not a trading session")
-    session = calendar.session(today)
-    if not session.open + timedelta(minutes=15) <= now <= session.close + CLOSE_GRACE:
-        return dg.SkipReason(f"outside the session {session.open:%H:%M}-{session.close:%H:%M} UTC")
+    if (closed := closed_for_today(pipeline, now, first_bar=timedelta(minutes=15))) is not None:
+        return closed
     symbols = _all_symbols(context)
     if not symbols:
         return dg.SkipReason("the watchlist is empty")
