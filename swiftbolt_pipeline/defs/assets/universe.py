@@ -42,7 +42,7 @@ def universe_run_config(
     return {"ops": {name: forced for name in selection if name in fetching}}
 
 
-def _run_range(context: dg.AssetExecutionContext) -> tuple[list[str], list[date]]:
+def universe_run_range(context: dg.AssetExecutionContext) -> tuple[list[str], list[date]]:
     """The run's universes and sessions. A run launched from the UI over several universes
     is their rectangle: every universe over the same sessions."""
     plan = days_by_universe(context.partition_keys)
@@ -82,7 +82,7 @@ def build_universe_assets(
     ) -> dg.MaterializeResult:
         resources = context.resources
         pipeline = resources.pipeline
-        names, days = _run_range(context)
+        names, days = universe_run_range(context)
         name = ",".join(names)
         providers = history_providers(config, pipeline)
         past = [d for d in days if d < pipeline.today]  # today's session: watchlist mode only
@@ -145,7 +145,7 @@ def build_universe_assets(
         ),
     )
     def universe_derived_bars(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        names, days = _run_range(context)
+        names, days = universe_run_range(context)
         with context.resources.warehouse.connect() as conn:
             by_universe = _members(conn, names)
             members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}

@@ -13,8 +13,9 @@ from swiftbolt_pipeline.core.errors import ProviderError
 from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
+from swiftbolt_pipeline.defs.assets.universe import universe_run_range
 from swiftbolt_pipeline.ingest import universe_daily as ingest
-from swiftbolt_pipeline.names import UNIVERSE_D1_BARS, UNIVERSE_M15_BARS, days_by_universe
+from swiftbolt_pipeline.names import UNIVERSE_D1_BARS, UNIVERSE_M15_BARS
 from swiftbolt_pipeline.providers.registry import (
     HISTORY_PROVIDERS,
     DailyProvider,
@@ -57,9 +58,7 @@ def build_universe_daily_asset(
     ) -> dg.MaterializeResult:
         resources = context.resources
         pipeline = resources.pipeline
-        plan = days_by_universe(context.partition_keys)
-        names = list(plan)
-        days = sorted({d for ds in plan.values() for d in ds})
+        names, days = universe_run_range(context)
         over = [d for d in days if d < pipeline.today]  # a day's official bar exists once over
         providers = history_providers(config, pipeline)
         with resources.warehouse.connect() as conn, ExitStack() as clients:
