@@ -121,6 +121,27 @@ class BenchEnv:
             )
 
 
+def bench_settings(
+    database_url: str, home: Path, now: str, emulator_url: str, **extra: str
+) -> Settings:
+    """A bench world's settings: its scratch database and home, the pinned clock, two years
+    of history, Polygon and Tradier at the emulator; `extra` environment on top."""
+    return Settings.from_env(
+        {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SWIFTBOLT_HOME": str(home),
+            "SWIFTBOLT_NOW": now,
+            "SWIFTBOLT_HISTORY_START": two_years_before(now).isoformat(),
+            "POLYGON_API_KEY": BENCH_KEY,
+            "POLYGON_BASE_URL": emulator_url,
+            "TRADIER_TOKEN": BENCH_KEY,
+            "TRADIER_BASE_URL": emulator_url,
+            **extra,
+        }
+    )
+
+
 @contextlib.contextmanager
 def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[BenchEnv]:
     """Open the bench world; every temporary file is removed after."""
@@ -130,19 +151,7 @@ def bench_env(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[Ben
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
         url, label = stack.enter_context(scratch_database(home))
         emulator_url = stack.enter_context(running_emulator(EmulatorSettings(api_key=BENCH_KEY)))
-        settings = Settings.from_env(
-            {
-                **os.environ,
-                "DATABASE_URL": url,
-                "SWIFTBOLT_HOME": str(home),
-                "SWIFTBOLT_NOW": now,
-                "SWIFTBOLT_HISTORY_START": two_years_before(now).isoformat(),
-                "POLYGON_API_KEY": BENCH_KEY,
-                "POLYGON_BASE_URL": emulator_url,
-                "TRADIER_TOKEN": BENCH_KEY,
-                "TRADIER_BASE_URL": emulator_url,
-            }
-        )
+        settings = bench_settings(url, home, now, emulator_url)
         with psycopg.connect(url) as conn:
             migrate(conn)
         prepare_dagster_home(settings)

@@ -25,7 +25,7 @@ from swiftbolt_pipeline.services.instance import open_instance, prepare_dagster_
 from swiftbolt_pipeline.storage import ratelimit
 from swiftbolt_pipeline.storage.migrate import migrate
 
-from .env import BENCH_KEY, BENCH_NOW, scratch_database, two_years_before
+from .env import BENCH_KEY, BENCH_NOW, bench_settings, scratch_database
 
 
 @dataclass
@@ -125,23 +125,16 @@ def market_world(now: str = BENCH_NOW, workdir: Path | None = None) -> Iterator[
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=workdir)))
         url, label = stack.enter_context(scratch_database(home))
         emulator_url, pid = stack.enter_context(emulator_process(now))
-        settings = Settings.from_env(
-            {
-                **os.environ,
-                "DATABASE_URL": url,
-                "SWIFTBOLT_HOME": str(home),
-                "SWIFTBOLT_NOW": now,
-                "SWIFTBOLT_HISTORY_START": two_years_before(now).isoformat(),
-                "SWIFTBOLT_HISTORY_PROVIDERS": "alpaca",
-                "SWIFTBOLT_EXTENDED_HOURS": "1",
-                "ALPACA_BASE_URL": emulator_url,
-                "ALPACA_KEY_ID": BENCH_KEY,
-                "ALPACA_SECRET_KEY": BENCH_KEY,
-                "POLYGON_API_KEY": BENCH_KEY,
-                "POLYGON_BASE_URL": emulator_url,
-                "TRADIER_TOKEN": BENCH_KEY,
-                "TRADIER_BASE_URL": emulator_url,
-            }
+        settings = bench_settings(
+            url,
+            home,
+            now,
+            emulator_url,
+            SWIFTBOLT_HISTORY_PROVIDERS="alpaca",
+            SWIFTBOLT_EXTENDED_HOURS="1",
+            ALPACA_BASE_URL=emulator_url,
+            ALPACA_KEY_ID=BENCH_KEY,
+            ALPACA_SECRET_KEY=BENCH_KEY,
         )
         with psycopg.connect(url) as conn:
             migrate(conn)
