@@ -16,12 +16,15 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
+from typing import TypeVar
 
 from swiftbolt_pipeline.core.calendar import session, sessions_between
+
+K = TypeVar("K", bound=Hashable)
 
 POLYGON_BASE_MINUTE_LIMIT = 50_000
 # Alpaca's `limit`: bars (of every symbol of a request) per page.
@@ -150,6 +153,22 @@ def symbol_batches(order: Sequence[str], wanted: Iterable[str], size: int) -> li
     if current:
         batches.append(current)
     return batches
+
+
+def keyed_symbol_batches(
+    order: Sequence[str], wanted: Iterable[tuple[K, str]], size: int
+) -> list[tuple[K, list[str]]]:
+    """`symbol_batches` per key: the symbols of `wanted` (key, symbol) pairs that share a key
+    (a gap, a range of years, a priority), cut into batches of neighbours in `order`. Keys in
+    the order first seen."""
+    grouped: dict[K, list[str]] = {}
+    for key, symbol in wanted:
+        grouped.setdefault(key, []).append(symbol)
+    return [
+        (key, batch)
+        for key, symbols in grouped.items()
+        for batch in symbol_batches(order, symbols, size)
+    ]
 
 
 def symbol_span(order: Sequence[str], symbols: Iterable[str]) -> tuple[str, str]:

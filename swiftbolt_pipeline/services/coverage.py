@@ -4,7 +4,6 @@ and `coverage_gap_sensor` (one implementation, several front doors)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -23,7 +22,7 @@ from swiftbolt_pipeline.core.completeness import NOTHING, REGULAR_BUCKET_MINUTES
 from swiftbolt_pipeline.core.daily import DAILY_TIMEFRAMES
 from swiftbolt_pipeline.core.gaps import Gap, find_gaps, window_sessions
 from swiftbolt_pipeline.core.models import RAW_BAR_MINUTES, Timeframe
-from swiftbolt_pipeline.core.planning import symbol_batches
+from swiftbolt_pipeline.core.planning import keyed_symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -372,12 +371,10 @@ def batch_gaps(gaps: Sequence[GapRequest], order: Sequence[str], size: int) -> l
     place in `order` is known once it is one."""
     if size == 1:
         return [GapBatch((g.symbol,), g.gap, g.priority, g.fetch) for g in gaps]
-    grouped: dict[tuple[Gap, int, bool], list[str]] = defaultdict(list)
-    for gap in gaps:
-        grouped[(gap.gap, gap.priority, gap.fetch)].append(gap.symbol)
     batches = [
         GapBatch(tuple(batch), gap, priority, fetch)
-        for (gap, priority, fetch), symbols in grouped.items()
-        for batch in symbol_batches(order, symbols, size)
+        for (gap, priority, fetch), batch in keyed_symbol_batches(
+            order, (((g.gap, g.priority, g.fetch), g.symbol) for g in gaps), size
+        )
     ]
     return sorted(batches, key=lambda b: (-b.priority, b.gap.start, b.symbols[0]))

@@ -8,7 +8,6 @@ requested again and again. The current year is kept fresh by the daily schedule.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -21,7 +20,7 @@ from dagster._core.execution.backfill import (
 )
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.planning import symbol_batches
+from swiftbolt_pipeline.core.planning import keyed_symbol_batches
 from swiftbolt_pipeline.names import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -155,12 +154,10 @@ def batch_daily_gaps(gaps: Sequence[DailyGap], order: Sequence[str], size: int) 
     placed = [g for g in gaps if g.symbol in known]
     if size == 1:
         return [DailyBatch((g.symbol,), g.first_year, g.last_year, g.priority) for g in placed]
-    grouped: dict[tuple[int, int, int], list[str]] = defaultdict(list)
-    for gap in placed:
-        grouped[(gap.first_year, gap.last_year, gap.priority)].append(gap.symbol)
     batches = [
         DailyBatch(tuple(batch), first, last, priority)
-        for (first, last, priority), symbols in grouped.items()
-        for batch in symbol_batches(order, symbols, size)
+        for (first, last, priority), batch in keyed_symbol_batches(
+            order, (((g.first_year, g.last_year, g.priority), g.symbol) for g in placed), size
+        )
     ]
     return sorted(batches, key=lambda b: (-b.priority, b.first_year, b.symbols[0]))
