@@ -93,6 +93,11 @@ def fetch_window(
     except ProviderError as exc:
         for (symbol, store), part in zip(stores.items(), split_stats(stats, n), strict=True):
             store.result.stats.add(part)
+            if symbol not in errors:
+                try:  # keep what the pages received complete: a resumed fetch starts after it
+                    store.flush(part)
+                except ProviderError as bad:
+                    errors[symbol] = bad
             store.fail(part, errors.get(symbol, exc))
         raise
     if n > 1:

@@ -142,6 +142,7 @@ class WindowStore:
         self._stored: set[date] = set()  # sessions written so far
         self._touched: set[date] = set()  # stored sessions that got more bars since
         self._rows_of: dict[date, int] = {}  # rows written per stored session
+        self._newest: date | None = None  # the newest session day served so far
 
     @classmethod
     def start(
@@ -181,32 +182,45 @@ class WindowStore:
         )
 
     def add(self, page: pl.DataFrame, stats: RequestStats) -> None:
-        """One page: store every session it moved past; the newest one may continue."""
+        """One page. The sessions the earlier pages completed are stored now, before it is
+        taken in: a window served in one page (the usual case) is cleaned and written once,
+        at `finish`."""
+        self.flush(stats)
         self.result.received += page.height
         if page.is_empty():
             return
         self._pages.append(page)
         days = set(_exchange_days(page))
         self._touched |= days & self._stored
-        newest = max(days)
-        ready = [d for d in self.window.sessions if d < newest and self._due(d)]
+        self._newest = max(days) if self._newest is None else max(self._newest, max(days))
+
+    def flush(self, stats: RequestStats) -> None:
+        """Store every session the pages so far moved past (the newest one may continue on
+        the next page); also when a later request fails, so a resumed fetch starts after
+        them."""
+        newest = self._newest
+        ready = [
+            d for d in self.window.sessions if newest is not None and d < newest and self._due(d)
+        ]
         if ready:
             self._store(ready, stats)
 
     def finish(self, stats: RequestStats) -> None:
         """The window's last page arrived: store the rest, count what the cleaning rules
-        dropped, and close the ledger row."""
-        ready = [d for d in self.window.sessions if self._due(d)]
-        if ready:
-            self._store(ready, stats)
+        dropped (over the whole window, as if served in one page), and close the ledger row."""
         served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
         sessions = [calendar.session(d) for d in self.window.sessions]
-        _, report = clean_m15(
+        whole = clean_m15(
             served,
             sessions,
             extended_hours=self.result.extended_hours,
             bar_minutes=RAW_BAR_MINUTES[self.result.timeframe],
         )
+        ready = [d for d in self.window.sessions if self._due(d)]
+        if ready:
+            # Nothing stored yet: the whole window's cleaning is this write's too.
+            self._store(ready, stats, cleaned=None if self._stored else whole)
+        _, report = whole
         self.result.note_cleaning(report)
         if report.rejected():
             log.warning(
@@ -240,18 +254,27 @@ class WindowStore:
     def _due(self, day: date) -> bool:
         return day not in self._stored or day in self._touched
 
-    def _store(self, days: list[date], stats: RequestStats) -> None:
-        """Clean everything served for `days` and commit those partitions with the checkpoint.
+    def _store(
+        self,
+        days: list[date],
+        stats: RequestStats,
+        *,
+        cleaned: tuple[pl.DataFrame, CleanReport] | None = None,
+    ) -> None:
+        """Clean everything served for `days` (unless `cleaned` already holds exactly that)
+        and commit those partitions with the checkpoint.
 
         Raises MALFORMED_RESPONSE (nothing of these days stored) for off-grid bars."""
         result = self.result
         sessions = [calendar.session(d) for d in days]
-        served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
-        served = served.filter(_exchange_day(pl.col("ts")).is_in(days))
         bar_minutes = RAW_BAR_MINUTES[result.timeframe]
-        bars, report = clean_m15(
-            served, sessions, extended_hours=result.extended_hours, bar_minutes=bar_minutes
-        )
+        if cleaned is None:
+            served = pl.concat(self._pages) if self._pages else pl.DataFrame(schema=BAR_SCHEMA)
+            served = served.filter(_exchange_day(pl.col("ts")).is_in(days))
+            cleaned = clean_m15(
+                served, sessions, extended_hours=result.extended_hours, bar_minutes=bar_minutes
+            )
+        bars, report = cleaned
         if report.wrong_interval:
             raise wrong_interval_error(self.provider, report, stats.requests, bar_minutes)
         counts = _bars_per_day(bars)

@@ -38,7 +38,7 @@ SAMPLE = 10
 # Batches fetched at once. One stream waits for every answer, for the 250-500 ms between
 # pages and for each COPY in turn; a few streams overlap those waits. The shared token bucket
 # still bounds the requests, so a free plan sees no more of them, only fewer idle gaps.
-STREAMS = 4
+STREAMS = 8
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -99,13 +99,13 @@ class AlpacaCryptoClient(AlpacaClient):
         while True:
             log.info("alpaca crypto %s %s..%s page %d", symbol, first, last, len(seen) + 1)
             query = params if token is None else {**params, "page_token": token}
-            payload: Any = self._get(url, query, stats)
-            page = self._page_bars(payload, stats)
+            payload = self._get(url, query, stats)
+            page = payload.bars or {}
             strays = set(page) - {symbol}
             if strays:
                 raise self._malformed(f"bars for a pair not requested: {min(strays)!r:.20}", stats)
             yield self._to_frame(ticker, page.get(symbol) or [], stats)
-            token = self._next_token(payload, stats)
+            token = payload.next_page_token or None
             if token is None:
                 return
             if token in seen:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypedDict, Unpack, cast
 
 import httpx
+import msgspec
 
 from swiftbolt_pipeline.core.clock import Clock
 from swiftbolt_pipeline.core.errors import (
@@ -115,8 +116,17 @@ class ResilientClient:
         )
 
     def get_json(
-        self, url: str, stats: RequestStats, *, params: dict[str, str] | None = None
+        self,
+        url: str,
+        stats: RequestStats,
+        *,
+        params: dict[str, str] | None = None,
+        decoder: msgspec.json.Decoder[Any] | None = None,
     ) -> Any:
+        """The answer's JSON body, after retries. `decoder`: a typed decoder that also checks
+        the body's shape (a provider's page format) while parsing, far faster than walking
+        the parsed objects; valid JSON of the wrong shape is MALFORMED_RESPONSE at once, a
+        body that is not JSON (truncated) is retried like a server error."""
         problem = ""
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
@@ -157,7 +167,14 @@ class ResilientClient:
                     raise self._fail(BAD_REQUEST, f"HTTP {status}: {response.text[:200]}", stats)
                 else:
                     try:
-                        payload = response.json()
+                        payload = (
+                            response.json() if decoder is None else decoder.decode(response.content)
+                        )
+                    except msgspec.ValidationError as exc:
+                        self.breaker.success()  # the server answered; the answer is wrong
+                        raise self._fail(
+                            MALFORMED_RESPONSE, f"unexpected answer: {exc}", stats
+                        ) from None
                     except ValueError:
                         problem = "malformed JSON body"
                         self.breaker.failure()

@@ -155,6 +155,25 @@ def test_request_shape_frames_and_missing_symbols() -> None:
     assert limiter.calls == 1 and clock.sleeps == []
 
 
+def test_other_time_spellings_and_fractional_counts() -> None:
+    """Alpaca writes `...Z`; an offset or fractional seconds is the same instant. A fractional
+    volume (crypto) is rounded half to even like Python's round(); a fractional trade count is
+    truncated; integer prices are prices."""
+    bars = [
+        bar(0, t="2024-03-04T09:30:00-05:00", v=2.5, n=7.9),
+        bar(1, t="2024-03-04T14:45:00.000+00:00", v=3.5, o=11),
+        bar(2, v=0.4999, vw=12),
+    ]
+    client, _, _ = alpaca(Script(ok(page({"AAPL": bars}))))
+    frame = fetch(client, ["AAPL"]).bars["AAPL"]
+    assert frame["ts"].to_list() == [T0, T0 + STEP, T0 + 2 * STEP]
+    assert frame["volume"].to_list() == [2, 4, 0]
+    assert frame["trade_count"].to_list() == [7, 8, 9]
+    assert frame["open"].to_list() == [10.0, 11.0, 12.0]
+    assert frame["vwap"].to_list() == [10.4, 11.4, 12.0]
+    assert frame.schema == pl.Schema(BAR_SCHEMA)
+
+
 def test_optional_feed_is_sent() -> None:
     script = Script(ok(page({})))
     client = AlpacaClient(BASE, KEY_ID, SECRET, CountingLimiter(), fake_clock(),
