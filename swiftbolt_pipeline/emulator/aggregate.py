@@ -221,8 +221,7 @@ def bars_json(aggs: Aggregates, keys: tuple[str, ...], *, rfc3339: bool = False)
         return "[]"
     t: np.ndarray | pl.Series = aggs.t
     if rfc3339:
-        seconds = aggs.t.astype("datetime64[ms]").astype("datetime64[s]")
-        t = pl.Series(np.datetime_as_string(seconds, unit="s")) + "Z"
+        t = pl.Series(aggs.t).cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     columns = {
         "t": t,
         "o": np.round(aggs.o, 4),
