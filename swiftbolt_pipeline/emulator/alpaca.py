@@ -224,7 +224,7 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
     for symbol in symbols[begin:]:
         resume = token[1] if token is not None and symbol == token[0] else None
         lo, hi = first, stop
-        if resume is not None:  # the page token's bucket onwards: the bars before it are served
+        if resume is not None:  # from the page token's bucket on: earlier pages served the rest
             if descending:
                 hi = min(stop, bucket_step(bucket_start(resume, minutes), minutes, 1))
             else:
