@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
 
 from .data import Bars
-from .sessions import MINUTE_MS, day_start_ms, sessions_between
+from .sessions import MINUTE_MS, NY, day_start_ms, sessions_between
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class Aggregates:
 
     def take(self, idx: slice | np.ndarray) -> Aggregates:
         return Aggregates(*(getattr(self, f)[idx] for f in _AGG_FIELDS))
+
+    @staticmethod
+    def concat(parts: list[Aggregates]) -> Aggregates:
+        if not parts:
+            return _empty()
+        if len(parts) == 1:
+            return parts[0]
+        return Aggregates(*(np.concatenate([getattr(p, f) for p in parts]) for f in _AGG_FIELDS))
 
 
 _AGG_FIELDS = ("t", "o", "h", "l", "c", "v", "vw", "n", "base")
@@ -90,16 +100,91 @@ def _reduce(bars: Bars, key: np.ndarray) -> Aggregates:
     )
 
 
-def page_count(base: np.ndarray, limit: int, page_size: int | None = None) -> int:
-    """How many leading aggregated bars form one page: as many whole bars as fit in ``limit``
-    base minute aggregates (at least one, so paging always progresses), capped at
-    ``page_size`` bars when the server forces a page size."""
-    if len(base) == 0:
-        return 0
-    count = max(1, int(np.searchsorted(np.cumsum(base), limit, side="right")))
-    if page_size is not None:
-        count = min(count, max(1, page_size))
-    return min(count, len(base))
+def bucket_start(t_ms: int, minutes: int | None) -> int:
+    """Start of the bucket holding ``t_ms``: a multiple of the width (``aggregate``), or the
+    New York midnight of its day (``minutes`` None, ``aggregate_daily``)."""
+    if minutes is None:
+        return day_start_ms(datetime.fromtimestamp(t_ms / 1000, NY).date())
+    width = minutes * MINUTE_MS
+    return t_ms // width * width
+
+
+def bucket_step(start_ms: int, minutes: int | None, n: int) -> int:
+    """The bucket start ``n`` buckets after (negative: before) the bucket start ``start_ms``."""
+    if minutes is None:
+        day = datetime.fromtimestamp(start_ms / 1000, NY).date()
+        return day_start_ms(day + timedelta(days=n))
+    return start_ms + n * minutes * MINUTE_MS
+
+
+# The smallest chunk a walk takes, in buckets: a page needing a few more bars still takes a
+# chunk big enough that its fixed cost (finding sessions, one vectorized pass) stays small.
+MIN_CHUNK_BUCKETS = 256
+
+
+class AggregateWalk:
+    """One ticker's aggregated bars over ``[first, stop)``, chunk by chunk in time order (or
+    reverse time order, ``descending``), so a page costs about the bars it serves instead of
+    the whole range. Chunk bounds inside the range are bucket starts, so no bucket straddles
+    two chunks: the chunks, concatenated, are the aggregates of the whole range. ``fetch``
+    gives the base bars of ``[lo, hi)``."""
+
+    def __init__(
+        self,
+        fetch: Callable[[int, int], Bars],
+        minutes: int | None,
+        first: int,
+        stop: int,
+        descending: bool,
+    ) -> None:
+        self._fetch = fetch
+        self._minutes = minutes
+        self._lo, self._hi = first, stop  # the part not walked yet
+        self._descending = descending
+        self._floor = MIN_CHUNK_BUCKETS
+
+    def next(self, wanted: int) -> Aggregates | None:
+        """The next chunk (possibly empty), at least ``wanted`` buckets wide -- a bucket holds
+        at most one bar, so a page wanting ``wanted`` bars takes no more than it needs -- or
+        None once the range is walked. After an empty chunk the next is twice as wide, so an
+        empty range (no session, a delisted ticker) is crossed in a few chunks."""
+        if self._lo >= self._hi:
+            return None
+        buckets = max(wanted, self._floor)
+        if self._descending:
+            last = bucket_start(self._hi - 1, self._minutes)
+            lo, hi = max(self._lo, bucket_step(last, self._minutes, 1 - buckets)), self._hi
+            self._hi = lo
+        else:
+            first = bucket_start(self._lo, self._minutes)
+            lo, hi = self._lo, min(self._hi, bucket_step(first, self._minutes, buckets))
+            self._lo = hi
+        base = self._fetch(lo, hi)
+        aggs = aggregate_daily(base) if self._minutes is None else aggregate(base, self._minutes)
+        if len(aggs) == 0:
+            self._floor = 2 * buckets
+        return aggs.take(slice(None, None, -1)) if self._descending else aggs
+
+
+def page_by_base_minutes(
+    walk: AggregateWalk, limit: int, page_size: int | None
+) -> tuple[Aggregates, int | None]:
+    """The page's bars -- as many whole bars as fit in ``limit`` base minute aggregates, at
+    least one so paging always progresses, at most ``page_size`` when the server forces a page
+    size -- and where the next page starts (None: no bar left). The walk stops at the first
+    bar past the page."""
+    most = limit if page_size is None else min(limit, max(1, page_size))  # bars (base >= 1)
+    taken: list[Aggregates] = []
+    count = base = 0
+    while (aggs := walk.next(most - count)) is not None:
+        fits = int(np.searchsorted(base + np.cumsum(aggs.base), limit, side="right"))
+        n = min(len(aggs), most - count, max(fits, 1 if count == 0 else 0))
+        if n:
+            taken.append(aggs.take(slice(0, n)))
+            count, base = count + n, base + int(taken[-1].base.sum())
+        if n < len(aggs):
+            return Aggregates.concat(taken), int(aggs.t[n])
+    return Aggregates.concat(taken), None
 
 
 Row = tuple[int, float, float, float, float, int, float, int]
@@ -136,8 +221,7 @@ def bars_json(aggs: Aggregates, keys: tuple[str, ...], *, rfc3339: bool = False)
         return "[]"
     t: np.ndarray | pl.Series = aggs.t
     if rfc3339:
-        seconds = aggs.t.astype("datetime64[ms]").astype("datetime64[s]")
-        t = pl.Series(np.datetime_as_string(seconds, unit="s")) + "Z"
+        t = pl.Series(aggs.t).cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     columns = {
         "t": t,
         "o": np.round(aggs.o, 4),

@@ -33,11 +33,12 @@ import binascii
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import aggregate, aggregate_daily, bars_json
+from .aggregate import Aggregates, AggregateWalk, bars_json, bucket_start, bucket_step
 from .crypto import alpaca_crypto_symbol
 from .data import Bars, BarStore
 from .sessions import MINUTE_MS, NY, day_start_ms, now_ms
@@ -216,32 +217,33 @@ def serve(request: Request, store: BarStore, config: RuntimeConfig) -> Response:
         first = -(-start // width) * width  # buckets whose start lies in [start, end], <= now
         stop = min((end // width) * width + width, now + 1)
     room = limit if config.page_size is None else min(limit, max(1, config.page_size))
+    descending = sort == "desc"
     page: dict[str, str] = {}  # symbol -> its bars as a JSON array
     next_token: str | None = None
     begin = symbols.index(token[0]) if token else 0
     for symbol in symbols[begin:]:
-        base = store.bars(symbol, first, stop) if stop > first else None
-        if base is None:
-            aggs = None
-        else:
-            aggs = aggregate_daily(base) if minutes is None else aggregate(base, minutes)
-        if aggs is None or len(aggs) == 0:
-            continue
-        if sort == "desc":
-            aggs = aggs.take(slice(None, None, -1))
-        if token is not None and symbol == token[0]:
-            keep = aggs.t >= token[1] if sort == "asc" else aggs.t <= token[1]
-            aggs = aggs.take(keep)
-            if len(aggs) == 0:
-                continue
-        if room == 0:
-            next_token = encode_token(symbol, int(aggs.t[0]))
-            break
-        taken = aggs.take(slice(0, room))
-        page[symbol] = bars_json(taken, _BAR_KEYS, rfc3339=True)
-        room -= len(taken)
-        if len(taken) < len(aggs):
-            next_token = encode_token(symbol, int(aggs.t[len(taken)]))
+        resume = token[1] if token is not None and symbol == token[0] else None
+        lo, hi = first, stop
+        if resume is not None:  # from the page token's bucket on: earlier pages served the rest
+            if descending:
+                hi = min(stop, bucket_step(bucket_start(resume, minutes), minutes, 1))
+            else:
+                lo = max(first, bucket_start(resume, minutes))
+        walk = AggregateWalk(partial(store.bars, symbol), minutes, lo, hi, descending)
+        taken: list[Aggregates] = []
+        while (aggs := walk.next(room)) is not None:
+            if resume is not None:
+                aggs = aggs.take(aggs.t <= resume if descending else aggs.t >= resume)
+            served = aggs.take(slice(0, room))
+            if len(served):
+                taken.append(served)
+                room -= len(served)
+            if len(served) < len(aggs):  # the page is full: the next page starts here
+                next_token = encode_token(symbol, int(aggs.t[len(served)]))
+                break
+        if taken:
+            page[symbol] = bars_json(Aggregates.concat(taken), _BAR_KEYS, rfc3339=True)
+        if next_token is not None:
             break
     bars = ",".join(f"{json.dumps(symbol)}:{rows}" for symbol, rows in page.items())
     body = f'{{"bars":{{{bars}}},"next_page_token":{json.dumps(next_token)}}}'

@@ -196,27 +196,41 @@ def _generate(ticker: str, days: Sequence[Session], scales: Sequence[float]) -> 
     end = walk[np.arange(len(days)), minutes][:, None]
     bridge = walk - frac * end + frac * drift
     price = np.array(p0)[:, None] * np.exp(bridge)
-    # Everything below is per bar: only the minutes that trade (about half) are computed.
+    # Everything below is per bar: only the minutes that trade (about half) are computed,
+    # gathered once by flat index (row-major: day by day, minute by minute).
     present = valid & (uniforms < np.where(regular, 0.99, np.where(near, 0.45, 0.10)))
-    o, c = np.round(price[:, :-1][present], 2), np.round(price[:, 1:][present], 2)
-    sig = sigma[present]
+    at = np.flatnonzero(present)
+    row, minute = np.divmod(at, width)
+    flat_price = price.ravel()  # width + 1 columns: a minute's open and close prices
+    o, c = np.round(flat_price[at + row], 2), np.round(flat_price[at + row + 1], 2)
+    sig = sigma.ravel()[at]
+    wicks = wick_normals.ravel()  # per day: `width` high wicks, then `width` low wicks
     up, down = np.maximum(o, c), np.minimum(o, c)
-    h = np.maximum(np.round(up * (1 + np.abs(wick_normals[:, 0][present]) * sig * 0.6), 2), up)
+    h = np.maximum(np.round(up * (1 + np.abs(wicks[at + row * width]) * sig * 0.6), 2), up)
     low = np.minimum(
-        np.round(down * (1 - np.abs(wick_normals[:, 1][present]) * sig * 0.6), 2), down
+        np.round(down * (1 - np.abs(wicks[at + row * width + width]) * sig * 0.6), 2), down
     )
     low = np.maximum(low, 0.01)
-    k = col - (open_ms - ext_start) // MINUTE_MS
-    k = np.broadcast_to(k, present.shape)[present]
-    reg_len = np.broadcast_to((close_ms - open_ms) // MINUTE_MS, present.shape)[present]
-    u_shape = 1.0 + 2.0 * np.exp(-np.maximum(k, 0) / 20.0) + 1.5 * np.exp(-(reg_len - k) / 15.0)
-    reg, nr = regular[present], near[present]
-    level = np.where(reg, u_shape, np.where(nr, 0.03, 0.008))
-    v = np.maximum(1, np.round(base_vol * level * lognormals[present])).astype(np.int64)
+    level = np.where(near.ravel()[at], 0.03, 0.008)
+    reg = regular.ravel()[at]
+    reg_len = ((close_ms - open_ms) // MINUTE_MS)[:, 0]
+    k = minute - ((open_ms - ext_start) // MINUTE_MS)[row, 0]  # minutes since the open
+    for n in np.unique(reg_len):
+        sel = reg & (reg_len[row] == n)
+        level[sel] = _u_shape(int(n))[k[sel]]
+    v = np.maximum(1, np.round(base_vol * level * lognormals.ravel()[at])).astype(np.int64)
     return Bars(
-        t[present], o, h, low, c, v, derive_vw(h, low, c), derive_n(v),
+        t.ravel()[at], o, h, low, c, v, derive_vw(h, low, c), derive_n(v),
         np.ones(len(v), dtype=np.int64),
     )  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def _u_shape(regular_minutes: int) -> np.ndarray:
+    """Relative volume of each regular-session minute: high after the open, higher into the
+    close (one table per session length, looked up per bar)."""
+    k = np.arange(regular_minutes, dtype=np.int64)
+    return 1.0 + 2.0 * np.exp(-k / 20.0) + 1.5 * np.exp(-(regular_minutes - k) / 15.0)
 
 
 # ---------------------------------------------------------------- real data

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .aggregate import aggregate, aggregate_daily, bars_json, page_count
+from .aggregate import AggregateWalk, bars_json, page_by_base_minutes
 from .data import Bars, BarStore, is_listed
 from .sessions import MINUTE_MS, NY, day_start_ms, now_ms
 from .state import RuntimeConfig
@@ -184,21 +184,23 @@ def serve(
     stop = min(end, now_ms(config.now)) + 1  # bar starts <= to and <= now
     if not is_listed(ticker) or stop <= start:
         return JSONResponse(body)
-    base_bars = store.bars(ticker, start, stop)
-    if adjusted and adjust is not None:
-        base_bars = adjust(ticker, base_bars)
-    aggs = aggregate_daily(base_bars) if daily else aggregate(base_bars, multiplier)
-    if sort == "desc":
-        aggs = aggs.take(slice(None, None, -1))
-    count = page_count(aggs.base, limit, config.page_size)
-    page = aggs.take(slice(0, count))
+
+    def fetch(lo: int, hi: int) -> Bars:
+        base = store.bars(ticker, lo, hi)
+        return adjust(ticker, base) if adjusted and adjust is not None else base
+
+    page, nxt = page_by_base_minutes(
+        AggregateWalk(fetch, None if daily else multiplier, start, stop, sort == "desc"),
+        limit,
+        config.page_size,
+    )
+    count = len(page)
     results = None
     if count:
         results = bars_json(page, _RESULT_KEYS)
         body["queryCount"] = int(page.base.sum())
         body["resultsCount"] = body["count"] = count
-    if count < len(aggs):
-        nxt = int(aggs.t[count])
+    if nxt is not None:
         span = DAY_MS - 1 if daily else multiplier * MINUTE_MS - 1
         new_from, new_to = (nxt, end) if sort == "asc" else (start, nxt + span)
         adj = "true" if adjusted else "false"
