@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 import psycopg
 
@@ -64,17 +65,28 @@ def replace_partitions(
         # Safe to skip the WAL flush wait: a crash can only lose whole recent transactions
         # (bars together with their checkpoint), which a resumed fetch simply writes again.
         conn.execute("SET LOCAL synchronous_commit TO OFF")
+        # Recounting hundreds of sessions (the delete trigger) is estimated dear enough to be
+        # JIT-compiled, which costs tens of ms more than the index-range work it speeds up.
+        conn.execute("SET LOCAL jit TO OFF")
         conn.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
             (_LOCK_NAMESPACE, f"{symbol_id}:{timeframe.value}"),
         )
-        for first, last in _day_runs(sorted(day_set)):
-            lo, _ = day_bounds(first, zone)
-            _, hi = day_bounds(last, zone)
+        # One statement for every run of days, so its delete trigger recounts all the touched
+        # sessions at once (a weekend splits the runs every week). The sorted run bounds
+        # lo1 < hi1 < lo2 < ... are buckets for width_bucket (a binary search): a bar lies in
+        # a run exactly when it falls in an odd bucket.
+        bounds = [
+            edge
+            for first, last in _day_runs(sorted(day_set))
+            for edge in (day_bounds(first, zone)[0], day_bounds(last, zone)[1])
+        ]
+        if bounds:
             conn.execute(
                 """DELETE FROM ohlc_bars_v2
-                   WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",
-                (symbol_id, timeframe.value, lo, hi),
+                   WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s
+                     AND width_bucket(ts, %s::timestamptz[]) %% 2 = 1""",
+                (symbol_id, timeframe.value, bounds[0], bounds[-1], bounds),
             )
         if payload.height:
             with conn.cursor().copy(
@@ -87,7 +99,7 @@ def replace_partitions(
 
 
 def _day_runs(days: list[date]) -> list[tuple[date, date]]:
-    """Consecutive calendar days merged, so one DELETE covers a run of partitions."""
+    """Consecutive calendar days merged into runs, one bucket of the DELETE per run."""
     runs: list[tuple[date, date]] = []
     for day in days:
         if runs and (day - runs[-1][1]).days <= 1:
@@ -104,6 +116,10 @@ SOURCE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
+_PG_EPOCH_US = 946_684_800_000_000
+
+
 def read_bars(
     conn: psycopg.Connection,
     symbol_id: int,
@@ -116,14 +132,68 @@ def read_bars(
     (`provider`, `is_intraday`) after the BAR_SCHEMA columns."""
     lo, _ = day_bounds(first, zone)
     _, hi = day_bounds(last, zone)
-    cur = conn.execute(
-        """SELECT ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday
+    # One row of column arrays in binary, viewed by numpy in place: a universe member's m15
+    # history is ~30k bars, and a Python object per value (a plain SELECT) or per row (COPY)
+    # cost several times the query. Nullable columns travel as value and null flag, so every
+    # array element has a fixed width; provider, a word from a short list, as one string.
+    row = conn.execute(
+        """SELECT array_send(array_agg(ts)), array_send(array_agg(open)),
+                  array_send(array_agg(high)), array_send(array_agg(low)),
+                  array_send(array_agg(close)), array_send(array_agg(volume)),
+                  array_send(array_agg(coalesce(vwap, 0))), array_send(array_agg(vwap IS NULL)),
+                  array_send(array_agg(coalesce(trade_count, 0))),
+                  array_send(array_agg(trade_count IS NULL)),
+                  string_agg(provider, ','), array_send(array_agg(is_intraday))
            FROM ohlc_bars_v2
-           WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s ORDER BY ts""",
+           WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s""",
         (symbol_id, timeframe.value, lo, hi),
+        binary=True,
+    ).fetchone()
+    if row is None or row[0] is None:
+        return pl.DataFrame(schema=SOURCE_SCHEMA)
+    ts, open_, high, low, close, volume, vwap, no_vwap, trades, no_trades, provider, intraday = row
+    frame = pl.DataFrame(
+        {
+            "ts": _array(ts, ">i8") + _PG_EPOCH_US,
+            "open": _array(open_, ">f8"),
+            "high": _array(high, ">f8"),
+            "low": _array(low, ">f8"),
+            "close": _array(close, ">f8"),
+            "volume": _array(volume, ">i8"),
+            "vwap": _array(vwap, ">f8"),
+            "trade_count": _array(trades, ">i8"),
+            "provider": pl.Series([provider]).str.split(",").explode(),
+            "is_intraday": _array(intraday, "?"),
+            "no_vwap": _array(no_vwap, "?"),
+            "no_trades": _array(no_trades, "?"),
+        }
     )
-    rows = cur.fetchall()
-    return pl.DataFrame(rows, schema=SOURCE_SCHEMA, orient="row")
+    # The arrays share one row order (one aggregation pass); sorting makes it ts order.
+    return (
+        frame.with_columns(
+            pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+            pl.when(~pl.col("no_vwap")).then(pl.col("vwap")).alias("vwap"),
+            pl.when(~pl.col("no_trades")).then(pl.col("trade_count")).alias("trade_count"),
+        )
+        .select(list(SOURCE_SCHEMA))
+        .sort("ts")
+        .cast(pl.Schema(SOURCE_SCHEMA))
+    )
+
+
+def _array(data: bytes, element: str) -> np.ndarray:
+    """The elements of a one-dimensional binary array without nulls, each `element` wide.
+
+    Layout: dimension count, null flag, element type, then length and lower bound per
+    dimension; then every element as its byte length followed by its bytes."""
+    header = np.frombuffer(data, dtype=">i4", count=5)
+    if header[0] != 1 or header[1] != 0:
+        raise ValueError("expected a one-dimensional array without nulls")
+    dtype = np.dtype(element)
+    elements = np.frombuffer(data, dtype=np.dtype([("size", ">i4"), ("value", dtype)]), offset=20)
+    if elements.size != header[3] or (elements["size"] != dtype.itemsize).any():
+        raise ValueError(f"array elements are not {dtype.itemsize} bytes wide")
+    return elements["value"]
 
 
 def has_final_bars(conn: psycopg.Connection, symbol_id: int, timeframe: Timeframe) -> bool:

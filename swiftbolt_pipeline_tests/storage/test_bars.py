@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import psycopg
@@ -347,3 +348,73 @@ def test_get_chart_data_v2_orders_and_includes_both_ends(conn: psycopg.Connectio
     assert len(chart(conn, "AAPL", "h1", start - timedelta(days=1), end + timedelta(days=1))) == 7
     assert chart(conn, "MSFT", "m15", start, end) == []
     assert chart(conn, "AAPL", "m15", end, start) == []
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_read_bars_equals_a_plain_select_on_tricky_values(conn: psycopg.Connection) -> None:
+    s, other = sid(conn), sid(conn, "MSFT")
+    sun = date(2024, 3, 10)  # 23 hours long in New York: clocks jump from 02:00 to 03:00
+    most, beyond_float = 2**63 - 1, 2**53 + 1  # int64's largest, float64's first gap
+    rows = [
+        # (ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday)
+        (utc("2024-03-08 04:59:59.999999"), 1, 1, 1, 1, 1, None, None, "polygon", False),
+        (et(FRI_EST, 0), 0.1 + 0.2, 1.7976931348623157e308, 5e-324, 1e-7, 0, None, 7, "polygon", False),  # noqa: E501
+        (et(FRI_EST, 9, 30), 123.456789012345678, 200.5, 100.25, 150.125, most, 150.0000000000001, None, "tradier", True),  # noqa: E501
+        (utc("2024-03-10 06:59:59.999999"), 2.5, 3.5, 1.5, 2.5, 10, 2.75, beyond_float, "alpaca", True),  # noqa: E501
+        (utc("2024-03-10 07:00:00.000001"), 2.5, 3.5, 1.5, 2.5, 10, None, 3, "alpaca", False),
+        (utc("2024-03-11 03:59:59.999999"), 1 / 3, 2 / 3, 1 / 7, 0.5, 1, 1 / 9, 1, "polygon", False),  # noqa: E501
+        (et(MON_EDT, 0), 99.99, 100.01, 99.98, 100, 5, 100.000001, None, "polygon", True),
+        (utc("2024-03-12 04:00:00"), 1, 1, 1, 1, 1, None, None, "polygon", False),
+    ]  # fmt: skip
+    with conn.cursor() as cur:
+        for symbol_id, timeframe in ((s, "m15"), (s, "h1"), (other, "m15")):
+            cur.executemany(
+                """INSERT INTO ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close,
+                                             volume, vwap, trade_count, provider, is_intraday)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                [(symbol_id, timeframe, *row) for row in rows],
+            )
+
+    def plain_select(lo: datetime, hi: datetime) -> pl.DataFrame:
+        selected = conn.execute(
+            """SELECT ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday
+               FROM ohlc_bars_v2
+               WHERE symbol_id = %s AND timeframe = 'm15' AND ts >= %s AND ts < %s
+               ORDER BY ts""",
+            (s, lo, hi),
+        ).fetchall()
+        return pl.DataFrame(selected, schema=BAR_SCHEMA | SOURCE_COLUMNS, orient="row")
+
+    got = bars.read_bars(conn, s, Timeframe.M15, FRI_EST, MON_EDT)
+    assert_frame_equal(got, plain_select(et(FRI_EST, 0), et(date(2024, 3, 12), 0)))
+    # The exchange days Friday to Monday: the instants just outside them are left out.
+    assert got["ts"].to_list() == [row[0] for row in rows[1:-1]]
+    assert got["open"][0] == 0.30000000000000004 and got["low"][0] == 5e-324
+    assert got["volume"][1] == most and got["trade_count"][2] == beyond_float
+    assert got["vwap"].is_null().to_list() == [True, False, False, True, False, False]
+    assert got["trade_count"].is_null().to_list() == [False, True, False, False, False, True]
+
+    sunday_utc = bars.read_bars(conn, s, Timeframe.M15, sun, sun, ZoneInfo("UTC"))
+    assert_frame_equal(sunday_utc, plain_select(utc("2024-03-10 00:00"), utc("2024-03-11 00:00")))
+    assert sunday_utc.height == 2
+    assert_frame_equal(
+        bars.read_bars(conn, s, Timeframe.M15, WED, WED), plain_select(et(WED, 0), et(WED, 0))
+    )
+
+
+def test_replacing_scattered_days_leaves_the_days_between(conn: psycopg.Connection) -> None:
+    s = sid(conn)
+    sat, sun, thu = date(2024, 3, 9), date(2024, 3, 10), date(2024, 3, 7)
+    days = [MON, TUE, WED, thu, FRI_EST, sat, sun, MON_EDT]
+    write(conn, s, days, pl.concat([session_bars(d, 3) for d in days]))
+    # Three runs of days (Mon, Wed-Fri, Sun-Mon across the DST change), two gaps between them.
+    write(conn, s, [MON, WED, thu, FRI_EST, sun, MON_EDT], session_bars(WED, 1, price=9))
+    assert bars.sessions_with_bars(conn, s, Timeframe.M15, MON, MON_EDT) == {
+        TUE: 3,
+        WED: 1,
+        sat: 3,
+    }
+    assert count(conn) == 7
