@@ -165,13 +165,30 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
 
 
 def derive_members(
-    conn: psycopg.Connection, members: dict[str, int], days: Sequence[date]
+    connect: Connect,
+    members: dict[str, int],
+    days: Sequence[date],
+    *,
+    streams: int = STREAMS,
 ) -> dict[Timeframe, int]:
-    """h1 and h4 of every member over `days` from its stored m15 bars (one read per
-    member for the three). Rows written per timeframe."""
-    written: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)
-    for symbol_id in members.values():
-        rows = derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
-        for timeframe, count in rows.items():
-            written[timeframe] += count
-    return written
+    """h1 and h4 of every member over `days` from its stored m15 bars (one read per member
+    for the three), members dealt to `streams` threads, each with its own connection: a
+    member's derivation waits on PostgreSQL about as long as it computes, so several keep
+    both the server and the client busy. Rows written per timeframe."""
+    ids = list(members.values())
+    shares = [ids[k :: max(1, streams)] for k in range(min(max(1, streams), len(ids)))]
+
+    def stream(share: list[int]) -> Counter[Timeframe]:
+        written: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
+        with connect() as conn:
+            for symbol_id in share:
+                written.update(
+                    derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
+                )
+        return written
+
+    total: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
+    with ThreadPoolExecutor(max_workers=max(1, len(shares)), thread_name_prefix="derive") as pool:
+        for written in pool.map(stream, shares):
+            total.update(written)
+    return dict(total)

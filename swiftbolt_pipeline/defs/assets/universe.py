@@ -146,10 +146,11 @@ def build_universe_assets(
     )
     def universe_derived_bars(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         names, days = universe_run_range(context)
-        with context.resources.warehouse.connect() as conn:
+        warehouse = context.resources.warehouse
+        with warehouse.connect() as conn:
             by_universe = _members(conn, names)
-            members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}
-            written = ingest.derive_members(conn, members, days) if members else {}
+        members = {s: i for tickers in by_universe.values() for s, i in tickers.items()}
+        written = ingest.derive_members(warehouse.connect, members, days) if members else {}
         return dg.MaterializeResult(metadata=derived_metadata(names, len(members), days, written))
 
     return [universe_m15_bars, universe_derived_bars]
