@@ -4,9 +4,12 @@ Admin API (no auth), under ``/_emulator/``:
 
 * ``POST /_emulator/faults`` — queue a fault (object or list): ``{"route": "polygon"|"tradier"|
   "alpaca"|"*",
-  "kind": "status"|"malformed"|"delay"|"disconnect", "count": 1, "status": 503, "seconds": 1}``.
+  "kind": "status"|"malformed"|"delay"|"hold"|"disconnect", "count": 1, "status": 503,
+  "seconds": 1}``.
   ``status``: respond with that status; ``malformed``: 200 with the real body truncated to half
-  (invalid JSON); ``delay``: sleep ``seconds`` then answer normally; ``disconnect``: close the TCP
+  (invalid JSON); ``delay``: sleep ``seconds`` then answer normally; ``hold``: answer normally
+  once ``POST /_emulator/release`` is called (at most ``seconds`` later: a test that never
+  releases cannot hang a client); ``disconnect``: close the TCP
   connection without sending any response (via uvicorn's transport; clients see "server
   disconnected"). Faults apply after auth and rate limiting, and faulted requests count toward
   the rate window. ``GET`` lists pending faults, ``DELETE`` clears them.
@@ -14,6 +17,7 @@ Admin API (no auth), under ``/_emulator/``:
   "config", "log"}`` (log: last 200 provider requests, ``apiKey`` redacted). ``requests`` and
   ``rejected_429`` always list ``polygon`` and ``tradier``; ``alpaca`` appears once it has been
   called since the last reset (read it as ``.get("alpaca", 0)``).
+* ``POST /_emulator/release`` — let every request held by a ``hold`` fault answer.
 * ``POST /_emulator/reset`` — clear counters, faults, rate windows and runtime splits.
 * ``GET``/``PUT /_emulator/config`` — ``rate_limit``, ``rate_window_s``, ``retry_after``,
   ``page_size``, ``next_url_base`` (the host Polygon's ``next_url`` names; see ``polygon.py``),
@@ -244,6 +248,9 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
             fault = state.take_fault(p.name)
             if fault is not None and fault.kind == "delay":
                 await asyncio.sleep(fault.seconds)
+            if fault is not None and fault.kind == "hold":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.released.wait(), fault.seconds)
             if fault is not None and fault.kind == "status":
                 response = p.fault_response(fault.status)
             elif fault is not None and fault.kind == "disconnect":
@@ -288,6 +295,10 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+
+    async def release(_: Request) -> Response:
+        state.release()
+        return JSONResponse({"released": True})
 
     async def stats(_: Request) -> Response:
         return JSONResponse(state.stats())
@@ -375,6 +386,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v2/stocks/bars", alpaca_bars, methods=["GET"]),
         Route("/v1beta3/crypto/us/bars", alpaca_crypto_bars, methods=["GET"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_emulator/release", release, methods=["POST"]),
         Route("/_emulator/stats", stats, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/config", config, methods=["GET", "PUT"]),

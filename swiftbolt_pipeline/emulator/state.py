@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 ROUTES = ("polygon", "tradier", "alpaca")
 # Counters always list these routes; other routes appear once called since the last reset.
 REPORTED_ROUTES = ("polygon", "tradier")
-FAULT_KINDS = ("status", "malformed", "delay", "disconnect")
+FAULT_KINDS = ("status", "malformed", "delay", "hold", "disconnect")
 LOG_SIZE = 200
 
 
@@ -153,6 +154,13 @@ class EmulatorState:
     rejected_429: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REPORTED_ROUTES, 0))
     by_status: dict[str, int] = field(default_factory=dict)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+    # Requests held by a `hold` fault wait for it (or for their `seconds` to pass).
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let every held request answer; later holds wait for the next release."""
+        self.released.set()
+        self.released = asyncio.Event()
 
     def count_request(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1

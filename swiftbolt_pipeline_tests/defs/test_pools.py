@@ -1,6 +1,6 @@
 """Pools match the provider: the step that calls a provider holds that provider's pool and
-only that one. With the `polygon` pool full (limit 1, held by a Polygon fetch slowed by the
-emulator), today's refresh (Tradier) and an Alpaca fetch run at once; another Polygon fetch
+only that one. With the `polygon` pool full (limit 1, held by a Polygon fetch whose answer the
+emulator holds), today's refresh (Tradier) and an Alpaca fetch run at once; another Polygon fetch
 waits. Real Dagster instance concurrency, the emulator over HTTP, a real PostgreSQL."""
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import pytest
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.services.launch import RunOutcome, configure_pools
 from swiftbolt_pipeline_tests.defs.test_provider_routing import _providers, _run
-from swiftbolt_pipeline_tests.reliability.helpers import inject, reset_emulator
+from swiftbolt_pipeline_tests.reliability.helpers import inject, release_held, reset_emulator
 
 WEEK = calendar.sessions_between(date(2026, 3, 9), date(2026, 3, 13))
 TODAY = date(2026, 3, 20)  # the session of the pinned clock (TEST_NOW, 12:00 ET)
 # Long enough for the two other runs to finish while the Polygon fetch holds its slot.
-POLYGON_DELAY_S = 20
+# The Polygon answer is held until the test releases it; this only bounds a failing test.
+POLYGON_HOLD_S = 300
 
 
 def _wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
@@ -78,7 +79,7 @@ def _succeeded(instance: dg.DagsterInstance, run_id: str) -> set[str]:
     }
 
 
-# Over 20 s (a 20 s Polygon delay is the point): the slow suite.
+# Five runs, two of them in the background: the slow suite.
 @pytest.mark.slow
 def test_today_and_alpaca_never_wait_for_a_polygon_slot(
     pipeline_env: dict[str, str],
@@ -86,7 +87,7 @@ def test_today_and_alpaca_never_wait_for_a_polygon_slot(
     instance: dg.DagsterInstance,
     conn: psycopg.Connection,
 ) -> None:
-    inject(emulator, {"route": "polygon", "kind": "delay", "seconds": POLYGON_DELAY_S})
+    inject(emulator, {"route": "polygon", "kind": "hold", "seconds": POLYGON_HOLD_S})
     backfill = _Background(lambda: _run(["SPY"], WEEK, instance))
     _wait_for(
         "the Polygon backfill to hold the polygon slot", lambda: bool(_holders(instance, "polygon"))
@@ -97,21 +98,23 @@ def test_today_and_alpaca_never_wait_for_a_polygon_slot(
     queued = _Background(lambda: _run(["DIA"], WEEK, instance))
     _wait_for("the second Polygon fetch to wait", lambda: bool(_waiting(instance, "polygon")))
 
-    today = _run(["QQQ"], [TODAY], instance)
-    alpaca = _run(["IWM"], WEEK, instance, provider="alpaca")
+    try:
+        today = _run(["QQQ"], [TODAY], instance)
+        alpaca = _run(["IWM"], WEEK, instance, provider="alpaca")
 
-    # Both done while the slowed Polygon fetch still holds the only polygon slot.
-    assert _holders(instance, "polygon") == {(holder_run, holder_step)}
-    assert today.success, today.error
-    assert alpaca.success, alpaca.error
-    assert not {today.run_id, alpaca.run_id} & _waiting(instance, "polygon")
-    # The bars of 09:30..11:45 ET are complete at 12:00.
-    assert _providers(conn, "QQQ") == {"tradier": 10}
-    assert _providers(conn, "IWM") == {"alpaca": 26 * len(WEEK)}
-    # Only the provider each run needed was called; the other provider steps were skipped.
-    assert _succeeded(instance, today.run_id) == {"m15_plan", "m15_tradier", "m15_checks"}
-    assert _succeeded(instance, alpaca.run_id) == {"m15_plan", "m15_alpaca", "m15_checks"}
-
+        # Both done while the held Polygon fetch still holds the only polygon slot.
+        assert _holders(instance, "polygon") == {(holder_run, holder_step)}
+        assert today.success, today.error
+        assert alpaca.success, alpaca.error
+        assert not {today.run_id, alpaca.run_id} & _waiting(instance, "polygon")
+        # The bars of 09:30..11:45 ET are complete at 12:00.
+        assert _providers(conn, "QQQ") == {"tradier": 10}
+        assert _providers(conn, "IWM") == {"alpaca": 26 * len(WEEK)}
+        # Only the provider each run needed was called; the other provider steps were skipped.
+        assert _succeeded(instance, today.run_id) == {"m15_plan", "m15_tradier", "m15_checks"}
+        assert _succeeded(instance, alpaca.run_id) == {"m15_plan", "m15_alpaca", "m15_checks"}
+    finally:
+        release_held(emulator)
     assert backfill.join().success
     assert queued.join().success
     assert backfill.join().run_id == holder_run

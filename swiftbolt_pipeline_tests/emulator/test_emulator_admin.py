@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -119,6 +120,27 @@ def test_malformed_delay_disconnect_and_clear(emu: str) -> None:
     assert _poly(emu).status_code == 200
     bad = httpx.post(f"{emu}/_emulator/faults", json={"route": "x", "kind": "status"})
     assert bad.status_code == 400
+
+
+def test_hold_answers_once_released_or_after_its_seconds(emu: str) -> None:
+    httpx.post(f"{emu}/_emulator/faults", json={"route": "polygon", "kind": "hold", "seconds": 300})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(_poly, emu)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{emu}/_emulator/faults").json()["faults"]:  # not yet taken
+            assert time.monotonic() < deadline, "the request never reached the emulator"
+            time.sleep(0.02)
+        assert httpx.get(f"{emu}/_emulator/stats").json()["log"] == []  # taken, not answered
+        assert not held.done()
+        assert httpx.post(f"{emu}/_emulator/release").json() == {"released": True}
+        response = held.result(timeout=30)
+    assert response.status_code == 200 and response.json()["resultsCount"] > 0
+    assert httpx.get(f"{emu}/_emulator/stats").json()["log"][-1]["fault"] == "hold"
+    # A hold nobody releases ends after its seconds.
+    httpx.post(f"{emu}/_emulator/faults", json={"route": "polygon", "kind": "hold", "seconds": 0.2})
+    t0 = time.monotonic()
+    assert _poly(emu).status_code == 200
+    assert time.monotonic() - t0 >= 0.2
 
 
 def test_reset_clears_counters_and_faults(emu: str) -> None:

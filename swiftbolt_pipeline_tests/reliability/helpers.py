@@ -265,6 +265,11 @@ def inject(emulator: str, *faults: dict[str, Any]) -> None:
     httpx.post(f"{emulator}/_emulator/faults", json=list(faults)).raise_for_status()
 
 
+def release_held(emulator: str) -> None:
+    """Let the requests a `hold` fault keeps waiting answer."""
+    httpx.post(f"{emulator}/_emulator/release").raise_for_status()
+
+
 def reset_emulator(emulator: str) -> None:
     httpx.post(f"{emulator}/_emulator/reset").raise_for_status()
 
