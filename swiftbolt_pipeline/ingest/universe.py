@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 import psycopg
 
@@ -42,6 +43,24 @@ STREAMS = 8
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def deal(items: Sequence[T], streams: int) -> list[list[T]]:
+    """`items` dealt in turn to at most `streams` shares, none of them empty."""
+    n = max(1, streams)
+    return [list(items[k::n]) for k in range(min(n, len(items)))]
+
+
+def in_streams(shares: list[list[T]], work: Callable[[list[T]], R], name: str) -> list[R]:
+    """`work` on every share, each in its own thread (a single share runs inline); the
+    results in share order. The first failure is raised once every share has finished."""
+    if len(shares) <= 1:
+        return [work(share) for share in shares]
+    with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix=name) as pool:
+        return list(pool.map(work, shares))
+
 
 def fetch_members(
     connect: Connect,
@@ -62,10 +81,7 @@ def fetch_members(
     Raises AUTH_FAILED: a rejected key fails every member alike."""
     tickers = list(members)
     batches = [tickers[i : i + batch_size] for i in range(0, len(tickers), batch_size)]
-    shares = [
-        [t for batch in batches[k :: max(1, streams)] for t in batch]
-        for k in range(min(max(1, streams), len(batches)))
-    ]
+    shares = [[t for batch in share for t in batch] for share in deal(batches, streams)]
 
     def stream(share: list[str]) -> list[SymbolIngest]:
         tasks = [HistoryTask(symbol, members[symbol], days) for symbol in share]
@@ -78,11 +94,7 @@ def fetch_members(
                 history_round(conn, run, open_client, run_id=run_id)
             return finish_history(conn, run)
 
-    if len(shares) <= 1:
-        return [r for share in shares for r in stream(share)]
-    with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="universe") as pool:
-        futures = [pool.submit(stream, share) for share in shares]
-        return [r for future in futures for r in future.result()]
+    return [r for results in in_streams(shares, stream, "universe") for r in results]
 
 
 def record_outcomes(
@@ -175,8 +187,6 @@ def derive_members(
     for the three), members dealt to `streams` threads, each with its own connection: a
     member's derivation waits on PostgreSQL about as long as it computes, so several keep
     both the server and the client busy. Rows written per timeframe."""
-    ids = list(members.values())
-    shares = [ids[k :: max(1, streams)] for k in range(min(max(1, streams), len(ids)))]
 
     def stream(share: list[int]) -> Counter[Timeframe]:
         written: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
@@ -188,7 +198,6 @@ def derive_members(
         return written
 
     total: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
-    with ThreadPoolExecutor(max_workers=max(1, len(shares)), thread_name_prefix="derive") as pool:
-        for written in pool.map(stream, shares):
-            total.update(written)
+    for written in in_streams(deal(list(members.values()), streams), stream, "derive"):
+        total.update(written)
     return dict(total)
