@@ -198,10 +198,9 @@ class WindowStore:
         """Store every session the pages so far moved past (the newest one may continue on
         the next page); also when a later request fails, so a resumed fetch starts after
         them."""
-        newest = self._newest
-        ready = [
-            d for d in self.window.sessions if newest is not None and d < newest and self._due(d)
-        ]
+        if self._newest is None:
+            return
+        ready = [d for d in self.window.sessions if d < self._newest and self._due(d)]
         if ready:
             self._store(ready, stats)
 
