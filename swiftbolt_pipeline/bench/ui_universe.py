@@ -43,7 +43,7 @@ from dagster._core.execution.plan.handle import StepHandle
 from dagster._serdes import serialize_value
 
 from swiftbolt_pipeline.core import calendar
-from swiftbolt_pipeline.core.models import Provider, Timeframe
+from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.universe import derived_metadata, fetch_metadata
 from swiftbolt_pipeline.defs.assets.universe_daily import daily_metadata
 from swiftbolt_pipeline.ingest.universe import SAMPLE, FetchSummary
@@ -158,6 +158,8 @@ def fetch_summary(plan: UniversePlan, i: int, days: tuple[date, ...]) -> FetchSu
         failures_by_code={"SYMBOL_NOT_FOUND": len(failed)} if failed else {},
         failed_sample=failed[:SAMPLE],
         rows=served * bars,
+        # h1 and h4 are written with the m15 bars.
+        derived_rows=served * len(days) * sum(BARS_PER_SESSION[tf] for tf in DERIVED_TIMEFRAMES),
         requests=requests,
         expected_cost=requests,
         retries=0,
@@ -177,11 +179,12 @@ def range_metadata(plan: UniversePlan, i: int, r: Range) -> dict[str, dict[str, 
     assets' own metadata functions."""
     days = list(r.days)
     summary = fetch_summary(plan, i, r.days)
-    served = plan.sizes[i] - summary.failed
-    written = {tf: served * BARS_PER_SESSION[tf] * len(days) for tf in (Timeframe.H1, Timeframe.H4)}
+    nothing_stale: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)  # fetch wrote them
     return {
         UNIVERSE_M15_BARS: fetch_metadata(r.universe, days, days, summary),
-        UNIVERSE_DERIVED_BARS: derived_metadata([r.universe], plan.sizes[i], days, written),
+        UNIVERSE_DERIVED_BARS: derived_metadata(
+            [r.universe], plan.sizes[i], days, {}, nothing_stale
+        ),
         UNIVERSE_D1_BARS: daily_metadata([r.universe], days, days, daily_summary(plan, i, days)),
     }
 

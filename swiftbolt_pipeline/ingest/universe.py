@@ -5,7 +5,9 @@ share a request up to the provider's `max_symbols` (Alpaca: 50 per request, page
 bars; Polygon: one symbol per request), each symbol's bars take the one write path and get
 their own `job_runs` rows, and a symbol that fails (SYMBOL_NOT_FOUND, ...) never stops the
 others. What differs is the bookkeeping around it: one outcome summary for the whole
-universe, counts instead of symbol lists."""
+universe, counts instead of symbol lists; and each member's h1 and h4 bars are written with
+its m15 bars, in the same transaction, from the bars in hand (`derive_members` then only
+re-derives what a later m15 write left out of date)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from swiftbolt_pipeline.ingest.history import (
     start_history,
 )
 from swiftbolt_pipeline.ingest.store import SymbolIngest, record_symbol_outcomes
-from swiftbolt_pipeline.storage import universes
+from swiftbolt_pipeline.storage import coverage, universes
 
 # Failed tickers named in a summary; the rest are counted (a universe may have thousands).
 SAMPLE = 10
@@ -78,6 +80,7 @@ def fetch_members(
     `streams` threads, each with its own connection and clients. Members (in ticker order)
     are cut into the provider's batches of `batch_size` and the batches dealt to the streams
     in turn, so every request holds the members it would hold in one stream.
+    Every member's h1 and h4 are written with its m15 bars.
     Raises AUTH_FAILED: a rejected key fails every member alike."""
     tickers = list(members)
     batches = [tickers[i : i + batch_size] for i in range(0, len(tickers), batch_size)]
@@ -88,6 +91,7 @@ def fetch_members(
         with connect() as conn:
             run = start_history(
                 conn, providers, tasks, extended_hours=extended_hours,
+                derived=DERIVED_TIMEFRAMES,
                 detail_log_level=logging.DEBUG,  # counts go to the metadata instead
             )  # fmt: skip
             while run.next_provider() is not None:
@@ -140,6 +144,7 @@ class FetchSummary:
     failures_by_code: dict[str, int]
     failed_sample: list[str]
     rows: int
+    derived_rows: int
     requests: int
     expected_cost: int
     retries: int
@@ -162,6 +167,7 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
         failures_by_code=dict(Counter(r.error.code for r in failed if r.error)),
         failed_sample=[r.symbol for r in failed[:SAMPLE]],
         rows=sum(r.bars_written for r in results),
+        derived_rows=sum(r.derived_rows for r in results),
         requests=sum(r.stats.requests for r in results),
         expected_cost=sum(r.expected_cost for r in results),
         retries=sum(r.stats.retries for r in results),
@@ -176,28 +182,36 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
     )
 
 
-def derive_members(
-    connect: Connect,
-    members: dict[str, int],
-    days: Sequence[date],
-    *,
-    streams: int = STREAMS,
-) -> dict[Timeframe, int]:
-    """h1 and h4 of every member over `days` from its stored m15 bars (one read per member
-    for the three), members dealt to `streams` threads, each with its own connection: a
-    member's derivation waits on PostgreSQL about as long as it computes, so several keep
-    both the server and the client busy. Rows written per timeframe."""
+def out_of_date(
+    conn: psycopg.Connection, symbol_ids: Sequence[int], days: Sequence[date]
+) -> dict[int, list[date]]:
+    """Per member (symbol id), its `days` (sorted sessions) whose h1 or h4 bars do not match
+    its stored m15 bars: never derived, or the m15 bars written again since (the gap sensor's
+    rule, `completeness.derived_complete`). Members with none are left out."""
+    found = coverage.incomplete_sessions(conn, symbol_ids, days, final=lambda _: False)
+    derived = set(DERIVED_TIMEFRAMES)
+    stale = {i: [d for d, tfs in per_day.items() if tfs & derived] for i, per_day in found.items()}
+    return {i: days for i, days in stale.items() if days}
 
-    def stream(share: list[int]) -> Counter[Timeframe]:
+
+def derive_members(
+    connect: Connect, stale: dict[int, list[date]], *, streams: int = STREAMS
+) -> dict[Timeframe, int]:
+    """h1 and h4 of each member (symbol id) over its `stale` days from its stored m15 bars
+    (one read per member for both), members dealt to `streams` threads, each with its own
+    connection: a member's derivation waits on PostgreSQL about as long as it computes, so
+    several keep both the server and the client busy. Rows written per timeframe."""
+
+    def stream(share: list[tuple[int, list[date]]]) -> Counter[Timeframe]:
         written: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
         with connect() as conn:
-            for symbol_id in share:
+            for symbol_id, days in share:
                 written.update(
                     derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
                 )
         return written
 
     total: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
-    for written in in_streams(deal(list(members.values()), streams), stream, "derive"):
+    for written in in_streams(deal(list(stale.items()), streams), stream, "derive"):
         total.update(written)
     return dict(total)

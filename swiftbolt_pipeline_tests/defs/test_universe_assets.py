@@ -4,17 +4,22 @@ launch) fetches each distinct member once and records both universes' outcomes."
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
+import polars as pl
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Timeframe
 from swiftbolt_pipeline.defs.assets.universe import universe_run_config
 from swiftbolt_pipeline.defs.build import build_definitions
+from swiftbolt_pipeline.ingest.derive import derive_many
 from swiftbolt_pipeline.names import RANGE_END_TAG, RANGE_START_TAG, universe_partition_key
 from swiftbolt_pipeline.services.universe import register_universe
 from swiftbolt_pipeline.storage import universes
+from swiftbolt_pipeline.storage.bars import read_bars, replace_partitions
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
 DAYS = calendar.sessions_between(date(2026, 2, 9), date(2026, 2, 10))
@@ -63,3 +68,80 @@ def test_a_run_over_two_universes_fetches_shared_members_once(
         ("alpha", "QQQ", None), ("alpha", "SPY", None),
         ("beta", "AAPL", None), ("beta", "QQQ", None), ("beta", "ZZNONE", "SYMBOL_NOT_FOUND"),
     ]  # fmt: skip
+
+
+def _derived_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    conn.commit()
+    return conn.execute(
+        """SELECT s.ticker, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap,
+                  b.trade_count, b.provider, b.is_intraday, b.fetched_at
+             FROM ohlc_bars_v2 b JOIN symbols s ON s.id = b.symbol_id
+            WHERE b.timeframe IN ('h1', 'h4') ORDER BY 1, 2, 3"""
+    ).fetchall()
+
+
+def test_the_fetch_writes_h1_h4_and_the_derived_asset_redoes_only_what_is_out_of_date(
+    pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
+) -> None:
+    universes.set_members(conn, "gamma", ["SPY", "QQQ", "AAPL"])
+    conn.commit()
+    defs = build_definitions(Settings.from_env())
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    tags = {
+        RANGE_START_TAG: universe_partition_key("gamma", DAYS[0]),
+        RANGE_END_TAG: universe_partition_key("gamma", DAYS[-1]),
+    }
+
+    def run(selection: list[str]) -> dict[str, Any]:
+        result = dg.materialize(
+            assets, instance=instance, resources=dict(defs.resources or {}),
+            selection=selection, run_config=universe_run_config("alpaca", selection), tags=tags,
+        )  # fmt: skip
+        assert result.success
+        (event, *_) = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    with dg.instance_for_test() as instance:
+        register_universe(instance, "gamma")
+        fetched = run(["universe_m15_bars"])
+        written = _derived_rows(conn)
+        # 3 members x 2 sessions x (7 h1 + 2 h4), written with the m15 bars by the fetch.
+        assert fetched["derived_rows"] == len(written) == 3 * 2 * 9
+        ids = dict(conn.execute("SELECT ticker, id FROM symbols").fetchall())
+        for symbol_id in ids.values():
+            derive_many(conn, symbol_id=symbol_id, days=DAYS, timeframes=DERIVED_TIMEFRAMES)
+        rederived = _derived_rows(conn)
+        # The same bars as a derivation from the stored m15 bars (only the write time moved).
+        assert [r[:-1] for r in rederived] == [r[:-1] for r in written]
+        assert all(a[-1] < b[-1] for a, b in zip(written, rederived, strict=True))
+
+        nothing = run(["universe_derived_bars"])
+        assert (nothing["rederived_symbol_sessions"], nothing["rows"]) == (0, 0)
+        assert _derived_rows(conn) == rederived  # untouched, write times included
+
+        # QQQ's second session is written again (volumes doubled) and SPY's first session
+        # loses its h4 bars: exactly those two member-sessions are out of date.
+        qqq = read_bars(conn, ids["QQQ"], Timeframe.M15, DAYS[1], DAYS[1])
+        replace_partitions(
+            conn, symbol_id=ids["QQQ"], timeframe=Timeframe.M15, days=[DAYS[1]],
+            bars=qqq.with_columns(pl.col("volume") * 2), provider="alpaca", is_intraday=False,
+        )  # fmt: skip
+        conn.execute(
+            "DELETE FROM ohlc_bars_v2 WHERE symbol_id = %s AND timeframe = 'h4' AND ts < %s",
+            (ids["SPY"], calendar.session(DAYS[0]).close),
+        )
+        conn.commit()
+        redone = run(["universe_derived_bars"])
+        assert redone["rederived_symbol_sessions"] == 2
+        # Both timeframes of each out-of-date member-session are derived again.
+        assert (redone["h1_rows"], redone["h4_rows"]) == (2 * 7, 2 * 2)
+        after = _derived_rows(conn)
+        changed = {(r[0], r[2].astimezone(calendar.EXCHANGE_TZ).date()) for r in after} - {
+            (r[0], r[2].astimezone(calendar.EXCHANGE_TZ).date()) for r in rederived
+            if r in after
+        }  # fmt: skip
+        assert changed == {("QQQ", DAYS[1]), ("SPY", DAYS[0])}
+        doubled = {r[:3]: r[7] for r in after if r[0] == "QQQ" and r[2].date() == DAYS[1]}
+        assert doubled == {r[:3]: 2 * r[7] for r in rederived if r[:3] in doubled}
+        spy_h4 = [r[:-1] for r in after if r[0] == "SPY" and r[1] == "h4"]
+        assert spy_h4 == [r[:-1] for r in rederived if r[0] == "SPY" and r[1] == "h4"]
