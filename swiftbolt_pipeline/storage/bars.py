@@ -9,7 +9,6 @@ A partition's day is a calendar date in a market's zone: America/New_York for NY
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,11 +16,17 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import psycopg
+from psycopg import sql
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
+from swiftbolt_pipeline.storage import bar_copy
 
 _LOCK_NAMESPACE = 0x5B01_0BA2
+
+_COPY = sql.SQL("COPY ohlc_bars_v2 ({}) FROM STDIN (FORMAT binary)").format(
+    sql.SQL(", ").join(map(sql.Identifier, bar_copy.COLUMNS))
+)
 
 
 def day_bounds(day: date, zone: ZoneInfo = EXCHANGE_TZ) -> tuple[datetime, datetime]:
@@ -51,16 +56,10 @@ def replace_partitions(
     stray = bars.filter(~_exchange_day(pl.col("ts"), zone).is_in(list(day_set)))
     if stray.height:
         raise ValueError(f"{stray.height} bars fall outside the partitions being written")
-    payload = bars.select(
-        pl.lit(symbol_id).alias("symbol_id"),
-        pl.lit(timeframe.value).alias("timeframe"),
-        pl.col("ts"),
-        *[pl.col(c) for c in ("open", "high", "low", "close", "volume", "vwap", "trade_count")],
-        pl.lit(provider).alias("provider"),
-        pl.lit(is_intraday).alias("is_intraday"),
-    )
-    buffer = io.BytesIO()
-    payload.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+    payload = bar_copy.copy_payload(
+        bars, symbol_id=symbol_id, timeframe=timeframe.value, provider=provider,
+        is_intraday=is_intraday,
+    )  # fmt: skip
     with conn.transaction():
         # Safe to skip the WAL flush wait: a crash can only lose whole recent transactions
         # (bars together with their checkpoint), which a resumed fetch simply writes again.
@@ -88,14 +87,10 @@ def replace_partitions(
                      AND width_bucket(ts, %s::timestamptz[]) %% 2 = 1""",
                 (symbol_id, timeframe.value, bounds[0], bounds[-1], bounds),
             )
-        if payload.height:
-            with conn.cursor().copy(
-                """COPY ohlc_bars_v2 (symbol_id, timeframe, ts, open, high, low, close, volume,
-                                      vwap, trade_count, provider, is_intraday)
-                   FROM STDIN (FORMAT csv)"""
-            ) as copy:
-                copy.write(buffer.getvalue())
-    return payload.height
+        if bars.height:
+            with conn.cursor().copy(_COPY) as copy:
+                copy.write(payload)
+    return bars.height
 
 
 def _day_runs(days: list[date]) -> list[tuple[date, date]]:
@@ -114,10 +109,6 @@ SOURCE_SCHEMA: dict[str, pl.DataType] = {
     "provider": pl.String(),
     "is_intraday": pl.Boolean(),
 }
-
-
-# PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
-_PG_EPOCH_US = 946_684_800_000_000
 
 
 def read_bars(
@@ -154,7 +145,7 @@ def read_bars(
     ts, open_, high, low, close, volume, vwap, no_vwap, trades, no_trades, provider, intraday = row
     frame = pl.DataFrame(
         {
-            "ts": _array(ts, ">i8") + _PG_EPOCH_US,
+            "ts": _array(ts, ">i8") + bar_copy.PG_EPOCH_US,
             "open": _array(open_, ">f8"),
             "high": _array(high, ">f8"),
             "low": _array(low, ">f8"),

@@ -418,3 +418,31 @@ def test_replacing_scattered_days_leaves_the_days_between(conn: psycopg.Connecti
         sat: 3,
     }
     assert count(conn) == 7
+
+
+def test_the_binary_copy_stores_every_value_exactly(conn: psycopg.Connection) -> None:
+    """`replace_partitions` sends binary COPY rows: each value must land as given, whatever
+    the mix of NULLs (each row's layout), extreme floats and integers, and instants before
+    PostgreSQL's 2000-01-01 epoch (negative offsets) or with microseconds."""
+    s = sid(conn)
+    new_year, spring = date(1999, 12, 31), date(2024, 3, 11)
+    most = 2**63 - 1
+    rows = [
+        # (ts, open, high, low, close, volume, vwap, trade_count)
+        (utc("1999-12-31 05:00:00"), 1.0, 1.0, 1.0, 1.0, 0, None, None),
+        (utc("1999-12-31 14:30:00.000001"), 0.1 + 0.2, 1.7976931348623157e308, 5e-324, 1e-7, most, 2.5, 7),  # noqa: E501
+        (utc("2000-01-01 04:59:59.999999"), 2.2250738585072014e-308, 1e300, 2.2250738585072014e-308, 1e300, 1, None, most),  # noqa: E501
+        (utc("2024-03-11 04:00:00"), 1 / 3, 2 / 3, 1 / 7, 0.5, 2**53 + 1, 1 / 9, None),
+        (utc("2024-03-11 13:30:00"), 123.456789012345678, 200.5, 100.25, 150.125, 5, 150.0000000000001, 0),  # noqa: E501
+        (utc("2024-03-12 03:59:59.999999"), 99.99, 100.01, 99.98, 100.0, 5, None, 3),
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=BAR_SCHEMA, orient="row")
+    assert write(conn, s, [new_year, spring], frame, provider="alpaca", is_intraday=True) == 6
+    stored = conn.execute(
+        """SELECT ts, open, high, low, close, volume, vwap, trade_count, symbol_id, timeframe,
+                  provider, is_intraday
+             FROM ohlc_bars_v2 ORDER BY ts"""
+    ).fetchall()
+    assert stored == [(*row, s, "m15", "alpaca", True) for row in rows]
+    sessions = conn.execute("SELECT day, bars FROM bar_sessions ORDER BY day").fetchall()
+    assert sessions == [(new_year, 3), (spring, 3)]
