@@ -55,6 +55,20 @@ def deal(items: Sequence[T], streams: int) -> list[list[T]]:
     return [list(items[k::n]) for k in range(min(n, len(items)))]
 
 
+def stream_shares(tickers: Sequence[str], batch_size: int, streams: int) -> list[list[str]]:
+    """The members (in ticker order) each stream fetches, in batches of `batch_size`. Up to
+    `streams` batches: one batch per stream, as one stream would cut them. More: contiguous
+    shares as equal as members allow, so every stream works until the end instead of the
+    last batches running alone; each share's last batch may be partial, so this costs at most
+    one request per stream over whole batches."""
+    n = len(tickers)
+    if n <= batch_size * streams:
+        return [list(tickers[i : i + batch_size]) for i in range(0, n, batch_size)]
+    base, extra = divmod(n, streams)
+    bounds = [k * base + min(k, extra) for k in range(streams + 1)]
+    return [list(tickers[bounds[k] : bounds[k + 1]]) for k in range(streams)]
+
+
 def in_streams(shares: list[list[T]], work: Callable[[list[T]], R], name: str) -> list[R]:
     """`work` on every share, each in its own thread (a single share runs inline); the
     results in share order. The first failure is raised once every share has finished."""
@@ -77,14 +91,11 @@ def fetch_members(
     streams: int = STREAMS,
 ) -> list[SymbolIngest]:
     """Every member's `days` through the providers in order (fallback on an outage), in
-    `streams` threads, each with its own connection and clients. Members (in ticker order)
-    are cut into the provider's batches of `batch_size` and the batches dealt to the streams
-    in turn, so every request holds the members it would hold in one stream.
+    `streams` threads, each with its own connection and clients, each fetching its share of
+    the members (`stream_shares`) in the provider's batches of `batch_size`.
     Every member's h1 and h4 are written with its m15 bars.
     Raises AUTH_FAILED: a rejected key fails every member alike."""
-    tickers = list(members)
-    batches = [tickers[i : i + batch_size] for i in range(0, len(tickers), batch_size)]
-    shares = [[t for batch in share for t in batch] for share in deal(batches, streams)]
+    shares = stream_shares(list(members), batch_size, streams)
 
     def stream(share: list[str]) -> list[SymbolIngest]:
         tasks = [HistoryTask(symbol, members[symbol], days) for symbol in share]
