@@ -96,26 +96,46 @@ def resample(
     vwap = volume-weighted mean of the non-null m15 vwaps (their plain mean when that volume is
     0; null when none is known). Bars are assumed unique per (`by`, `ts`).
     """
-    width = BUCKET_MINUTES[Timeframe(timeframe)] * _US_PER_MINUTE
-    keys = [by, _BUCKET] if by is not None else [_BUCKET]
+    return resample_many(m15, [timeframe], sessions, by)[Timeframe(timeframe)]
+
+
+def resample_many(
+    m15: pl.DataFrame,
+    timeframes: Sequence[Timeframe],
+    sessions: Sequence[Session],
+    by: str | None = None,
+) -> dict[Timeframe, pl.DataFrame]:
+    """`resample` to each of `timeframes`, matching the bars to their sessions and sorting
+    them once for all."""
     out_schema = dict(BAR_SCHEMA)
     if by is not None:
         out_schema = {by: m15.schema[by], **out_schema}
     if m15.is_empty() or not sessions:
-        return pl.DataFrame(schema=out_schema)
+        return {Timeframe(tf): pl.DataFrame(schema=out_schema) for tf in timeframes}
+    # Sorting first makes every aggregate see its bars in time order: first/last are plain,
+    # and float sums (vwap) come out bit-identical whatever order the input had.
+    in_session = _in_session(
+        m15.select([c for c in (by, *BAR_SCHEMA) if c is not None]), sessions
+    ).sort([by, _TS] if by is not None else _TS)
+    return {
+        Timeframe(tf): _aggregate(in_session, Timeframe(tf), by, out_schema) for tf in timeframes
+    }
 
+
+def _aggregate(
+    in_session: pl.DataFrame, timeframe: Timeframe, by: str | None, out_schema: dict
+) -> pl.DataFrame:
+    """One timeframe's bars from the sorted regular-session bars of `_in_session`."""
+    width = BUCKET_MINUTES[timeframe] * _US_PER_MINUTE
+    keys = [by, _BUCKET] if by is not None else [_BUCKET]
     vwap_known = pl.col("vwap").is_not_null()
     weight = pl.when(vwap_known).then(pl.col("volume")).otherwise(0)
     weight_sum = weight.sum()
     weighted_vwap = (pl.col("vwap") * weight).sum() / weight_sum
     result = (
-        _in_session(m15.select([c for c in (by, *BAR_SCHEMA) if c is not None]), sessions)
-        .with_columns(
+        in_session.with_columns(
             (pl.col(_OPEN) + (pl.col(_TS) - pl.col(_OPEN)) // width * width).alias(_BUCKET)
         )
-        # Sorting first makes every aggregate see its bars in time order: first/last are plain,
-        # and float sums (vwap) come out bit-identical whatever order the input had.
-        .sort([by, _TS] if by is not None else _TS)
         .group_by(keys, maintain_order=True)
         .agg(
             pl.col("open").first(),

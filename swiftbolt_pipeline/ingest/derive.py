@@ -12,7 +12,7 @@ import psycopg
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.calendar import DayCalendar
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
-from swiftbolt_pipeline.core.resample import resample
+from swiftbolt_pipeline.core.resample import resample_many
 from swiftbolt_pipeline.storage import bars as bar_store
 
 
@@ -64,13 +64,13 @@ def derive_many(
         for (provider, is_intraday), group in groups.items():
             sessions = [cal.session(d) for d in group]
             source = m15.filter(pl.col("day").is_in(group)).select(list(BAR_SCHEMA))
-            for timeframe in timeframes:
+            for timeframe, bars in resample_many(source, timeframes, sessions).items():
                 written[timeframe] += bar_store.replace_partitions(
                     conn,
                     symbol_id=symbol_id,
                     timeframe=timeframe,
                     days=group,
-                    bars=resample(source, timeframe, sessions),
+                    bars=bars,
                     provider=provider,
                     is_intraday=is_intraday,
                     zone=cal.zone,

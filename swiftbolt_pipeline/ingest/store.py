@@ -39,7 +39,7 @@ from swiftbolt_pipeline.core.errors import (
 )
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, RAW_BAR_MINUTES, Provider, Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.core.resample import resample
+from swiftbolt_pipeline.core.resample import resample_many
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -346,8 +346,7 @@ class WindowStore:
         """The fetch's derived timeframes of `days` from their clean raw `bars` (in the
         caller's transaction); derived rows written per day."""
         written: dict[date, int] = dict.fromkeys(days, 0)
-        for timeframe in self.result.derived:
-            derived = resample(bars, timeframe, sessions)
+        for timeframe, derived in resample_many(bars, self.result.derived, sessions).items():
             bar_store.replace_partitions(
                 self.conn,
                 symbol_id=self.symbol_id,
