@@ -61,14 +61,16 @@ def replace_partitions(
         is_intraday=is_intraday,
     )  # fmt: skip
     with conn.transaction():
-        # Safe to skip the WAL flush wait: a crash can only lose whole recent transactions
-        # (bars together with their checkpoint), which a resumed fetch simply writes again.
-        conn.execute("SET LOCAL synchronous_commit TO OFF")
-        # Recounting hundreds of sessions (the delete trigger) is estimated dear enough to be
-        # JIT-compiled, which costs tens of ms more than the index-range work it speeds up.
-        conn.execute("SET LOCAL jit TO OFF")
+        # One round trip for the transaction's settings (set_config(..., true) is SET LOCAL)
+        # and the lock. Safe to skip the WAL flush wait: a crash can only lose whole recent
+        # transactions (bars together with their checkpoint), which a resumed fetch simply
+        # writes again. Recounting hundreds of sessions (the delete trigger) is estimated dear
+        # enough to be JIT-compiled, which costs tens of ms more than the index-range work it
+        # speeds up.
         conn.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            """SELECT set_config('synchronous_commit', 'off', true),
+                      set_config('jit', 'off', true),
+                      pg_advisory_xact_lock(%s, hashtext(%s))""",
             (_LOCK_NAMESPACE, f"{symbol_id}:{timeframe.value}"),
         )
         # One statement for every run of days, so its delete trigger recounts all the touched
