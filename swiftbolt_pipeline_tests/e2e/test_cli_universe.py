@@ -134,9 +134,11 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
         m15_rows,
     )
     # h1/h4 of one member equal an independent roll-up of the emulator's bars (d1 is the
-    # provider's official daily bar, not derived from m15).
+    # provider's official daily bar, not derived from m15); the summary counts every one.
     for span in ("h1", "h4"):
         assert _stored(conn, TICKERS[7], span) == _roll_up(regular[TICKERS[7]], span), span
+    derived = sum(len(_roll_up(bars, span)) for bars in regular.values() for span in ("h1", "h4"))
+    assert f"{m15_rows} m15, {derived} h1/h4 and " in result.stderr
 
     # Dagster's bookkeeping: one materialization per asset and day, none per member.
     events = conn.execute(
