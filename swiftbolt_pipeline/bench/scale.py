@@ -5,7 +5,6 @@ complete by the gap sensor's rules, so the tick has only the planted gaps to req
 
 from __future__ import annotations
 
-import io
 import logging
 import statistics
 import time
@@ -17,12 +16,12 @@ import polars as pl
 
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.calendar import Session, exchange_date
-from swiftbolt_pipeline.core.models import Timeframe
+from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
 from swiftbolt_pipeline.core.resample import resample
 from swiftbolt_pipeline.defs.sensors import coverage_gap_sensor
 from swiftbolt_pipeline.services.coverage import coverage_report
 from swiftbolt_pipeline.services.launch import register_symbols
-from swiftbolt_pipeline.storage import benchmark, watchlist
+from swiftbolt_pipeline.storage import bar_copy, benchmark, watchlist
 
 from .env import BenchEnv
 from .report import Row
@@ -71,16 +70,20 @@ def _load(
                 if k % GAP_EVERY == 0:
                     part = part.filter(~pl.col("__day").is_in(list(gap_days)))
                 frames.append(part.with_columns(pl.lit(symbol_ids[k]).alias("symbol_id")))
-            payload = pl.concat(frames).select(
-                "symbol_id", "timeframe", "ts", "open", "high", "low", "close", "volume",
-                "vwap", "trade_count", pl.lit("polygon").alias("provider"),
-                "is_intraday",
-            )  # fmt: skip
-            buffer = io.BytesIO()
-            payload.write_csv(
-                buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z"
-            )
-            benchmark.copy_bars_csv(conn, benchmark.BARS, buffer.getvalue())
+            payload = pl.concat(frames)
+            groups = payload.group_by("symbol_id", "timeframe", "is_intraday", maintain_order=True)
+            rows = []
+            for (symbol_id, timeframe, intraday), part in groups:
+                rows.append(
+                    bar_copy.copy_rows(
+                        part.select(list(BAR_SCHEMA)),
+                        symbol_id=int(str(symbol_id)),
+                        timeframe=str(timeframe),
+                        provider="polygon",
+                        is_intraday=bool(intraday),
+                    )
+                )
+            benchmark.copy_bars(conn, benchmark.BARS, bar_copy.stream(rows))
             written += payload.height
         benchmark.confirm_stored_sessions(conn, symbol_ids, Timeframe.M15.value, today)
         benchmark.analyze_bars(conn)

@@ -21,8 +21,8 @@ COLUMNS = (
     "trade_count", "provider", "is_intraday",
 )  # fmt: skip
 
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
-_TRAILER = b"\xff\xff"
+HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+TRAILER = b"\xff\xff"
 _FLOATS = ("open", "high", "low", "close")
 
 
@@ -52,6 +52,22 @@ def copy_payload(
     bars: pl.DataFrame, *, symbol_id: int, timeframe: str, provider: str, is_intraday: bool
 ) -> bytes:
     """`bars` (BAR_SCHEMA) as one binary COPY stream of `COLUMNS`."""
+    rows = copy_rows(
+        bars, symbol_id=symbol_id, timeframe=timeframe, provider=provider, is_intraday=is_intraday
+    )
+    return stream([rows])
+
+
+def stream(rows: list[bytes]) -> bytes:
+    """One binary COPY stream of the rows of several `copy_rows` calls."""
+    return b"".join([HEADER, *rows, TRAILER])
+
+
+def copy_rows(
+    bars: pl.DataFrame, *, symbol_id: int, timeframe: str, provider: str, is_intraday: bool
+) -> bytes:
+    """`bars` (BAR_SCHEMA) as binary COPY rows of `COLUMNS`, without the stream's header and
+    trailer."""
     tf, source = timeframe.encode(), provider.encode()
     values = {
         "ts": bars["ts"].dt.epoch("us").to_numpy() - PG_EPOCH_US,
@@ -61,7 +77,7 @@ def copy_payload(
     }
     has_vwap = bars["vwap"].is_not_null().to_numpy()
     has_count = bars["trade_count"].is_not_null().to_numpy()
-    parts = [_HEADER]
+    parts: list[bytes] = []
     for vwap in (True, False):
         for trade_count in (True, False):
             rows = (has_vwap == vwap) & (has_count == trade_count)
@@ -80,5 +96,4 @@ def copy_payload(
                 if name in names:
                     out[name] = column if every else column[rows]
             parts.append(out.tobytes())
-    parts.append(_TRAILER)
     return b"".join(parts)

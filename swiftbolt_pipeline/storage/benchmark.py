@@ -1,6 +1,6 @@
-"""Raw table work the benchmark measures the writer against: bulk COPY of prepared CSV rows into
-`ohlc_bars_v2` or into a scratch copy of it, and the resets between repeats. Only the benchmark
-uses these."""
+"""Raw table work the benchmark measures the writer against: bulk COPY of prepared rows (binary,
+the fastest form PostgreSQL takes, as the writer sends them) into `ohlc_bars_v2` or into a
+scratch copy of it, and the resets between repeats. Only the benchmark uses these."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+from swiftbolt_pipeline.storage import bar_copy
+
 BARS = "ohlc_bars_v2"
 # A copy of `ohlc_bars_v2` (same indexes, same foreign key) for the raw COPY baseline.
 SCRATCH_BARS = "bench_raw_copy"
-_COLUMNS = sql.SQL(", ").join(
-    map(
-        sql.Identifier,
-        (
-            "symbol_id", "timeframe", "ts", "open", "high", "low", "close", "volume", "vwap",
-            "trade_count", "provider", "is_intraday",
-        ),
-    )
-)  # fmt: skip
+_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, bar_copy.COLUMNS))
 
 
 def create_scratch_bars(conn: psycopg.Connection) -> None:
@@ -50,9 +44,9 @@ def reset_bars(conn: psycopg.Connection, symbol_ids: list[int]) -> None:
     conn.commit()
 
 
-def copy_bars_csv(conn: psycopg.Connection, table: str, data: bytes) -> None:
-    """COPY CSV rows (all bar columns, in table order) into `table` and commit."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+def copy_bars(conn: psycopg.Connection, table: str, data: bytes) -> None:
+    """COPY a binary stream of `bar_copy.COLUMNS` into `table` and commit."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(table), _COLUMNS
     )
     with conn.cursor().copy(statement) as copy:
