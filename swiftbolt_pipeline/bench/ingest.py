@@ -102,8 +102,8 @@ def measure_ingest(
                 f"{bars.height:,} m15 bars ({symbols} symbols x {len(sessions)} sessions) written "
                 f"in {calls} calls, one per symbol x request window as `ingest.store` does, each "
                 "its own transaction (advisory lock, DELETE of the partitions, binary COPY). "
-                "Reference: the same rows pre-serialized, one binary COPY into a scratch table LIKE "
-                "ohlc_bars_v2 INCLUDING ALL plus its foreign key (the physical floor). "
+                "Reference: the same rows pre-serialized, one binary COPY into a scratch table "
+                "LIKE ohlc_bars_v2 INCLUDING ALL plus its foreign key (the physical floor). "
                 f"Best of {len(writer_times)}, both tables emptied before each round."
             ),
         ),
