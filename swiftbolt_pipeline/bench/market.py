@@ -141,7 +141,7 @@ def _stored_rows(conn: psycopg.Connection, ids: list[int]) -> tuple[int, int]:
     row = conn.execute(
         """SELECT count(*) FILTER (WHERE timeframe = 'm15'),
                   count(*) FILTER (WHERE timeframe IN ('h1', 'h4'))
-             FROM ohlc_bars_v2 WHERE symbol_id = ANY(%s)""",
+             FROM ohlc_bars_v2 WHERE symbol_id = ANY(%s::int[])""",
         (ids,),
     ).fetchone()
     assert row is not None
@@ -172,8 +172,8 @@ def raw_copy_seconds(world: MarketWorld, name: str) -> tuple[int, float]:
         ids = list(universes.members(conn, name).values())
         buffer = io.BytesIO()
         query = sql.SQL(
-            "COPY (SELECT {} FROM ohlc_bars_v2 WHERE timeframe = 'm15' AND symbol_id = ANY({})) "
-            "TO STDOUT (FORMAT binary)"
+            "COPY (SELECT {} FROM ohlc_bars_v2 "
+            "WHERE timeframe = 'm15' AND symbol_id = ANY({}::int[])) TO STDOUT (FORMAT binary)"
         ).format(sql.SQL(", ").join(map(sql.Identifier, bar_copy.COLUMNS)), sql.Literal(ids))
         with conn.cursor().copy(query) as copy:
             for chunk in copy:

@@ -214,7 +214,7 @@ def sessions_with_bars_many(
     rows = conn.execute(
         """SELECT symbol_id, (ts AT TIME ZONE 'America/New_York')::date AS day, count(*)
            FROM ohlc_bars_v2
-           WHERE symbol_id = ANY(%s) AND timeframe = %s AND ts >= %s AND ts < %s
+           WHERE symbol_id = ANY(%s::int[]) AND timeframe = %s AND ts >= %s AND ts < %s
            GROUP BY 1, 2""",
         (symbol_ids, timeframe.value, lo, hi),
     ).fetchall()

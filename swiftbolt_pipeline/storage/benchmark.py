@@ -38,7 +38,7 @@ def reset_bars(conn: psycopg.Connection, symbol_ids: list[int]) -> None:
     """Empty the scratch table and the symbols' stored bars, then checkpoint, so every repeat
     starts from the same state on disk."""
     conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(SCRATCH_BARS)))
-    conn.execute("DELETE FROM ohlc_bars_v2 WHERE symbol_id = ANY(%s)", (symbol_ids,))
+    conn.execute("DELETE FROM ohlc_bars_v2 WHERE symbol_id = ANY(%s::int[])", (symbol_ids,))
     conn.commit()
     conn.execute("CHECKPOINT")
     conn.commit()
@@ -70,7 +70,7 @@ def confirm_stored_sessions(
     conn.execute(
         """INSERT INTO confirmed_sessions (symbol_id, timeframe, day, bars, provider)
            SELECT symbol_id, timeframe, day, bars, 'polygon' FROM bar_sessions
-            WHERE symbol_id = ANY(%s) AND timeframe = %s AND day < %s
+            WHERE symbol_id = ANY(%s::int[]) AND timeframe = %s AND day < %s
            ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET bars = EXCLUDED.bars""",
         (symbol_ids, timeframe, before),
     )

@@ -28,7 +28,7 @@ _TIMEFRAMES = {tf.value: tf for tf in Timeframe}  # Timeframe(value) is slow for
 _STATES_SQL = """
 SELECT symbol_id, timeframe, day, bars, intraday, first_written, last_written, slots
   FROM bar_sessions
- WHERE symbol_id = ANY(%(ids)s) AND day BETWEEN %(first)s AND %(last)s
+ WHERE symbol_id = ANY(%(ids)s::int[]) AND day BETWEEN %(first)s AND %(last)s
 """
 
 
@@ -60,7 +60,7 @@ def session_states(
             derived[key] = {_TIMEFRAMES[timeframe]: Stored(n, intraday, first, last)}
     confirmed = conn.execute(
         """SELECT symbol_id, day, bars FROM confirmed_sessions
-           WHERE symbol_id = ANY(%s) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",
+           WHERE symbol_id = ANY(%s::int[]) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",
         (ids, days[0], days[-1]),
     ).fetchall()
     answered = {(symbol_id, day): bars for symbol_id, day, bars in confirmed}

@@ -23,7 +23,7 @@ SELECT symbol_id, timeframe, (ts AT TIME ZONE 'UTC')::date AS day, count(*), boo
        count(DISTINCT date_part('hour', ts AT TIME ZONE 'UTC')),
        count(DISTINCT floor(date_part('hour', ts AT TIME ZONE 'UTC') / 4))
   FROM ohlc_bars_v2
- WHERE symbol_id = ANY(%s) AND ts >= %s AND ts < %s
+ WHERE symbol_id = ANY(%s::int[]) AND ts >= %s AND ts < %s
  GROUP BY 1, 2, 3
 """
 
@@ -51,7 +51,7 @@ def day_states(
             derived.setdefault(key, {})[_TIMEFRAMES[timeframe]] = stored
     confirmed = conn.execute(
         """SELECT symbol_id, day, bars FROM confirmed_sessions
-           WHERE symbol_id = ANY(%s) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",
+           WHERE symbol_id = ANY(%s::int[]) AND timeframe = 'm15' AND day BETWEEN %s AND %s""",
         (ids, days[0], days[-1]),
     ).fetchall()
     answered = {(symbol_id, day): bars for symbol_id, day, bars in confirmed}

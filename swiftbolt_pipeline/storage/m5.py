@@ -24,7 +24,7 @@ def m5_session_states(
         return stored
     rows = conn.execute(
         """SELECT symbol_id, day, bars FROM confirmed_sessions
-           WHERE symbol_id = ANY(%s) AND timeframe = %s AND day BETWEEN %s AND %s""",
+           WHERE symbol_id = ANY(%s::int[]) AND timeframe = %s AND day BETWEEN %s AND %s""",
         (ids, Timeframe.M5.value, days[0], days[-1]),
     ).fetchall()
     confirmed = {(symbol_id, day): bars for symbol_id, day, bars in rows}

@@ -47,7 +47,7 @@ def set_members(conn: psycopg.Connection, name: str, tickers: list[str]) -> Memb
         )
         removed = conn.execute(
             """DELETE FROM universe_members
-               WHERE universe = %s AND NOT (symbol_id = ANY(%s))""",
+               WHERE universe = %s AND NOT (symbol_id = ANY(%s::int[]))""",
             (name, list(ids.values())),
         ).rowcount
         added = conn.execute(
