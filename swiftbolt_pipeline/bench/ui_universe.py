@@ -158,8 +158,6 @@ def fetch_summary(plan: UniversePlan, i: int, days: tuple[date, ...]) -> FetchSu
         failures_by_code={"SYMBOL_NOT_FOUND": len(failed)} if failed else {},
         failed_sample=failed[:SAMPLE],
         rows=served * bars,
-        # h1 and h4 are written with the m15 bars.
-        derived_rows=served * len(days) * sum(BARS_PER_SESSION[tf] for tf in DERIVED_TIMEFRAMES),
         requests=requests,
         expected_cost=requests,
         retries=0,
@@ -179,11 +177,13 @@ def range_metadata(plan: UniversePlan, i: int, r: Range) -> dict[str, dict[str, 
     assets' own metadata functions."""
     days = list(r.days)
     summary = fetch_summary(plan, i, r.days)
-    nothing_stale: dict[Timeframe, int] = dict.fromkeys(DERIVED_TIMEFRAMES, 0)  # fetch wrote them
+    served = plan.sizes[i] - summary.failed
+    derived = {k: days for k in range(served)}  # every served member-session, once
+    written = {tf: served * BARS_PER_SESSION[tf] * len(days) for tf in DERIVED_TIMEFRAMES}
     return {
         UNIVERSE_M15_BARS: fetch_metadata(r.universe, days, days, summary),
         UNIVERSE_DERIVED_BARS: derived_metadata(
-            [r.universe], plan.sizes[i], days, {}, nothing_stale
+            [r.universe], plan.sizes[i], days, derived, written
         ),
         UNIVERSE_D1_BARS: daily_metadata([r.universe], days, days, daily_summary(plan, i, days)),
     }

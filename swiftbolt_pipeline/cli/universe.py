@@ -210,11 +210,10 @@ def _print_summary(
     fetched = outcome.metadata.get(UNIVERSE_M15_BARS, {})
     derived = outcome.metadata.get(UNIVERSE_DERIVED_BARS, {})
     daily = outcome.metadata.get(UNIVERSE_D1_BARS, {})
-    derived_rows = int(str(fetched.get("derived_rows", 0))) + int(str(derived.get("rows", 0)))
     console.print(
         f"Done in {elapsed:.1f}s: 1 run, {outcome.partitions} day partition(s) x "
         f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {fetched.get('rows', 0)} m15, "
-        f"{derived_rows} h1/h4 and {daily.get('rows', 0)} d1 bars written, "
+        f"{derived.get('rows', 0)} h1/h4 and {daily.get('rows', 0)} d1 bars written, "
         f"{cost.actual_cost} request(s): m15 {fetched.get('requests', 0)} "
         f"({fetched.get('expected_cost', 0)} planned), d1 {daily.get('requests', 0)} "
         f"({daily.get('planned_requests', 0)} planned, {daily.get('source', '-')})."

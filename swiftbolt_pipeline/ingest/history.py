@@ -91,14 +91,12 @@ def start_history(
     *,
     extended_hours: bool = False,
     timeframe: Timeframe = Timeframe.M15,
-    derived: Sequence[Timeframe] = (),
     detail_log_level: int = logging.INFO,
 ) -> HistoryRun:
     """Each task's request windows, after what a killed fetch already stored (no request).
     `timeframe`: the raw series fetched, m15 or (opted-in symbols) m5; the windows are the same
-    (`core.planning`: the limit counts base minutes, not bars). `derived`: timeframes written
-    with the raw bars, and `detail_log_level`: of each symbol's line per window (see
-    `SymbolIngest`)."""
+    (`core.planning`: the limit counts base minutes, not bars). `detail_log_level`: of each
+    symbol's line per window (see `SymbolIngest`)."""
     states: list[_Symbol] = []
     for task in tasks:
         result = SymbolIngest(
@@ -106,7 +104,6 @@ def start_history(
             days=sorted(task.days),
             extended_hours=extended_hours,
             timeframe=timeframe,
-            derived=tuple(derived),
             detail_log_level=detail_log_level,
         )
         todo = prepare_symbol(conn, task.symbol_id, result)

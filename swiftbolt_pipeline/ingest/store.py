@@ -6,9 +6,6 @@ A `WindowStore` takes one request window's bars as they arrive, page by page. Ev
 the bars have moved past is complete: it is cleaned, replaced and committed with the
 checkpoint, so a fetch killed mid-window resumes after the last stored session instead of
 fetching the window again. The last, possibly partial session waits for the next page.
-A fetch that names `derived` timeframes (universe mode: h1 and h4) also writes those
-sessions' derived bars, resampled from the bars in hand, in the same transaction: they never
-lag their m15 bars, and nothing reads the m15 bars back to derive them.
 
 Every batch goes through `core.clean` (explicit rules for bad provider data, counted per rule
 in `SymbolIngest.rejected`). Only sessions left with at least one clean bar are replaced. A
@@ -39,7 +36,6 @@ from swiftbolt_pipeline.core.errors import (
 )
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, RAW_BAR_MINUTES, Provider, Timeframe
 from swiftbolt_pipeline.core.planning import RequestWindow
-from swiftbolt_pipeline.core.resample import resample_many
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import HISTORY_PROVIDERS
 from swiftbolt_pipeline.storage import bars as bar_store
@@ -88,10 +84,6 @@ class SymbolIngest:
     # a universe of thousands logs its members' windows at DEBUG, or its event log would grow
     # with members x windows).
     detail_log_level: int = logging.INFO
-    # Timeframes derived from the raw bars as they are stored (`core.resample`), and the rows
-    # of them written.
-    derived: tuple[Timeframe, ...] = ()
-    derived_rows: int = 0
 
     def note_cleaning(self, report: CleanReport) -> None:
         self.cleaning.add(report)
@@ -150,7 +142,6 @@ class WindowStore:
         self._stored: set[date] = set()  # sessions written so far
         self._touched: set[date] = set()  # stored sessions that got more bars since
         self._rows_of: dict[date, int] = {}  # rows written per stored session
-        self._derived_of: dict[date, int] = {}  # derived rows written per stored session
         self._newest: date | None = None  # the newest session day served so far
 
     @classmethod
@@ -288,7 +279,6 @@ class WindowStore:
         counts = _bars_per_day(bars)
         written = [d for d in days if counts.get(d)]
         empty = [d for d in days if not counts.get(d) and d not in self._stored]
-        derived: dict[date, int] = {}
         with self.conn.transaction():
             rows = 0
             if written:
@@ -301,7 +291,6 @@ class WindowStore:
                     provider=self.provider,
                     is_intraday=self.is_intraday,
                 )
-                derived = self._write_derived(written, sessions, bars)
             if not self.is_intraday:
                 result.known = result.known or bool(written)
                 coverage.confirm_sessions(
@@ -328,9 +317,7 @@ class WindowStore:
         rewritten = self._stored & set(days)
         self.rows += rows - sum(self._rows_of.get(d, 0) for d in rewritten)
         result.bars_written += rows - sum(self._rows_of.get(d, 0) for d in rewritten)
-        result.derived_rows += sum(n - self._derived_of.get(d, 0) for d, n in derived.items())
         self._rows_of.update({d: counts.get(d, 0) for d in days})
-        self._derived_of.update(derived)
         self._stored |= set(days)
         self._touched -= set(days)
         result.empty_days.extend(empty)
@@ -339,26 +326,6 @@ class WindowStore:
             "%s %s..%s: %d bars from %s stored", result.symbol, days[0], days[-1], rows,
             self.provider,
         )  # fmt: skip
-
-    def _write_derived(
-        self, days: list[date], sessions: list[calendar.Session], bars: pl.DataFrame
-    ) -> dict[date, int]:
-        """The fetch's derived timeframes of `days` from their clean raw `bars` (in the
-        caller's transaction); derived rows written per day."""
-        written: dict[date, int] = dict.fromkeys(days, 0)
-        for timeframe, derived in resample_many(bars, self.result.derived, sessions).items():
-            bar_store.replace_partitions(
-                self.conn,
-                symbol_id=self.symbol_id,
-                timeframe=timeframe,
-                days=days,
-                bars=derived,
-                provider=self.provider,
-                is_intraday=self.is_intraday,
-            )
-            for day, count in _bars_per_day(derived).items():
-                written[day] += count
-        return written
 
 
 def confirm_pending_empty(conn: psycopg.Connection, symbol_id: int, result: SymbolIngest) -> None:

@@ -5,9 +5,8 @@ share a request up to the provider's `max_symbols` (Alpaca: 50 per request, page
 bars; Polygon: one symbol per request), each symbol's bars take the one write path and get
 their own `job_runs` rows, and a symbol that fails (SYMBOL_NOT_FOUND, ...) never stops the
 others. What differs is the bookkeeping around it: one outcome summary for the whole
-universe, counts instead of symbol lists; and each member's h1 and h4 bars are written with
-its m15 bars, in the same transaction, from the bars in hand (`derive_members` then only
-re-derives what a later m15 write left out of date)."""
+universe, counts instead of symbol lists. Members' h1 and h4 are derived afterwards from their
+stored m15 bars, only where out of date (`out_of_date`, `derive_members`)."""
 
 from __future__ import annotations
 
@@ -93,7 +92,6 @@ def fetch_members(
     """Every member's `days` through the providers in order (fallback on an outage), in
     `streams` threads, each with its own connection and clients, each fetching its share of
     the members (`stream_shares`) in the provider's batches of `batch_size`.
-    Every member's h1 and h4 are written with its m15 bars.
     Raises AUTH_FAILED: a rejected key fails every member alike."""
     shares = stream_shares(list(members), batch_size, streams)
 
@@ -102,7 +100,6 @@ def fetch_members(
         with connect() as conn:
             run = start_history(
                 conn, providers, tasks, extended_hours=extended_hours,
-                derived=DERIVED_TIMEFRAMES,
                 detail_log_level=logging.DEBUG,  # counts go to the metadata instead
             )  # fmt: skip
             while run.next_provider() is not None:
@@ -155,7 +152,6 @@ class FetchSummary:
     failures_by_code: dict[str, int]
     failed_sample: list[str]
     rows: int
-    derived_rows: int
     requests: int
     expected_cost: int
     retries: int
@@ -178,7 +174,6 @@ def summarize(results: Sequence[SymbolIngest], order: Sequence[Provider]) -> Fet
         failures_by_code=dict(Counter(r.error.code for r in failed if r.error)),
         failed_sample=[r.symbol for r in failed[:SAMPLE]],
         rows=sum(r.bars_written for r in results),
-        derived_rows=sum(r.derived_rows for r in results),
         requests=sum(r.stats.requests for r in results),
         expected_cost=sum(r.expected_cost for r in results),
         retries=sum(r.stats.retries for r in results),

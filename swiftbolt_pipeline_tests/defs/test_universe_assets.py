@@ -80,7 +80,7 @@ def _derived_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def test_the_fetch_writes_h1_h4_and_the_derived_asset_redoes_only_what_is_out_of_date(
+def test_the_derived_asset_derives_only_what_is_out_of_date(
     pipeline_env: dict[str, str], conn: psycopg.Connection, emulator: str
 ) -> None:
     universes.set_members(conn, "gamma", ["SPY", "QQQ", "AAPL"])
@@ -103,15 +103,18 @@ def test_the_fetch_writes_h1_h4_and_the_derived_asset_redoes_only_what_is_out_of
 
     with dg.instance_for_test() as instance:
         register_universe(instance, "gamma")
-        fetched = run(["universe_m15_bars"])
+        run(["universe_m15_bars"])
+        assert _derived_rows(conn) == []
+        first = run(["universe_derived_bars"])
         written = _derived_rows(conn)
-        # 3 members x 2 sessions x (7 h1 + 2 h4), written with the m15 bars by the fetch.
-        assert fetched["derived_rows"] == len(written) == 3 * 2 * 9
+        # 3 members x 2 sessions, each 7 h1 + 2 h4 bars.
+        assert first["rederived_symbol_sessions"] == 3 * 2
+        assert first["rows"] == len(written) == 3 * 2 * 9
         ids = dict(conn.execute("SELECT ticker, id FROM symbols").fetchall())
         for symbol_id in ids.values():
             derive_many(conn, symbol_id=symbol_id, days=DAYS, timeframes=DERIVED_TIMEFRAMES)
         rederived = _derived_rows(conn)
-        # The same bars as a derivation from the stored m15 bars (only the write time moved).
+        # Deriving everything again gives the same bars (only the write time moved).
         assert [r[:-1] for r in rederived] == [r[:-1] for r in written]
         assert all(a[-1] < b[-1] for a, b in zip(written, rederived, strict=True))
 

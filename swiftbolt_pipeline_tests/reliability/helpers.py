@@ -21,7 +21,7 @@ import httpx
 import psycopg
 
 from swiftbolt_pipeline.config import Settings
-from swiftbolt_pipeline.core.models import Provider, Timeframe
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.defs.build import build_definitions
 from swiftbolt_pipeline.defs.resources import PolygonResource
 from swiftbolt_pipeline.ingest.history import (
@@ -281,12 +281,10 @@ def ingest_history_routed(
     *,
     run_id: str,
     tasks: Sequence[HistoryTask],
-    derived: Sequence[Timeframe] = (),
 ) -> list[SymbolIngest]:
     """Every provider round of a history fetch in one call, as the `m15_bars` steps run them
-    one after another: each symbol's outcome (`error` set on the failed ones). `derived`: the
-    timeframes written with the m15 bars (universe mode)."""
-    run = start_history(conn, providers, tasks, derived=derived)
+    one after another: each symbol's outcome (`error` set on the failed ones)."""
+    run = start_history(conn, providers, tasks)
     while run.next_provider() is not None:
         history_round(conn, run, open_client, run_id=run_id)
     return finish_history(conn, run)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from swiftbolt_pipeline.core import calendar
 from swiftbolt_pipeline.core.clock import SystemClock
 from swiftbolt_pipeline.core.errors import ProviderError
-from swiftbolt_pipeline.core.models import Provider, Timeframe
+from swiftbolt_pipeline.core.models import Provider
 from swiftbolt_pipeline.ingest.history import HistoryTask
 from swiftbolt_pipeline.ingest.store import SymbolIngest
 from swiftbolt_pipeline.ingest.today import ingest_today
@@ -27,7 +27,6 @@ from swiftbolt_pipeline.providers.http import UnlimitedLimiter
 from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.providers.tradier import TradierClient
 from swiftbolt_pipeline.storage import watchlist
-from swiftbolt_pipeline_tests.e2e.test_cli_universe import _roll_up
 from swiftbolt_pipeline_tests.realdata import regular_m15
 from swiftbolt_pipeline_tests.reliability.helpers import (
     FakePolygon,
@@ -75,9 +74,7 @@ def _regular(bars: Bars) -> list[int]:
     ]
 
 
-def _ingest(
-    conn: psycopg.Connection, fake: FakePolygon, derived: Sequence[Timeframe] = ()
-) -> SymbolIngest:
+def _ingest(conn: psycopg.Connection, fake: FakePolygon) -> SymbolIngest:
     client = PolygonClient(
         fake.url, "fake-key", UnlimitedLimiter(), SystemClock(), max_attempts=3,
         backoff_base_s=0.001,
@@ -91,7 +88,6 @@ def _ingest(
             lambda _: client,
             run_id="reliability",
             tasks=[HistoryTask(SYMBOL, ids[SYMBOL], DAYS)],
-            derived=derived,
         )
     finally:
         client.close()
@@ -256,36 +252,6 @@ def test_a_window_failing_on_a_later_page_keeps_the_whole_sessions_it_completed(
     ]
     checkpoint = conn.execute("SELECT last_ts FROM provider_checkpoints").fetchone()
     assert checkpoint == (calendar.session(DAYS[1]).close,)
-
-
-def test_derived_bars_written_with_the_m15_bars_follow_every_page(
-    source: Bars, fake: FakePolygon, conn: psycopg.Connection
-) -> None:
-    """Universe mode writes h1 and h4 with every stored session. Pages ending inside a session,
-    and a page served twice (its sessions written again), leave exactly the roll-up of the
-    stored m15 bars, written in the same transactions and counted once."""
-    cut = _regular(source)[60]  # inside the third session
-    again = copy.deepcopy(source[: _regular(source)[30]])
-    fake.pages = [source[:cut], again, source[cut:]]
-    result = _ingest(conn, fake, derived=(Timeframe.H1, Timeframe.H4))
-    m15 = stored_m15(conn, SYMBOL)
-    assert m15 == _expected()
-    for span in ("h1", "h4"):
-        stored = conn.execute(
-            """SELECT ts, open, high, low, close, volume FROM ohlc_bars_v2
-               WHERE timeframe = %s ORDER BY ts""",
-            (span,),
-        ).fetchall()
-        assert stored == _roll_up(m15, span), span
-    derived = conn.execute("SELECT count(*) FROM ohlc_bars_v2 WHERE timeframe <> 'm15'")
-    assert result.derived_rows == derived.fetchone()[0] == 5 * (7 + 2)  # type: ignore[index]
-    # Each session's derived bars carry its m15 bars' write time: one transaction.
-    written = conn.execute(
-        """SELECT day, array_agg(DISTINCT first_written), array_agg(DISTINCT last_written)
-             FROM bar_sessions GROUP BY day ORDER BY day"""
-    ).fetchall()
-    assert [day for day, _, _ in written] == DAYS
-    assert all(len(first) == 1 and first == last for _, first, last in written)
 
 
 def test_a_window_with_nothing_usable_keeps_the_archive(

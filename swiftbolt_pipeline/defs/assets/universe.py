@@ -139,12 +139,11 @@ def build_universe_assets(
         required_resource_keys={"warehouse"},
         description=(
             "h1 and h4 bars of every member of a universe, derived with polars from its "
-            "m15 bars exactly as `h1_bars` and `h4_bars` are (session-anchored), in one "
-            "asset: a partition costs one event instead of two. `universe_m15_bars` writes "
-            "them with the m15 bars, in the same transaction, from the bars in hand; this "
-            "asset re-derives, from the stored m15 bars, only the member-sessions whose h1 "
-            "or h4 bars do not match them (never derived, or m15 written again since). "
-            "Stored in `ohlc_bars_v2`."
+            "stored m15 bars exactly as `h1_bars` and `h4_bars` are (session-anchored), in one "
+            "asset: one read of a member's m15 bars serves both, and a partition costs one "
+            "event instead of two. Only the member-sessions whose h1 or h4 bars do not match "
+            "their m15 bars (never derived, or m15 written again since) are derived, so a "
+            "re-run over a derived range writes nothing. Stored in `ohlc_bars_v2`."
         ),
     )
     def universe_derived_bars(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -177,7 +176,6 @@ def fetch_metadata(
         "today_skipped": dg.MetadataValue.int(len(days) - len(past)),
         "symbol_sessions": dg.MetadataValue.int(s.symbol_sessions),
         "rows": dg.MetadataValue.int(s.rows),
-        "derived_rows": dg.MetadataValue.int(s.derived_rows),
         "requests": dg.MetadataValue.int(s.requests),
         "expected_cost": dg.MetadataValue.int(s.expected_cost),
         "retries": dg.MetadataValue.int(s.retries),
