@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from psycopg import sql
 
 # PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
 PG_EPOCH_US = 946_684_800_000_000
@@ -24,6 +25,13 @@ COLUMNS = (
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
 _FLOATS = ("open", "high", "low", "close")
+
+
+def copy_statement(table: str) -> sql.Composed:
+    """`COPY table (COLUMNS) FROM STDIN` for a binary stream of `copy_payload`/`stream`."""
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
 
 
 def _layout(timeframe: bytes, provider: bytes, vwap: bool, trade_count: bool) -> np.dtype:

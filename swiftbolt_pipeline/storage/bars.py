@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import psycopg
-from psycopg import sql
 
 from swiftbolt_pipeline.core.calendar import EXCHANGE_TZ
 from swiftbolt_pipeline.core.models import BAR_SCHEMA, Timeframe
@@ -24,9 +23,7 @@ from swiftbolt_pipeline.storage import bar_copy
 
 _LOCK_NAMESPACE = 0x5B01_0BA2
 
-_COPY = sql.SQL("COPY ohlc_bars_v2 ({}) FROM STDIN (FORMAT binary)").format(
-    sql.SQL(", ").join(map(sql.Identifier, bar_copy.COLUMNS))
-)
+_COPY = bar_copy.copy_statement("ohlc_bars_v2")
 
 
 def day_bounds(day: date, zone: ZoneInfo = EXCHANGE_TZ) -> tuple[datetime, datetime]:

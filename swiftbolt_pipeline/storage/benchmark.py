@@ -14,7 +14,6 @@ from swiftbolt_pipeline.storage import bar_copy
 BARS = "ohlc_bars_v2"
 # A copy of `ohlc_bars_v2` (same indexes, same foreign key) for the raw COPY baseline.
 SCRATCH_BARS = "bench_raw_copy"
-_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, bar_copy.COLUMNS))
 
 
 def create_scratch_bars(conn: psycopg.Connection) -> None:
@@ -46,10 +45,7 @@ def reset_bars(conn: psycopg.Connection, symbol_ids: list[int]) -> None:
 
 def copy_bars(conn: psycopg.Connection, table: str, data: bytes) -> None:
     """COPY a binary stream of `bar_copy.COLUMNS` into `table` and commit."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        sql.Identifier(table), _COLUMNS
-    )
-    with conn.cursor().copy(statement) as copy:
+    with conn.cursor().copy(bar_copy.copy_statement(table)) as copy:
         copy.write(data)
     conn.commit()
 
