@@ -340,8 +340,8 @@ def _paid_rows(
             met=exact and rate >= 0.5 * copy_rate,
             note=(
                 f"{run.m15_rows:,} m15 bars stored in {run.wall_s:.0f} s (the whole Dagster run, "
-                f"both universe assets: {run.derived_rows:,} h1/h4 bars stored too, written with "
-                f"the m15 bars; the m15 step alone: {run.m15_step_s:.0f} s, {step_rate:,.0f} "
+                f"both universe assets: {run.derived_rows:,} h1/h4 bars derived from them too; "
+                f"the m15 step alone: {run.m15_step_s:.0f} s, {step_rate:,.0f} "
                 f"bars/s) with "
                 f"{run.requests} requests ({run.rejected_429} answered 429). Reference: the same "
                 f"{copied:,} rows, exported before the timing, in one binary COPY into a scratch "
