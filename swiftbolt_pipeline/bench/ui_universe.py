@@ -43,6 +43,7 @@ from dagster._core.execution.plan.handle import StepHandle
 from dagster._serdes import serialize_value
 
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.daily import ROLLUP_TIMEFRAMES, period_start
 from swiftbolt_pipeline.core.models import DERIVED_TIMEFRAMES, Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.universe import derived_metadata, fetch_metadata
 from swiftbolt_pipeline.defs.assets.universe_daily import daily_metadata
@@ -180,12 +181,16 @@ def range_metadata(plan: UniversePlan, i: int, r: Range) -> dict[str, dict[str, 
     served = plan.sizes[i] - summary.failed
     derived = {k: days for k in range(served)}  # every served member-session, once
     written = {tf: served * BARS_PER_SESSION[tf] * len(days) for tf in DERIVED_TIMEFRAMES}
+    periods = {tf: len({period_start(d, tf) for d in days}) for tf in ROLLUP_TIMEFRAMES}
+    rolled = {tf: served * n for tf, n in periods.items()}
     return {
         UNIVERSE_M15_BARS: fetch_metadata(r.universe, days, days, summary),
         UNIVERSE_DERIVED_BARS: derived_metadata(
             [r.universe], plan.sizes[i], days, derived, written
         ),
-        UNIVERSE_D1_BARS: daily_metadata([r.universe], days, days, daily_summary(plan, i, days)),
+        UNIVERSE_D1_BARS: daily_metadata(
+            [r.universe], days, days, daily_summary(plan, i, days), rolled
+        ),
     }
 
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from swiftbolt_pipeline.config import parse_day, parse_providers
 from swiftbolt_pipeline.core import calendar
+from swiftbolt_pipeline.core.daily import ROLLUP_TIMEFRAMES
 from swiftbolt_pipeline.core.models import InvalidInput, Provider, normalize_tickers
 from swiftbolt_pipeline.core.planning import plan_requests
 from swiftbolt_pipeline.core.universe import (
@@ -131,7 +132,7 @@ def universe_backfill(name: str, start_raw: str, end_raw: str, provider: str | N
         console.print(note)
     console.print(
         f"Backfilling universe {universe_name}: {len(members)} member(s), {len(days)} "
-        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 + d1 from {', '.join(providers)}"
+        f"session(s) {days[0]}..{days[-1]}, m15 + h1/h4 + d1 + w1/mo1 from {', '.join(providers)}"
         f"{' (forced)' if forced else ''}"
     )
     with open_instance(runtime.settings) as instance:
@@ -210,10 +211,12 @@ def _print_summary(
     fetched = outcome.metadata.get(UNIVERSE_M15_BARS, {})
     derived = outcome.metadata.get(UNIVERSE_DERIVED_BARS, {})
     daily = outcome.metadata.get(UNIVERSE_D1_BARS, {})
+    rolled = sum(int(str(daily.get(f"{tf.value}_rows", 0))) for tf in ROLLUP_TIMEFRAMES)
     console.print(
         f"Done in {elapsed:.1f}s: 1 run, {outcome.partitions} day partition(s) x "
         f"{len(UNIVERSE_ASSETS)} asset(s), {members} member(s), {fetched.get('rows', 0)} m15, "
-        f"{derived.get('rows', 0)} h1/h4 and {daily.get('rows', 0)} d1 bars written, "
+        f"{derived.get('rows', 0)} h1/h4, {daily.get('rows', 0)} d1 and {rolled} w1/mo1 bars "
+        f"written, "
         f"{cost.actual_cost} request(s): m15 {fetched.get('requests', 0)} "
         f"({fetched.get('expected_cost', 0)} planned), d1 {daily.get('requests', 0)} "
         f"({daily.get('planned_requests', 0)} planned, {daily.get('source', '-')})."

@@ -21,7 +21,11 @@ a bar, as the watchlist's daily does for a day its symbol has no bar; a member w
 any answered day of the chunk gets nothing stored for it, and one with no bar in the whole
 run is SYMBOL_NOT_FOUND (an unknown ticker never collects confirmed-empty sessions). A
 session's answer without any bar (the provider has nothing for that day yet) confirms
-nothing."""
+nothing.
+
+Each member that got bars then has its w1 and mo1 rolled up again from its stored d1 bars
+(`roll_up_members`), over every week and month holding one of the run's sessions, as the
+watchlist's `w1_bars` and `mo1_bars` do."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from datetime import date
 import polars as pl
 import psycopg
 
+from swiftbolt_pipeline.core.daily import ROLLUP_TIMEFRAMES
 from swiftbolt_pipeline.core.errors import (
     AUTH_FAILED,
     PROVIDER_UNAVAILABLE,
@@ -41,7 +46,15 @@ from swiftbolt_pipeline.core.errors import (
     ProviderError,
 )
 from swiftbolt_pipeline.core.models import Provider, Timeframe
-from swiftbolt_pipeline.ingest.daily import DailyIngest, DailyTask, OpenDaily, fetch_daily, store_d1
+from swiftbolt_pipeline.ingest.daily import (
+    DailyIngest,
+    DailyTask,
+    OpenDaily,
+    fetch_daily,
+    roll_up,
+    store_d1,
+)
+from swiftbolt_pipeline.ingest.universe import STREAMS, Connect, deal, in_streams
 from swiftbolt_pipeline.providers import alpaca, polygon
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import (
@@ -280,6 +293,31 @@ class _Grouped:
             result.bars_written += store_d1(self.conn, task.symbol_id, days, mine, self.provider)
             result.provider = self.provider
             self.stored = True
+
+
+def roll_up_members(
+    connect: Connect, symbol_ids: Sequence[int], days: Sequence[date], *, streams: int = STREAMS
+) -> dict[Timeframe, int]:
+    """w1 and mo1 of each member (symbol id) over every period holding one of `days`, rolled
+    up from its stored d1 bars and replaced, members dealt to `streams` threads, each with
+    its own connection (a member's roll-up is mostly PostgreSQL round trips). Rows written
+    per timeframe."""
+
+    def stream(share: list[int]) -> Counter[Timeframe]:
+        written: Counter[Timeframe] = Counter(dict.fromkeys(ROLLUP_TIMEFRAMES, 0))
+        with connect() as conn:
+            for symbol_id in share:
+                for timeframe in ROLLUP_TIMEFRAMES:
+                    written[timeframe] += roll_up(
+                        conn, symbol_id=symbol_id, days=days, timeframe=timeframe
+                    )
+        return written
+
+    total: Counter[Timeframe] = Counter(dict.fromkeys(ROLLUP_TIMEFRAMES, 0))
+    if days:
+        for written in in_streams(deal(list(symbol_ids), streams), stream, "roll-up"):
+            total.update(written)
+    return dict(total)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from swiftbolt_pipeline.providers.polygon import PolygonClient
 from swiftbolt_pipeline.services.universe import register_universe
 from swiftbolt_pipeline.storage import universes
 from swiftbolt_pipeline_tests.conftest import EMULATOR_KEY
-from swiftbolt_pipeline_tests.defs.test_daily_assets import _official, _stored
+from swiftbolt_pipeline_tests.defs.test_daily_assets import _close, _official, _roll_up, _stored
 from swiftbolt_pipeline_tests.providers.helpers import fake_clock
 from swiftbolt_pipeline_tests.reliability.helpers import emulator_requests, reset_emulator
 
@@ -150,6 +150,18 @@ def test_a_small_universe_asks_per_symbol_when_that_is_fewer_requests(
         for symbol in REAL:
             stored = [r for r in _stored(conn, symbol, "d1") if r[0].date() >= days[0]]
             assert stored == _official(symbol, first, last), symbol
+        # Mar 3-9 lie in the weeks of Mar 2 and Mar 9 and in March: rolled up for each member.
+        assert (metadata["w1_rows"], metadata["mo1_rows"]) == (2 * len(REAL), len(REAL))
+
+    # w1/mo1 as the watchlist's are, computed here by a plain loop over the stored d1. The
+    # runs stored Feb 26 - Mar 9; Feb 26-27's week began on Feb 23 and their month on Feb 2,
+    # neither stored: left out, not partial.
+    iso_week = lambda d: d.isocalendar()[:2]  # noqa: E731
+    month = lambda d: (d.year, d.month)  # noqa: E731
+    for symbol in REAL:
+        d1 = [r for r in _stored(conn, symbol, "d1") if r[0].date() >= date(2026, 3, 2)]
+        assert _close(_stored(conn, symbol, "w1"), _roll_up(d1, iso_week)), symbol
+        assert _close(_stored(conn, symbol, "mo1"), _roll_up(d1, month)), symbol
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,13 @@ def test_universe_backfill_batches_members_and_keeps_day_partitions(
     for span in ("h1", "h4"):
         assert _stored(conn, TICKERS[7], span) == _roll_up(regular[TICKERS[7]], span), span
     derived = sum(len(_roll_up(bars, span)) for bars in regular.values() for span in ("h1", "h4"))
-    assert f"{m15_rows} m15, {derived} h1/h4 and " in result.stderr
+    assert f"{m15_rows} m15, {derived} h1/h4, " in result.stderr
+    # Feb 2-5 open both their week and their month: one w1 and one mo1 bar per served member.
+    assert " d1 and 240 w1/mo1 bars written" in result.stderr
+    assert conn.execute(
+        "SELECT timeframe, count(*) FROM ohlc_bars_v2 WHERE timeframe IN ('w1', 'mo1') "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall() == [("mo1", 120), ("w1", 120)]
 
     # Dagster's bookkeeping: one materialization per asset and day, none per member.
     events = conn.execute(
@@ -240,7 +246,9 @@ def test_polygon_serves_one_member_per_request_through_the_bucket(
     ).fetchone() == (6,)
     assert "1 run, 5 day partition(s) x 3 asset(s), 3 member(s), 390 m15, " in result.stderr
     assert (
-        "and 15 d1 bars written, 6 request(s): m15 3 (3 planned), d1 3 (3 planned, "
+        # Feb 9-13 is the week of Feb 9 (one w1 bar per member); February's first session
+        # (Feb 2) has no d1 bar: no mo1.
+        ", 15 d1 and 3 w1/mo1 bars written, 6 request(s): m15 3 (3 planned), d1 3 (3 planned, "
         "polygon per-symbol)" in result.stderr
     )
     assert _stored_d1(conn, "SPY") == [

@@ -2,7 +2,7 @@
 x session like the other universe assets (one event per universe and day), fetched the
 cheapest way the run's providers allow (`ingest/universe_daily.py`): Polygon's grouped daily
 (one request per session for all members) or per-symbol daily requests (Alpaca: 50 members
-per request)."""
+per request), then each member's w1 and mo1 rolled up from its stored d1 bars."""
 
 from contextlib import ExitStack
 from datetime import date
@@ -10,7 +10,7 @@ from datetime import date
 import dagster as dg
 
 from swiftbolt_pipeline.core.errors import ProviderError
-from swiftbolt_pipeline.core.models import Provider
+from swiftbolt_pipeline.core.models import Provider, Timeframe
 from swiftbolt_pipeline.defs.assets.m15 import PlanConfig, history_providers
 from swiftbolt_pipeline.defs.assets.metadata import ASSET_METADATA
 from swiftbolt_pipeline.defs.assets.universe import universe_run_range
@@ -50,7 +50,10 @@ def build_universe_daily_asset(
             "requests (Alpaca 50 members per request, Polygon one); run config `provider` "
             "forces one provider. A member missing from a day's answer is recorded as "
             "answered without a bar; one with no bar in the run counts as SYMBOL_NOT_FOUND "
-            "here without failing the others. Stored in `ohlc_bars_v2`."
+            "here without failing the others. Then each member that got bars has its `w1` and "
+            "`mo1` bars rolled up again from its stored d1 bars, over every week and month "
+            "holding one of the run's sessions, exactly as `w1_bars` and `mo1_bars` are (one "
+            "event per partition for all three timeframes). Stored in `ohlc_bars_v2`."
         ),
     )
     def universe_d1_bars(
@@ -75,6 +78,8 @@ def build_universe_daily_asset(
                 conn, providers, members if over else {}, over, open_daily, open_grouped,
                 run_id=context.run.run_id,
             )  # fmt: skip
+        served = [members[r.symbol] for r in run.results if r.provider is not None]
+        rolled = ingest.roll_up_members(resources.warehouse.connect, served, over)
         summary = ingest.summarize(run)
         context.log.info(
             f"{','.join(names)}: {summary.members} member(s) x {len(over)} session(s) via "
@@ -94,7 +99,7 @@ def build_universe_daily_asset(
                 provider=first.provider,
                 requests=summary.requests,
             )
-        return dg.MaterializeResult(metadata=daily_metadata(names, days, over, summary))
+        return dg.MaterializeResult(metadata=daily_metadata(names, days, over, summary, rolled))
 
     return universe_d1_bars
 
@@ -104,7 +109,11 @@ def _codes(counts: dict[str, int]) -> str:
 
 
 def daily_metadata(
-    names: list[str], days: list[date], over: list[date], s: ingest.DailySummary
+    names: list[str],
+    days: list[date],
+    over: list[date],
+    s: ingest.DailySummary,
+    rolled: dict[Timeframe, int],
 ) -> dict[str, dg.MetadataValue]:
     return {
         "universe": dg.MetadataValue.text(",".join(names)),
@@ -120,4 +129,5 @@ def daily_metadata(
         "failed_symbols": dg.MetadataValue.int(s.failed),
         "failures_by_code": dg.MetadataValue.text(_codes(s.failures_by_code)),
         "failed_sample": dg.MetadataValue.text(",".join(s.failed_sample) or "-"),
+        **{f"{tf.value}_rows": dg.MetadataValue.int(n) for tf, n in rolled.items()},
     }
