@@ -15,6 +15,7 @@ from swiftbolt_pipeline.bench.report import render_markdown
 SECTIONS = {"1", "2", "3", "4", "5", "6", "7"}
 
 
+@pytest.mark.slow  # a whole tiny bench run; CI's slow suite runs it
 @pytest.mark.usefixtures("clean_env")
 def test_tiny_bench_produces_every_row_and_both_files(tmp_path: Path) -> None:
     before = dict(os.environ)

@@ -190,6 +190,7 @@ def test_sigint_stops_everything(pipeline_env: dict[str, str], tmp_path: Path) -
         _stop_and_check(server, signal.SIGINT)
 
 
+@pytest.mark.slow  # a whole `swiftbolt dev` start and stop; CI's slow suite runs it
 def test_embedded_database_stops_with_dev(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in pipeline_env.items() if k != "DATABASE_URL"}
     env["SWIFTBOLT_HOME"] = str(tmp_path / "embedded")

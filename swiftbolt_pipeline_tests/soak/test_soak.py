@@ -26,6 +26,7 @@ def _simulate(
     assert report.passed, "\n".join(simulation.tally.events) + "\n" + format_report(report)
 
 
+@pytest.mark.slow  # about a minute of simulated sessions; CI's slow suite runs it
 def test_short_soak_audit_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A few sessions, the smallest roster (one symbol per role and two normal ones)."""
     _simulate(date(2026, 12, 7), 3, 7, 60, monkeypatch)
