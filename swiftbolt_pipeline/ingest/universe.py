@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -202,24 +202,43 @@ def out_of_date(
     return {i: days for i, days in stale.items() if days}
 
 
+def rows_in_streams(
+    connect: Connect,
+    items: Sequence[T],
+    work: Callable[[psycopg.Connection, T], Mapping[Timeframe, int]],
+    timeframes: Sequence[Timeframe],
+    *,
+    streams: int,
+    name: str,
+) -> dict[Timeframe, int]:
+    """`work` on every item (a member), items dealt to `streams` threads, each with its own
+    connection: per-member work waits on PostgreSQL about as long as it computes, so several
+    keep both the server and the client busy. Rows written per timeframe, summed."""
+
+    def stream(share: list[T]) -> Counter[Timeframe]:
+        written: Counter[Timeframe] = Counter(dict.fromkeys(timeframes, 0))
+        with connect() as conn:
+            for item in share:
+                written.update(work(conn, item))
+        return written
+
+    total: Counter[Timeframe] = Counter(dict.fromkeys(timeframes, 0))
+    for written in in_streams(deal(list(items), streams), stream, name):
+        total.update(written)
+    return dict(total)
+
+
 def derive_members(
     connect: Connect, stale: dict[int, list[date]], *, streams: int = STREAMS
 ) -> dict[Timeframe, int]:
     """h1 and h4 of each member (symbol id) over its `stale` days from its stored m15 bars
-    (one read per member for both), members dealt to `streams` threads, each with its own
-    connection: a member's derivation waits on PostgreSQL about as long as it computes, so
-    several keep both the server and the client busy. Rows written per timeframe."""
+    (one read per member for both), members in `streams` threads (`rows_in_streams`). Rows
+    written per timeframe."""
 
-    def stream(share: list[tuple[int, list[date]]]) -> Counter[Timeframe]:
-        written: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
-        with connect() as conn:
-            for symbol_id, days in share:
-                written.update(
-                    derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
-                )
-        return written
+    def derive(conn: psycopg.Connection, member: tuple[int, list[date]]) -> dict[Timeframe, int]:
+        symbol_id, days = member
+        return derive_many(conn, symbol_id=symbol_id, days=days, timeframes=DERIVED_TIMEFRAMES)
 
-    total: Counter[Timeframe] = Counter(dict.fromkeys(DERIVED_TIMEFRAMES, 0))
-    for written in in_streams(deal(list(stale.items()), streams), stream, "derive"):
-        total.update(written)
-    return dict(total)
+    return rows_in_streams(
+        connect, list(stale.items()), derive, DERIVED_TIMEFRAMES, streams=streams, name="derive"
+    )

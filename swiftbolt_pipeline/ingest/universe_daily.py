@@ -54,7 +54,7 @@ from swiftbolt_pipeline.ingest.daily import (
     roll_up,
     store_d1,
 )
-from swiftbolt_pipeline.ingest.universe import STREAMS, Connect, deal, in_streams
+from swiftbolt_pipeline.ingest.universe import STREAMS, Connect, rows_in_streams
 from swiftbolt_pipeline.providers import alpaca, polygon
 from swiftbolt_pipeline.providers.http import RequestStats
 from swiftbolt_pipeline.providers.registry import (
@@ -299,25 +299,19 @@ def roll_up_members(
     connect: Connect, symbol_ids: Sequence[int], days: Sequence[date], *, streams: int = STREAMS
 ) -> dict[Timeframe, int]:
     """w1 and mo1 of each member (symbol id) over every period holding one of `days`, rolled
-    up from its stored d1 bars and replaced, members dealt to `streams` threads, each with
-    its own connection (a member's roll-up is mostly PostgreSQL round trips). Rows written
-    per timeframe."""
+    up from its stored d1 bars and replaced, members in `streams` threads
+    (`rows_in_streams`). Rows written per timeframe."""
 
-    def stream(share: list[int]) -> Counter[Timeframe]:
-        written: Counter[Timeframe] = Counter(dict.fromkeys(ROLLUP_TIMEFRAMES, 0))
-        with connect() as conn:
-            for symbol_id in share:
-                for timeframe in ROLLUP_TIMEFRAMES:
-                    written[timeframe] += roll_up(
-                        conn, symbol_id=symbol_id, days=days, timeframe=timeframe
-                    )
-        return written
+    def roll(conn: psycopg.Connection, symbol_id: int) -> dict[Timeframe, int]:
+        return {
+            timeframe: roll_up(conn, symbol_id=symbol_id, days=days, timeframe=timeframe)
+            for timeframe in ROLLUP_TIMEFRAMES
+        }
 
-    total: Counter[Timeframe] = Counter(dict.fromkeys(ROLLUP_TIMEFRAMES, 0))
-    if days:
-        for written in in_streams(deal(list(symbol_ids), streams), stream, "roll-up"):
-            total.update(written)
-    return dict(total)
+    members = symbol_ids if days else []  # no period to roll up: no connection either
+    return rows_in_streams(
+        connect, members, roll, ROLLUP_TIMEFRAMES, streams=streams, name="roll-up"
+    )
 
 
 @dataclass(frozen=True)
